@@ -1,0 +1,35 @@
+# One entry point for a fresh machine: `make test` and `make demo` create .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck unit demo schema clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+# Until `printer-gateway demo` lands (issue 6) the demo is the simulator running a print.
+demo: $(STAMP)
+	$(BIN)/printer-gateway sim --port 8899 --print benchy.gx --print-duration 300 --report-every 5
+
+schema: $(STAMP)
+	$(BIN)/python -m gateway.schema > docs/records.schema.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

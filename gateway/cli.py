@@ -1,0 +1,96 @@
+"""``printer-gateway``: the one console script; every verb of architecture §4.2 is here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from gateway import __version__
+from gateway.config import find_config_path, load_config, redacted, resolve_token
+from gateway.errors import ConfigError
+from gateway.logs import setup_logging
+from gateway.simulator import cli as sim_cli
+
+# Verbs whose issue has not landed yet: they say so and exit 2 instead of pretending.
+_PENDING = {
+    "up": "issue 6 (deployment)",
+    "demo": "issue 6 (deployment)",
+    "run": "issues 3-5 (poller, uplink, control)",
+    "api": "issue 4 (reference API server)",
+    "status": "issue 6 (deployment)",
+    "queue": "issue 4 (uplink)",
+    "tap": "issue 4 (uplink)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every verb registered."""
+    parser = argparse.ArgumentParser(prog="printer-gateway", description=__doc__)
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default $PRINTER_GATEWAY_CONFIG, else ./gateway.toml)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs.add_parser("up", help="all services under supervisord, in the foreground")
+    verbs.add_parser("demo", help="the gateway against a simulated printer and the reference API")
+    run = verbs.add_parser("run", help="one service in the foreground")
+    run.add_argument("service", choices=["poller", "uplink", "control"])
+    run.add_argument("--printer", metavar="ID", help="poller: only this printer")
+    sim_cli.add_arguments(verbs.add_parser("sim", help="the printer simulator"))
+    verbs.add_parser("api", help="the reference API server")
+    status = verbs.add_parser("status", help="health of services, printers and the queue")
+    status.add_argument("--json", action="store_true")
+    queue = verbs.add_parser("queue", help="inspect and repair the durable queue")
+    queue.add_argument("action", choices=["stats", "peek", "dead", "retry", "purge"])
+    queue.add_argument("--yes", action="store_true", help="purge without asking")
+    tap = verbs.add_parser("tap", help="print records live as the uplink accepts them")
+    tap.add_argument("--json", action="store_true")
+    verbs.add_parser("check-config", help="validate the config and print the effective values")
+    return parser
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """Print the effective config (token redacted) or one line naming the bad key; 2 if bad."""
+    path = find_config_path(args.config)
+    try:
+        config = load_config(path)
+        token = resolve_token(config)
+    except ConfigError as err:
+        where = f" at {err.path}" if err.path else ""
+        print(f"printer-gateway: config error in {path}{where}: {err.problem}", file=sys.stderr)
+        return 2
+    document = {
+        "config_file": str(path.resolve()),
+        "token": f"<redacted> (from {token.source})",
+        **msgspec.structs.asdict(redacted(config)),
+    }
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "check-config": check_config,
+        "sim": sim_cli.run,
+    }
+    handler = handlers.get(args.verb)
+    if handler is None:
+        print(
+            f"printer-gateway {args.verb}: not available yet (arrives with {_PENDING[args.verb]})",
+            file=sys.stderr,
+        )
+        return 2
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

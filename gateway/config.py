@@ -1,0 +1,255 @@
+"""The gateway's TOML configuration (architecture §4.1), decoded into frozen, typed structs.
+
+Unknown keys are rejected and every bound is declared on the field, so a bad file fails at
+start with one line naming the key path (``printers[0].port``) and the problem. Relative
+``data_dir`` / ``runtime_dir`` paths are resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from gateway.errors import ConfigError
+from gateway.messages import EventName
+
+CONFIG_ENV = "PRINTER_GATEWAY_CONFIG"
+TOKEN_ENV = "PRINTER_GATEWAY_TOKEN"
+DEFAULT_CONFIG_PATH = Path("gateway.toml")
+
+# Ids end up in record ids ("gw:printer:..."), ipc socket names and URLs: keep them plain.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Identifier = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
+def _default_gateway_id() -> str:
+    """The host name, reduced to the id alphabet: stable per box and distinct between boxes."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()).strip("-._")[:64]
+    return name or "gateway"
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config table: immutable, unknown keys rejected."""
+
+
+class GatewaySection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[gateway]``: who this gateway is and where it keeps its files."""
+
+    id: Identifier = msgspec.field(default_factory=_default_gateway_id)
+    data_dir: str = "/var/lib/printer-gateway"
+    runtime_dir: str = "/run/printer-gateway"
+
+
+class ApiSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[api]``: where records go and commands come from."""
+
+    url: str
+    token_file: str | None = None
+    token: str | None = None
+    flavor: Literal["v1", "legacy"] = "v1"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+
+
+class PrinterSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One ``[[printers]]`` entry. An empty id becomes ``printer<N>``, an empty name the id."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
+    id: Identifier = ""
+    name: str = ""
+    port: Port = 8899
+    probe_interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    poll_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+
+
+class LimitsSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[limits]``: commands outside these are rejected and never reach the printer."""
+
+    max_nozzle_c: Annotated[int, msgspec.Meta(ge=0, le=300)] = 240
+    max_bed_c: Annotated[int, msgspec.Meta(ge=0, le=150)] = 100
+
+
+class ControlSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[control]``: how long a fetched command may wait before it is expired."""
+
+    command_ttl_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 120.0
+
+
+class UplinkSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[uplink]``: the durable queue's hard disk cap."""
+
+    max_queue_mb: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 64
+
+
+DEFAULT_NOTIFY_EVENTS: tuple[EventName, ...] = (
+    "print_started",
+    "print_finished",
+    "print_cancelled",
+    "print_paused",
+    "printer_lost_while_printing",
+)
+
+
+class NotifySection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[notify]``: Apprise URLs and the events that trigger a notification."""
+
+    urls: tuple[str, ...] = ()
+    events: tuple[EventName, ...] = DEFAULT_NOTIFY_EVENTS
+
+
+class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The whole configuration file, after defaults and normalisation."""
+
+    gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
+    api: ApiSection
+    printers: Annotated[tuple[PrinterSection, ...], msgspec.Meta(min_length=1)]
+    limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
+    control: ControlSection = msgspec.field(default_factory=ControlSection)
+    uplink: UplinkSection = msgspec.field(default_factory=UplinkSection)
+    notify: NotifySection = msgspec.field(default_factory=NotifySection)
+
+    def printer(self, printer_id: str) -> PrinterSection:
+        """The printer with this id; ConfigError naming ``printers`` if there is none."""
+        for printer in self.printers:
+            if printer.id == printer_id:
+                return printer
+        raise ConfigError("printers", f"no printer with id {printer_id!r}")
+
+
+class Secret:
+    """A value that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that needs it (an HTTP header)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('<redacted>')"
+
+    __str__ = __repr__
+
+
+class Token(msgspec.Struct, frozen=True):
+    """The API token and where it came from (for check-config and status)."""
+
+    secret: Secret
+    source: str
+
+
+def find_config_path(cli_value: str | None) -> Path:
+    """``--config``, else ``$PRINTER_GATEWAY_CONFIG``, else ``./gateway.toml``."""
+    if cli_value:
+        return Path(cli_value)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path) -> Config:
+    """Read, decode and validate a config file; any problem is a ConfigError naming the key."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError("", f"cannot read config file {path}: {err.strerror}") from err
+    return parse_config(raw, base_dir=path.resolve().parent)
+
+
+def parse_config(raw: bytes, base_dir: Path) -> Config:
+    """Decode TOML bytes into a normalised Config; relative paths are taken from base_dir."""
+    try:
+        config = msgspec.toml.decode(raw, type=Config)
+    except msgspec.ValidationError as err:
+        raise _config_error_from_validation(str(err)) from err
+    except msgspec.DecodeError as err:
+        raise ConfigError("", f"not valid TOML: {err}") from err
+    return _normalise(config, base_dir)
+
+
+def resolve_token(config: Config, environ: dict[str, str] | None = None) -> Token:
+    """The API token: $PRINTER_GATEWAY_TOKEN, then ``api.token_file``, then ``api.token``."""
+    env = os.environ if environ is None else environ
+    from_env = env.get(TOKEN_ENV, "").strip()
+    if from_env:
+        return Token(Secret(from_env), f"environment variable {TOKEN_ENV}")
+    if config.api.token_file is not None:
+        path = Path(config.api.token_file)
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError("api.token_file", f"cannot read {path}: {err}") from err
+        if not value:
+            raise ConfigError("api.token_file", f"{path} is empty")
+        return Token(Secret(value), f"file {path}")
+    if config.api.token:
+        return Token(Secret(config.api.token), "api.token")
+    raise ConfigError("api.token", f"no API token: set {TOKEN_ENV}, api.token_file or api.token")
+
+
+def redacted(config: Config) -> Config:
+    """The config with the inline token hidden, safe to print."""
+    if config.api.token is None:
+        return config
+    api = msgspec.structs.replace(config.api, token="<redacted>")
+    return msgspec.structs.replace(config, api=api)
+
+
+_AT_PATH = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_FIELD = re.compile(r"^Object (?P<what>contains unknown|missing required) field `(?P<key>[^`]+)`")
+
+
+def _config_error_from_validation(message: str) -> ConfigError:
+    """Turn msgspec's "<problem> - at `$.a[0].b`" into ConfigError("a[0].b", problem)."""
+    match = _AT_PATH.match(message)
+    problem = match["problem"] if match else message
+    path = ((match["path"] if match else None) or "").lstrip(".")
+    field = _FIELD.match(problem)
+    if field:
+        path = f"{path}.{field['key']}" if path else field["key"]
+        problem = "unknown key" if field["what"] == "contains unknown" else "required key missing"
+    return ConfigError(path, problem[:1].lower() + problem[1:])
+
+
+def _normalise(config: Config, base_dir: Path) -> Config:
+    _check_url(config.api.url)
+    printers = []
+    seen: dict[str, int] = {}
+    for index, printer in enumerate(config.printers):
+        printer_id = printer.id or f"printer{index + 1}"
+        if printer_id in seen:
+            raise ConfigError(
+                f"printers[{index}].id",
+                f"{printer_id!r} is already used by printers[{seen[printer_id]}]",
+            )
+        seen[printer_id] = index
+        printers.append(
+            msgspec.structs.replace(printer, id=printer_id, name=printer.name or printer_id)
+        )
+    gateway = msgspec.structs.replace(
+        config.gateway,
+        data_dir=_absolute(config.gateway.data_dir, base_dir, "gateway.data_dir"),
+        runtime_dir=_absolute(config.gateway.runtime_dir, base_dir, "gateway.runtime_dir"),
+    )
+    return msgspec.structs.replace(config, gateway=gateway, printers=tuple(printers))
+
+
+def _check_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("api.url", f"{url!r} is not an http:// or https:// URL with a host")
+
+
+def _absolute(value: str, base_dir: Path, key: str) -> str:
+    if not value.strip():
+        raise ConfigError(key, "must not be empty")
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base_dir / path).resolve())

@@ -1,0 +1,36 @@
+"""The project's exception hierarchy; boundaries translate foreign errors into these."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """A configuration file is unreadable or invalid; `path` names the offending key."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
+
+
+class PrinterProtocolError(GatewayError):
+    """Bytes from the printer that do not form the expected reply; `raw` keeps them for logs."""
+
+    def __init__(self, message: str, raw: bytes = b"") -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class ReplyTooLargeError(PrinterProtocolError):
+    """More bytes arrived for one reply than the size bound allows."""
+
+
+class MalformedReplyError(PrinterProtocolError):
+    """A framed reply whose structure is wrong (e.g. another reply interleaved inside it)."""
+
+
+class UnexpectedPayloadError(PrinterProtocolError):
+    """A complete reply whose payload a parser cannot read."""

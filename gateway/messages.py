@@ -1,0 +1,193 @@
+"""Records and commands as they cross process and HTTP boundaries (architecture §4.3).
+
+These are wire structs: they never forbid unknown fields, new fields get defaults and a
+field's type never changes, so a queue written by one version is read by the next. JSON
+field order follows the struct order, which matches the documented shapes exactly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+PrinterState = Literal[
+    "offline", "held_by_other_client", "idle", "printing", "paused", "completed", "error"
+]
+EventName = Literal[
+    "print_started",
+    "print_finished",
+    "print_cancelled",
+    "print_paused",
+    "print_resumed",
+    "printer_online",
+    "printer_offline",
+    "printer_lost_while_printing",
+    "printer_held_by_other_client",
+]
+Outcome = Literal["done", "rejected", "failed", "expired"]
+CommandType = Literal[
+    "pause", "resume", "cancel", "set_nozzle_temperature", "set_bed_temperature", "light"
+]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+def utc_now() -> datetime:
+    """Wall-clock now in UTC, to the millisecond (what records carry in ``ts``)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class Temperature(msgspec.Struct, frozen=True):
+    """One heater: measured and target temperature in °C."""
+
+    current: float
+    target: float
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """Progress as the printer counts it (totals of 100, 1000 or bytes are all seen)."""
+
+    done: int
+    total: int
+
+
+class Layer(msgspec.Struct, frozen=True):
+    """Layer counter, where the firmware reports one (``Layer: 44/419``)."""
+
+    current: int
+    total: int
+
+
+class PrinterInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Who the printer says it is (M115); fields are null until read."""
+
+    name: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    serial: str | None = None
+
+
+class _Record(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Fields every record carries. ``seq`` is null until the uplink makes it durable."""
+
+    id: str
+    printer_id: str | None
+    seq: int | None = None
+    ts: AwareDatetime
+
+
+class Status(_Record, frozen=True, kw_only=True, tag="status"):
+    """A printer's state at one poll or probe; temperatures and progress null when unknown."""
+
+    state: PrinterState
+    nozzle: Temperature | None = None
+    bed: Temperature | None = None
+    extra_nozzles: tuple[Temperature, ...] = ()
+    progress_percent: float | None = None
+    progress: Progress | None = None
+    layer: Layer | None = None
+    file: str | None = None
+    printer: PrinterInfo = msgspec.field(default_factory=PrinterInfo)
+
+
+class Event(_Record, frozen=True, kw_only=True, tag="event"):
+    """Something that happened, derived from consecutive states."""
+
+    event: EventName
+    file: str | None = None
+    detail: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class CommandResult(_Record, frozen=True, kw_only=True, tag="command_result"):
+    """The one result every command id gets."""
+
+    command_id: str
+    outcome: Outcome
+    detail: str = ""
+
+
+Record = Status | Event | CommandResult
+
+
+class RecordBatch(msgspec.Struct, frozen=True):
+    """Body of ``POST {url}/v1/records``."""
+
+    gateway_id: str
+    records: tuple[Record, ...]
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    """A command as the API serves it; ``type`` and ``params`` are validated by parse_action."""
+
+    id: str
+    printer_id: str
+    type: str
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    created_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class CommandList(msgspec.Struct, frozen=True):
+    """Body of the answer to ``GET {url}/v1/commands``."""
+
+    commands: tuple[Command, ...] = ()
+
+
+# Actions are validated input, not wire evolution: unknown params are refused outright.
+class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
+    """A command's type and params, checked for shape (limits are control's job)."""
+
+
+class Pause(_Action, frozen=True, forbid_unknown_fields=True, tag="pause"):
+    """Pause the running print (M25)."""
+
+
+class Resume(_Action, frozen=True, forbid_unknown_fields=True, tag="resume"):
+    """Resume a paused print (M24)."""
+
+
+class Cancel(_Action, frozen=True, forbid_unknown_fields=True, tag="cancel"):
+    """Cancel the running print (M26)."""
+
+
+class SetNozzleTemperature(
+    _Action, frozen=True, forbid_unknown_fields=True, tag="set_nozzle_temperature"
+):
+    """Set the nozzle target; the firmware takes whole degrees only."""
+
+    celsius: int
+
+
+class SetBedTemperature(
+    _Action, frozen=True, forbid_unknown_fields=True, tag="set_bed_temperature"
+):
+    """Set the bed target; whole degrees only."""
+
+    celsius: int
+
+
+class Light(_Action, frozen=True, forbid_unknown_fields=True, tag="light"):
+    """Switch the case light."""
+
+    on: bool
+
+
+Action = Pause | Resume | Cancel | SetNozzleTemperature | SetBedTemperature | Light
+
+
+def parse_action(command: Command) -> Action:
+    """The typed action of a command; msgspec.ValidationError says what is wrong with it."""
+    if "type" in command.params:
+        raise msgspec.ValidationError("Object contains unknown field `type` - at `$.params`")
+    action: Action = msgspec.convert({**command.params, "type": command.type}, Action, strict=True)
+    return action
+
+
+json_encoder = msgspec.json.Encoder()
+msgpack_encoder = msgspec.msgpack.Encoder()
+record_json_decoder = msgspec.json.Decoder(Record)
+record_msgpack_decoder = msgspec.msgpack.Decoder(Record)
+batch_json_decoder = msgspec.json.Decoder(RecordBatch)
+command_list_json_decoder = msgspec.json.Decoder(CommandList)

@@ -1,0 +1,239 @@
+"""The simulator's TCP side: an asyncio server on port 0 (or any), fault switches, a wire log.
+
+One PrinterModel is shared by every connection, as on the real printer: several sockets are
+accepted, control is exclusive, and (with ``cross_talk``) replies leak to the other sockets.
+PrinterSimulator runs inside an event loop; SimulatorThread runs one on a background thread
+so synchronous tests and the CLI can script it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from gateway.simulator.model import PrinterModel
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Junk a real link shows before a reply: binary noise, a bare "ok" (ends a naive reader early),
+# another client's upload ack and a complete reply to a command nobody on this socket sent.
+_GARBAGE = b"\x00\xff\xfe\x1b[garbage]\r\nok\r\nN0001 ok.\r\n"
+
+
+def _foreign_reply(code: str) -> bytes:
+    other = "M114" if code == "M650" else "M650"
+    payload = "X:0 Y:0 Z:0 A:0 B:0" if other == "M114" else "X: 1.0 Y: 0.5"
+    return f"CMD {other} Received.\r\n{payload}\r\nok\r\n".encode()
+
+
+class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Switchable misbehaviour of the link (the printer's own state lives in PrinterModel)."""
+
+    split_bytes: bool = False  # write each reply one byte at a time
+    reply_delay_s: Annotated[float, msgspec.Meta(ge=0, le=120)] = 0.0
+    garbage_lines: bool = False  # junk lines, a bare "ok" and a foreign reply before each reply
+    drop: Literal["never", "before_reply", "mid_reply"] = "never"  # close the connection
+    cross_talk: bool = False  # every reply is also written to every other open connection
+    hang: bool = False  # read requests, never answer
+
+
+class WireEntry(msgspec.Struct, frozen=True):
+    """One thing seen on the wire: a connection opened/closed, a request, a reply."""
+
+    t: float  # time.monotonic()
+    conn: int
+    what: Literal["open", "close", "in", "out"]
+    text: str = ""
+
+
+class PrinterSimulator:
+    """Serves a PrinterModel over TCP with fault switches; run inside an asyncio loop."""
+
+    def __init__(
+        self,
+        model: PrinterModel | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | None = None,
+    ) -> None:
+        self.model = model or PrinterModel()
+        self.host, self.port = host, port
+        self.faults = faults or Faults()
+        self.wire: collections.deque[WireEntry] = collections.deque(maxlen=100_000)
+        self.powered = False
+        self._server: asyncio.Server | None = None
+        self._writers: dict[int, asyncio.StreamWriter] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open right now."""
+        return len(self._writers)
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Change fault switches by name; unknown names or bad values raise ValidationError."""
+        merged = {**msgspec.structs.asdict(self.faults), **changes}
+        self.faults = msgspec.convert(merged, Faults)
+        return self.faults
+
+    async def start(self) -> int:
+        """Listen (port 0 picks a free port) and return the port."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.powered = True
+        return self.port
+
+    async def power_off(self) -> None:
+        """Stop listening (connects are refused) and cut every open connection."""
+        self.powered = False
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers.values()):
+            writer.transport.abort()
+
+    async def power_on(self) -> None:
+        """Listen again on the same port."""
+        if not self.powered:
+            await self.start()
+
+    async def stop(self) -> None:
+        """Power off and wait for the connection handlers to finish."""
+        await self.power_off()
+        for _ in range(100):
+            if not self._writers:
+                break
+            await asyncio.sleep(0.01)
+
+    def _log(self, conn: int, what: Literal["open", "close", "in", "out"], text: str = "") -> None:
+        self.wire.append(WireEntry(time.monotonic(), conn, what, text))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = next(self._ids)
+        self._writers[conn] = writer
+        self._log(conn, "open", str(writer.get_extra_info("peername")))
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                request = line.decode("ascii", "replace").strip()
+                self._log(conn, "in", request)
+                if self.faults.hang:
+                    continue
+                reply = self.model.handle(conn, request)
+                if reply is not None and not await self._send(conn, writer, reply):
+                    break
+        except (ConnectionError, ValueError) as err:  # reset by peer, line over the limit
+            logger.debug("simulator connection %d ended: %s", conn, err)
+        finally:
+            self.model.disconnect(conn)
+            self._writers.pop(conn, None)
+            writer.transport.abort()
+            self._log(conn, "close")
+
+    async def _send(self, conn: int, writer: asyncio.StreamWriter, lines: list[str]) -> bool:
+        """Write one reply under the current faults; False when the connection was cut."""
+        faults = self.faults
+        data = ("\r\n".join(lines) + "\r\n").encode()
+        if faults.garbage_lines:
+            data = _GARBAGE + _foreign_reply(lines[0].split()[1]) + data
+        if faults.reply_delay_s:
+            await asyncio.sleep(faults.reply_delay_s)
+        if faults.drop == "before_reply":
+            return False
+        if faults.drop == "mid_reply":
+            writer.write(data[: len(data) // 2])
+            await writer.drain()
+            return False
+        self._log(conn, "out", lines[0])
+        if faults.cross_talk:
+            for other, other_writer in list(self._writers.items()):
+                if other != conn:
+                    other_writer.write(data)
+        if faults.split_bytes:
+            for index in range(len(data)):
+                writer.write(data[index : index + 1])
+                await writer.drain()
+                await asyncio.sleep(0.0005)
+        else:
+            writer.write(data)
+            await writer.drain()
+        return True
+
+
+class SimulatorThread:
+    """A PrinterSimulator on its own event-loop thread, driven from synchronous code."""
+
+    def __init__(self, simulator: PrinterSimulator | None = None) -> None:
+        self.sim = simulator or PrinterSimulator()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="printer-sim", daemon=True
+        )
+
+    def __enter__(self) -> SimulatorThread:
+        self._thread.start()
+        self.run(self.sim.start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the simulator and its loop thread."""
+        if self._thread.is_alive():
+            self.run(self.sim.stop())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self._loop.close()
+
+    @property
+    def port(self) -> int:
+        """The TCP port the simulator listens on."""
+        return self.sim.port
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run a coroutine on the simulator's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run a plain function on the simulator's loop (the model is not thread-safe)."""
+
+        async def invoke() -> T:
+            return fn()
+
+        return self.run(invoke(), timeout)
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Change fault switches (see Faults)."""
+        return self.call(lambda: self.sim.set_faults(**changes))
+
+    def power_off(self) -> None:
+        """Printer off: connects refused, open connections cut."""
+        self.run(self.sim.power_off())
+
+    def power_on(self) -> None:
+        """Printer on again, same port."""
+        self.run(self.sim.power_on())
+
+    def wire(self) -> list[WireEntry]:
+        """A copy of the wire log."""
+        return self.call(lambda: list(self.sim.wire))
+
+    def open_connections(self) -> int:
+        """Connections open right now."""
+        return self.call(lambda: self.sim.open_connections)
+
+    def truth(self) -> dict[str, object]:
+        """The model's real state now."""
+        return self.call(self.sim.model.truth)

@@ -1,0 +1,1 @@
+"""The gateway's long-running services: poller, uplink and control."""

@@ -1,0 +1,1 @@
+"""Control: remote commands from the API to the poller (issue 5)."""

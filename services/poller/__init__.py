@@ -1,0 +1,1 @@
+"""The poller: the only code that opens a printer's TCP socket."""

@@ -1,0 +1,396 @@
+"""FlashForge port-8899 protocol, sans I/O: encode commands, frame replies, parse payloads.
+
+Theory of operation
+-------------------
+A request is ``~<code> [args]\\r\\n``. A reply is a header line ``CMD <code> Received.``, zero
+or more payload lines, and a line that *equals* ``ok`` (``ok.`` on older firmware). Real
+printers do not keep replies apart per connection (another client's reply can leak into
+ours), pad M115 with a stray LF and a blank line, and may send anything before the header.
+So a ReplyBuffer is made for one command and:
+
+* drops every line before the header of *that* command (leaks, garbage, stale bytes);
+* completes only at an ``ok``/``ok.`` line after that header, never on "ok" inside text
+  (``Notebook.gx`` contains "ok");
+* treats another ``CMD ... Received.`` header inside the payload as an interleaved reply
+  and raises MalformedReplyError (the caller retries; the payload cannot be trusted);
+* raises ReplyTooLargeError when the reply is not complete within ``max_bytes`` bytes.
+
+The outcome depends only on the byte stream, never on how it was chunked. Parsers take the
+payload lines and return typed structs with numbers as numbers, or raise
+UnexpectedPayloadError; they never return sentinels.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+
+import msgspec
+
+from gateway.errors import (
+    MalformedReplyError,
+    PrinterProtocolError,
+    ReplyTooLargeError,
+    UnexpectedPayloadError,
+)
+from gateway.messages import Layer, Temperature
+
+MAX_REPLY_BYTES = 64 * 1024
+_CODE = re.compile(r"^[MG]\d{1,4}$")
+_ANY_HEADER = re.compile(r"CMD [MG]\d+ Received\.$")
+# Another client's file-upload acknowledgements ("N0001 ok.") leak across connections
+# (Chris112358/3D_printer_observer); they are never part of a reply we asked for.
+_UPLOAD_ACK = re.compile(r"^N\d+ ok\.?$")
+_NUMBER = r"-?\d+(?:\.\d+)?"
+
+
+def encode_command(code: str, *args: str) -> bytes:
+    """The bytes of one request, e.g. ``encode_command("M601", "S1") == b"~M601 S1\\r\\n"``."""
+    if not _CODE.match(code):
+        raise ValueError(f"not a G/M code: {code!r}")
+    for arg in args:
+        if not arg or not arg.isascii() or any(c in arg for c in "\r\n~"):
+            raise ValueError(f"argument not sendable: {arg!r}")
+    return ("~" + " ".join((code, *args)) + "\r\n").encode("ascii")
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """A complete reply: its code and the non-blank payload lines, whitespace stripped."""
+
+    code: str
+    lines: tuple[str, ...]
+
+
+class ReplyBuffer:
+    """Frames the reply to one command from bytes fed in any chunking."""
+
+    def __init__(self, code: str, max_bytes: int = MAX_REPLY_BYTES) -> None:
+        if not _CODE.match(code):
+            raise ValueError(f"not a G/M code: {code!r}")
+        self.code = code
+        self.max_bytes = max_bytes
+        self._header = f"CMD {code} Received."
+        self._partial = bytearray()
+        self._position = 0  # bytes consumed into complete lines, before completion
+        self._in_reply = False
+        self._lines: list[str] = []
+        self._reply: Reply | None = None
+        self.discarded_lines = 0
+        self.trailing = bytearray()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the ``ok`` of this command's reply has been seen."""
+        return self._reply is not None
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; raises a PrinterProtocolError subclass on a bad reply."""
+        if self._reply is not None:
+            self.trailing += data
+            return
+        self._partial += data
+        while self._reply is None:
+            end = self._partial.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(self._partial[: end + 1])
+            del self._partial[: end + 1]
+            self._position += len(line)
+            if self._position > self.max_bytes:
+                raise ReplyTooLargeError(self._too_large(), bytes(line))
+            self._take_line(line)
+        if self._reply is not None:
+            self.trailing += self._partial
+            self._partial.clear()
+        elif self._position + len(self._partial) > self.max_bytes:
+            raise ReplyTooLargeError(self._too_large(), bytes(self._partial[-256:]))
+
+    def next_reply(self) -> Reply | None:
+        """The complete reply, or None while more bytes are needed."""
+        return self._reply
+
+    def _too_large(self) -> str:
+        return f"reply to {self.code} not complete within {self.max_bytes} bytes"
+
+    def _take_line(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").strip()
+        if not self._in_reply:
+            # A header glued to leaked bytes without a newline still counts.
+            if text.endswith(self._header):
+                self._in_reply = True
+            else:
+                self.discarded_lines += 1
+            return
+        if text in ("ok", "ok."):
+            self._reply = Reply(self.code, tuple(self._lines))
+        elif _ANY_HEADER.search(text):
+            raise MalformedReplyError(
+                f"reply to {self.code} interleaved with another reply: {text!r}", raw
+            )
+        elif text and not _UPLOAD_ACK.match(text):
+            self._lines.append(text)
+
+
+def frame_reply(code: str, data: bytes, max_bytes: int = MAX_REPLY_BYTES) -> Reply:
+    """Frame a reply from a whole byte string; raises if it is incomplete or bad."""
+    buffer = ReplyBuffer(code, max_bytes)
+    buffer.feed(data)
+    reply = buffer.next_reply()
+    if reply is None:
+        raise PrinterProtocolError(f"reply to {code} incomplete", data[-256:])
+    return reply
+
+
+# ---------------------------------------------------------------- payload parsers
+
+
+def _payload_error(what: str, lines: Sequence[str]) -> UnexpectedPayloadError:
+    return UnexpectedPayloadError(f"{what}: {list(lines)!r}"[:400], "\n".join(lines).encode())
+
+
+def _key_values(lines: Sequence[str]) -> dict[str, str]:
+    """``Key: value`` lines by key (first colon splits; later duplicates are ignored)."""
+    values: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep:
+            values.setdefault(key.strip(), value.strip())
+    return values
+
+
+class MachineInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """M115: identity and build volume."""
+
+    machine_type: str | None
+    name: str | None
+    firmware: str | None
+    serial: str | None
+    tool_count: int | None
+    build_volume: tuple[float, float, float] | None
+    mac: str | None
+
+
+_VOLUME = re.compile(rf"^X:\s*({_NUMBER})\s+Y:\s*({_NUMBER})\s+Z:\s*({_NUMBER})$")
+
+
+def parse_m115(lines: Sequence[str]) -> MachineInfo:
+    """Parse the M115 payload (every key optional; at least one identity key required)."""
+    values = _key_values(lines)
+    volume = None
+    for line in lines:
+        match = _VOLUME.match(line)
+        if match:
+            volume = (float(match[1]), float(match[2]), float(match[3]))
+    tools = values.get("Tool Count")
+    if tools is not None and not tools.isdigit():
+        raise _payload_error("M115 Tool Count is not a number", lines)
+    info = MachineInfo(
+        machine_type=values.get("Machine Type") or None,
+        name=values.get("Machine Name") or None,
+        firmware=values.get("Firmware") or None,
+        serial=values.get("SN") or None,
+        tool_count=int(tools) if tools is not None else None,
+        build_volume=volume,
+        mac=values.get("Mac Address") or None,
+    )
+    if info.machine_type is None and info.name is None and info.firmware is None:
+        raise _payload_error("M115 without machine type, name or firmware", lines)
+    return info
+
+
+class Temperatures(msgspec.Struct, frozen=True):
+    """M105: every nozzle in tool order, and the bed when reported."""
+
+    nozzles: tuple[Temperature, ...]
+    bed: Temperature | None
+
+
+_HEATER = re.compile(rf"(?<![A-Za-z0-9])(T\d*|B)\s*:\s*({_NUMBER})\s*/\s*({_NUMBER})")
+
+
+def parse_m105(lines: Sequence[str]) -> Temperatures:
+    """Parse ``T0:27 /0 B:20/0``, ``T0:104.5/225.0 T1:0.0/0.0 B:51.3/50.0`` and kin."""
+    nozzles: dict[int, Temperature] = {}
+    bed = None
+    for match in _HEATER.finditer(" ".join(lines)):
+        reading = Temperature(current=float(match[2]), target=float(match[3]))
+        if match[1] == "B":
+            bed = bed or reading
+        else:
+            nozzles.setdefault(int(match[1][1:] or 0), reading)
+    if not nozzles:
+        raise _payload_error("M105 without a nozzle temperature", lines)
+    return Temperatures(tuple(nozzles[index] for index in sorted(nozzles)), bed)
+
+
+class PrintProgress(msgspec.Struct, frozen=True):
+    """M27: the printer's own counter (totals 100, 1000 or bytes) and layer if reported."""
+
+    done: int
+    total: int
+    layer: Layer | None = None
+
+    @property
+    def percent(self) -> float:
+        """0-100; a zero total is 0, a negative count 0, a count past the total 100."""
+        if self.total <= 0:
+            return 0.0
+        return 100.0 * min(max(self.done, 0), self.total) / self.total
+
+
+_SD_BYTE = re.compile(r"SD printing byte\s*(-?\d+)\s*/\s*(-?\d+)")
+_LAYER = re.compile(r"^Layer:\s*(\d+)\s*/\s*(\d+)$")
+
+
+def parse_m27(lines: Sequence[str]) -> PrintProgress:
+    """Parse ``SD printing byte 42/100`` (plus ``Layer: 44/419`` where present)."""
+    progress = None
+    layer = None
+    for line in lines:
+        if (match := _SD_BYTE.search(line)) is not None:
+            progress = (int(match[1]), int(match[2]))
+        elif (match := _LAYER.match(line)) is not None:
+            layer = Layer(current=int(match[1]), total=int(match[2]))
+        elif line.lower().startswith("not sd printing"):
+            progress = progress or (0, 0)
+    if progress is None:
+        raise _payload_error("M27 without 'SD printing byte'", lines)
+    return PrintProgress(progress[0], progress[1], layer)
+
+
+class Activity(enum.Enum):
+    """What M119 says the machine is doing, both pause forms folded into PAUSED."""
+
+    READY = "ready"
+    PRINTING = "printing"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    UNKNOWN = "unknown"
+
+
+_MACHINE_STATUS = {
+    "READY": Activity.READY,
+    "BUILDING_FROM_SD": Activity.PRINTING,
+    "BUILDING": Activity.PRINTING,
+    "PAUSED": Activity.PAUSED,
+    "BUILDING_COMPLETED": Activity.COMPLETED,
+    "BUSY": Activity.BUSY,
+}
+_FLAG = re.compile(r"([A-Za-z][\w-]*):\s*(-?\d+)")
+
+
+class MachineStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """M119, parsed by key: the line set differs between firmwares."""
+
+    machine_status: str
+    move_mode: str | None
+    endstops: dict[str, int]
+    flags: dict[str, int]
+    led: bool | None
+    current_file: str | None
+
+    @property
+    def activity(self) -> Activity:
+        """PAUSED for ``MachineStatus: PAUSED`` and for ``MoveMode: PAUSED`` alike."""
+        if self.move_mode == "PAUSED":
+            return Activity.PAUSED
+        return _MACHINE_STATUS.get(self.machine_status, Activity.UNKNOWN)
+
+
+def parse_m119(lines: Sequence[str]) -> MachineStatus:
+    """Parse the M119 payload; ``MachineStatus`` is required, every other key optional."""
+    values = _key_values(lines)
+    machine_status = values.get("MachineStatus")
+    if not machine_status:
+        raise _payload_error("M119 without MachineStatus", lines)
+    led = values.get("LED")
+    if led is not None and led not in ("0", "1"):
+        raise _payload_error("M119 LED is not 0 or 1", lines)
+    return MachineStatus(
+        machine_status=machine_status,
+        move_mode=values.get("MoveMode") or None,
+        endstops={k: int(v) for k, v in _FLAG.findall(values.get("Endstop", ""))},
+        flags={k: int(v) for k, v in _FLAG.findall(values.get("Status", ""))},
+        led=None if led is None else led == "1",
+        current_file=values.get("CurrentFile") or None,
+    )
+
+
+class Position(msgspec.Struct, frozen=True):
+    """M114: head position in mm (A/B are extruder axes, not always present)."""
+
+    x: float
+    y: float
+    z: float
+    a: float | None = None
+    b: float | None = None
+
+
+_AXIS = re.compile(rf"(?<![A-Za-z])([XYZAB]):\s*({_NUMBER})")
+
+
+def parse_m114(lines: Sequence[str]) -> Position:
+    """Parse ``X:79.9981 Y:50.0002 Z:77.9001 A:0 B:0``."""
+    axes: dict[str, float] = {}
+    for line in lines:
+        for axis, value in _AXIS.findall(line):
+            axes.setdefault(axis, float(value))
+    if not {"X", "Y", "Z"} <= axes.keys():
+        raise _payload_error("M114 without X, Y and Z", lines)
+    return Position(axes["X"], axes["Y"], axes["Z"], axes.get("A"), axes.get("B"))
+
+
+class ControlGrant(msgspec.Struct, frozen=True):
+    """M601: whether control was granted, and the firmware's exact words."""
+
+    granted: bool
+    text: str
+
+
+def parse_m601(lines: Sequence[str]) -> ControlGrant:
+    """``Control Success.`` / ``Control Success V2.1.`` grant; ``Control failed.`` refuses."""
+    for line in lines:
+        lowered = line.lower()
+        if lowered.startswith("control success"):
+            return ControlGrant(True, line)
+        if lowered.startswith("control failed"):
+            return ControlGrant(False, line)
+    raise _payload_error("M601 without 'Control Success' or 'Control failed'", lines)
+
+
+def parse_m602(lines: Sequence[str]) -> None:
+    """``Control Release.``; an empty payload is accepted as a release too."""
+    if lines and not lines[0].lower().startswith("control release"):
+        raise _payload_error("M602 reply is not 'Control Release.'", lines)
+
+
+class FileSelected(msgspec.Struct, frozen=True):
+    """M23: the file the printer opened (and, on A3-family firmware, started)."""
+
+    name: str
+    size: int | None
+
+
+_FILE_OPENED = re.compile(r"^File opened:\s*(.+?)(?:\s+Size:\s*(\d+))?$")
+
+
+def parse_m23(lines: Sequence[str]) -> FileSelected:
+    """Parse ``File opened: 20mm_Box.gx Size: 154674`` / ``File selected``."""
+    for line in lines:
+        match = _FILE_OPENED.match(line)
+        if match:
+            return FileSelected(match[1], int(match[2]) if match[2] else None)
+    raise _payload_error("M23 without 'File opened'", lines)
+
+
+_REFUSAL = re.compile(r"\b(error|fail(ed)?|invalid|unknown)\b", re.IGNORECASE)
+
+
+def parse_ack(lines: Sequence[str]) -> tuple[str, ...]:
+    """A plain acknowledgement (M24/M25/M26/M104/M140/M146...): any payload but a refusal."""
+    for line in lines:
+        if _REFUSAL.search(line):
+            raise _payload_error("printer refused the command", lines)
+    return tuple(lines)

@@ -1,0 +1,1 @@
+"""The uplink: durable queue and delivery to the HTTP API (issue 4)."""
