@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+import msgspec.inspect
 
 from gateway.errors import ConfigError
 from gateway.messages import EventName
@@ -216,7 +217,26 @@ def _config_error_from_validation(message: str) -> ConfigError:
     if field:
         path = f"{path}.{field['key']}" if path else field["key"]
         problem = "unknown key" if field["what"] == "contains unknown" else "required key missing"
+    if problem.startswith("Invalid enum value"):
+        choices = _choices_at(path)
+        if choices:
+            problem += f" (one of: {', '.join(choices)})"
     return ConfigError(path, problem[:1].lower() + problem[1:])
+
+
+def _choices_at(path: str) -> tuple[str, ...]:
+    """The allowed values of the Literal-typed key at ``path`` (e.g. ``notify.events[1]``)."""
+    node: msgspec.inspect.Type = msgspec.inspect.type_info(Config)
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if isinstance(node, msgspec.inspect.StructType) and not part.startswith("["):
+            node = next((f.type for f in node.fields if f.name == part), msgspec.inspect.AnyType())
+        elif isinstance(node, msgspec.inspect.CollectionType) and part.startswith("["):
+            node = node.item_type
+        else:
+            return ()
+    if isinstance(node, msgspec.inspect.LiteralType):
+        return tuple(sorted(str(value) for value in node.values))
+    return ()
 
 
 def _normalise(config: Config, base_dir: Path) -> Config:

@@ -1,0 +1,118 @@
+"""The console script as a user runs it: real subprocesses."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services.poller.protocol import Activity, parse_m119
+from tests.conftest import Client
+
+CLI = [sys.executable, "-m", "gateway.cli"]
+GOOD = (
+    '[api]\nurl = "http://127.0.0.1:9"\ntoken = "sekrit-token"\n[[printers]]\nhost = "127.0.0.1"\n'
+)
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=30, env=env, check=False
+    )
+
+
+def test_check_config_prints_effective_values_without_the_token(tmp_path: Path) -> None:
+    (tmp_path / "g.toml").write_text(GOOD)
+    result = run("--config", str(tmp_path / "g.toml"), "check-config")
+    assert result.returncode == 0, result.stderr
+    assert '"probe_interval_s": 30.0' in result.stdout
+    assert '"id": "printer1"' in result.stdout
+    assert "sekrit-token" not in result.stdout + result.stderr
+    assert "<redacted> (from api.token)" in result.stdout
+
+
+def test_check_config_bad_file_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "g.toml").write_text(GOOD + "port = 0\n")
+    result = run("--config", str(tmp_path / "g.toml"), "check-config")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "printers[0].port" in result.stderr
+    assert ">= 1" in result.stderr
+
+
+def test_check_config_uses_the_environment_variable(tmp_path: Path) -> None:
+    (tmp_path / "g.toml").write_text(GOOD)
+    env = {
+        "PRINTER_GATEWAY_CONFIG": str(tmp_path / "g.toml"),
+        "PRINTER_GATEWAY_TOKEN": "env-token-x",
+    }
+    result = run("check-config", env={**_base_env(), **env})
+    assert result.returncode == 0, result.stderr
+    assert "environment variable PRINTER_GATEWAY_TOKEN" in result.stdout
+    assert "env-token-x" not in result.stdout
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return {
+        key: value for key, value in os.environ.items() if not key.startswith("PRINTER_GATEWAY")
+    }
+
+
+@pytest.mark.parametrize(
+    "verb", [["up"], ["demo"], ["run", "poller"], ["api"], ["status"], ["queue", "stats"], ["tap"]]
+)
+def test_verbs_not_landed_yet_say_so_and_exit_2(verb: list[str]) -> None:
+    result = run(*verb)
+    assert result.returncode == 2
+    assert "not available yet" in result.stderr
+
+
+def test_sim_binds_port_zero_reports_it_and_follows_a_script(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    command = [
+        *CLI,
+        "sim",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--print",
+        "cube.gx",
+        "--at",
+        "0.3:pause",
+        "--fault",
+        "garbage_lines=true",
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            assert match, line
+            port = int(match[1])
+            assert port_file.read_text().strip() == str(port)
+            with Client(port) as client:
+                assert parse_m119(client.send("M119").lines).current_file == "cube.gx"
+                deadline = time.monotonic() + 5
+                while parse_m119(client.send("M119").lines).activity is not Activity.PAUSED:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+                assert b"[garbage]" in client.received
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+
+
+def test_sim_refuses_a_bad_step() -> None:
+    result = run("sim", "--port", "0", "--at", "5:explode")
+    assert result.returncode == 2
+    assert "bad --at step" in result.stderr
