@@ -94,9 +94,11 @@ async def _serve(args: argparse.Namespace, steps: list[tuple[float, str, Any]]) 
     if args.print_file:
         model.start_print(job)
     port = await sim.start()
+    if args.port_file:  # written whole (rename) before anyone is told the port
+        partial = args.port_file.with_name(args.port_file.name + ".partial")
+        partial.write_text(f"{port}\n")
+        partial.replace(args.port_file)
     print(f"printer simulator listening on {args.host}:{port}", flush=True)
-    if args.port_file:
-        args.port_file.write_text(f"{port}\n")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
