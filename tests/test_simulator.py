@@ -257,12 +257,21 @@ def test_hang_fault_never_answers(sim: SimulatorThread) -> None:
     assert any(entry.what == "in" and entry.text == "~M119" for entry in sim.wire())
 
 
-def test_power_off_refuses_and_cuts_then_power_on(sim: SimulatorThread) -> None:
+def test_power_off_cuts_connections_and_connects_time_out(sim: SimulatorThread) -> None:
     with Client(sim.port) as client:
         client.send("M119")
         sim.power_off()
         with pytest.raises(ConnectionError):
             client.send("M119")
+    with pytest.raises(TimeoutError):
+        socket.create_connection(("127.0.0.1", sim.port), timeout=0.5)
+    sim.power_on()
+    with Client(sim.port) as client:
+        assert status(client) is Activity.READY
+
+
+def test_power_off_refusing_then_power_on(sim: SimulatorThread) -> None:
+    sim.power_off(refuse=True)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", sim.port), timeout=1)
     sim.power_on()

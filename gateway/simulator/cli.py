@@ -1,8 +1,9 @@
 """``printer-gateway sim``: run the printer simulator from the command line, optionally scripted.
 
 ``--at SECONDS:ACTION`` schedules a step relative to start, e.g. ``--at 20:pause``,
-``--at 30:resume``, ``--at 40:power_off``, ``--at 50:power_on``, ``--at 5:split_bytes=true``,
-``--at 60:foreign_control=true``. ``--fault NAME=VALUE`` sets a fault switch from the start.
+``--at 30:resume``, ``--at 40:power_off`` (connects time out; ``power_refuse``: refused),
+``--at 50:power_on``, ``--at 5:split_bytes=true``, ``--at 60:foreign_control=true``.
+``--fault NAME=VALUE`` sets a fault switch from the start.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gateway.simulator.server import Faults, PrinterSimulator
 
 logger = logging.getLogger(__name__)
 _MODEL_SWITCHES = ("foreign_control", "control_required")
-_STEPS = ("pause", "resume", "cancel", "print", "power_off", "power_on")
+_STEPS = ("pause", "resume", "cancel", "print", "power_off", "power_refuse", "power_on")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,8 +111,11 @@ async def _serve(args: argparse.Namespace, steps: list[tuple[float, str, Any]]) 
         now = loop.time()
         while pending and now - started >= pending[0][0]:
             _, name, value = pending.pop(0)
-            if name in ("power_off", "power_on"):
-                await (sim.power_off() if name == "power_off" else sim.power_on())
+            if name.startswith("power_"):
+                if name == "power_on":
+                    await sim.power_on()
+                else:  # power_off: connects time out; power_refuse: connects refused
+                    await sim.power_off(refuse=name == "power_refuse")
                 logger.info("sim step: %s", name)
             else:
                 _apply(sim, name, value, job)

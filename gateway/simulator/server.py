@@ -12,6 +12,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -33,6 +34,22 @@ def _foreign_reply(code: str) -> bytes:
     other = "M114" if code == "M650" else "M650"
     payload = "X:0 Y:0 Z:0 A:0 B:0" if other == "M114" else "X: 1.0 Y: 0.5"
     return f"CMD {other} Received.\r\n{payload}\r\nok\r\n".encode()
+
+
+class _Blackhole:
+    """A port whose connects time out: a listener with a one-slot accept queue, filled by
+    ourselves and never accepted, so the kernel drops every further SYN."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, port))
+        self._listener.listen(0)
+        self._filler = socket.create_connection((host, port), timeout=1)
+
+    def close(self) -> None:
+        self._filler.close()
+        self._listener.close()
 
 
 class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -71,6 +88,7 @@ class PrinterSimulator:
         self.wire: collections.deque[WireEntry] = collections.deque(maxlen=100_000)
         self.powered = False
         self._server: asyncio.Server | None = None
+        self._blackhole: _Blackhole | None = None
         self._writers: dict[int, asyncio.StreamWriter] = {}
         self._ids = itertools.count(1)
 
@@ -92,23 +110,33 @@ class PrinterSimulator:
         self.powered = True
         return self.port
 
-    async def power_off(self) -> None:
-        """Stop listening (connects are refused) and cut every open connection."""
+    async def power_off(self, refuse: bool = False) -> None:
+        """Printer gone: open connections are cut and new connects time out, as for a host
+        that vanished from the LAN; with ``refuse`` they are refused instead (host up, port
+        closed)."""
         self.powered = False
         if self._server is not None:
             self._server.close()
             self._server = None
         for writer in list(self._writers.values()):
             writer.transport.abort()
+        if not refuse:
+            self._blackhole = _Blackhole(self.host, self.port)
 
     async def power_on(self) -> None:
         """Listen again on the same port."""
+        if self._blackhole is not None:
+            self._blackhole.close()
+            self._blackhole = None
         if not self.powered:
             await self.start()
 
     async def stop(self) -> None:
         """Power off and wait for the connection handlers to finish."""
-        await self.power_off()
+        await self.power_off(refuse=True)
+        if self._blackhole is not None:
+            self._blackhole.close()
+            self._blackhole = None
         for _ in range(100):
             if not self._writers:
                 break
@@ -218,9 +246,9 @@ class SimulatorThread:
         """Change fault switches (see Faults)."""
         return self.call(lambda: self.sim.set_faults(**changes))
 
-    def power_off(self) -> None:
-        """Printer off: connects refused, open connections cut."""
-        self.run(self.sim.power_off())
+    def power_off(self, refuse: bool = False) -> None:
+        """Printer off: open connections cut, connects time out (or are refused)."""
+        self.run(self.sim.power_off(refuse))
 
     def power_on(self) -> None:
         """Printer on again, same port."""
