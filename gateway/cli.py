@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import msgspec
 
@@ -18,7 +19,8 @@ from gateway.simulator import cli as sim_cli
 _PENDING = {
     "up": "issue 6 (deployment)",
     "demo": "issue 6 (deployment)",
-    "run": "issues 3-5 (poller, uplink, control)",
+    "run uplink": "issue 4 (uplink)",
+    "run control": "issue 5 (control)",
     "api": "issue 4 (reference API server)",
     "status": "issue 6 (deployment)",
     "queue": "issue 4 (uplink)",
@@ -55,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_error(path: Path, err: ConfigError) -> int:
+    where = f" at {err.path}" if err.path else ""
+    print(f"printer-gateway: config error in {path}{where}: {err.problem}", file=sys.stderr)
+    return 2
+
+
 def check_config(args: argparse.Namespace) -> int:
     """Print the effective config (token redacted) or one line naming the bad key; 2 if bad."""
     path = find_config_path(args.config)
@@ -62,9 +70,7 @@ def check_config(args: argparse.Namespace) -> int:
         config = load_config(path)
         token = resolve_token(config)
     except ConfigError as err:
-        where = f" at {err.path}" if err.path else ""
-        print(f"printer-gateway: config error in {path}{where}: {err.problem}", file=sys.stderr)
-        return 2
+        return _config_error(path, err)
     document = {
         "config_file": str(path.resolve()),
         "token": f"<redacted> (from {token.source})",
@@ -74,6 +80,31 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_service(args: argparse.Namespace) -> int:
+    """``run poller|uplink|control``: one service in the foreground."""
+    key = f"run {args.service}"
+    if key in _PENDING:
+        return _not_yet(key)
+    path = find_config_path(args.config)
+    try:
+        config = load_config(path)
+        if args.printer:
+            config.printer(args.printer)
+    except ConfigError as err:
+        return _config_error(path, err)
+    from services.poller import service as poller_service
+
+    return poller_service.run(config, args.printer)
+
+
+def _not_yet(verb: str) -> int:
+    print(
+        f"printer-gateway {verb}: not available yet (arrives with {_PENDING[verb]})",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -81,15 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "check-config": check_config,
         "sim": sim_cli.run,
+        "run": run_service,
     }
     handler = handlers.get(args.verb)
-    if handler is None:
-        print(
-            f"printer-gateway {args.verb}: not available yet (arrives with {_PENDING[args.verb]})",
-            file=sys.stderr,
-        )
-        return 2
-    return handler(args)
+    return _not_yet(args.verb) if handler is None else handler(args)
 
 
 if __name__ == "__main__":

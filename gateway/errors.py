@@ -34,3 +34,23 @@ class MalformedReplyError(PrinterProtocolError):
 
 class UnexpectedPayloadError(PrinterProtocolError):
     """A complete reply whose payload a parser cannot read."""
+
+
+class PrinterIOError(GatewayError):
+    """The printer's socket failed; the subclass says how (it decides the reported state)."""
+
+
+class PrinterUnreachableError(PrinterIOError):
+    """No TCP connection could be made (connect timeout, no route): the printer is offline."""
+
+
+class PrinterRefusedError(PrinterIOError):
+    """The host answered but refused the connection: someone else has the printer."""
+
+
+class PrinterTimeoutError(PrinterIOError):
+    """Connected, but no complete reply in time (starved by another client, or hung)."""
+
+
+class PrinterDisconnectedError(PrinterIOError):
+    """The connection was closed or reset under us."""

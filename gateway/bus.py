@@ -1,0 +1,343 @@
+"""ZeroMQ between the gateway's processes: the one module that makes sockets and encodes.
+
+Two channels, both over ``ipc://`` files in ``runtime_dir`` (made 0700):
+
+* **records** (poller/control -> uplink): a DEALER per sender, one ROUTER in the uplink.
+  A sender keeps every record until the uplink acknowledges its id, which the uplink does
+  only after the record is durable; unacknowledged records are re-sent after
+  ``resend_after_s`` (the uplink dedupes by id). Nothing is fire-and-forget: ZeroMQ alone
+  loses what sits in a killed peer's queues.
+* **commands** (control -> poller): request/reply with a command id; a retry carries the
+  same id and the poller answers it from its memory instead of acting twice.
+
+Messages are msgpack-encoded tagged unions (``op``); encoders and decoders are built once.
+Every socket has LINGER=0 and every receive a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from gateway.messages import Action, Outcome, Record, Status
+
+logger = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class _Message(msgspec.Struct, frozen=True, tag_field="op"):
+    """Base of the bus messages."""
+
+
+class Submit(_Message, frozen=True, tag="submit"):
+    """Records for the uplink to make durable."""
+
+    records: tuple[Record, ...]
+
+
+class Ack(_Message, frozen=True, tag="ack"):
+    """These record ids are durable."""
+
+    ids: tuple[str, ...]
+
+
+class Execute(_Message, frozen=True, tag="execute"):
+    """Run a command on the poller's printer (idempotent by command_id)."""
+
+    command_id: str
+    action: Action
+
+
+class Executed(_Message, frozen=True, tag="executed"):
+    """The one answer to a command id."""
+
+    command_id: str
+    outcome: Outcome
+    detail: str
+
+
+Message = Submit | Ack | Execute | Executed
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode(message: Message) -> bytes:
+    """msgpack bytes of a bus message."""
+    return _encoder.encode(message)
+
+
+def decode(data: bytes) -> Message:
+    """A bus message from bytes; msgspec.DecodeError/ValidationError on garbage."""
+    message: Message = _decoder.decode(data)
+    return message
+
+
+def prepare_runtime_dir(runtime_dir: str) -> Path:
+    """Create ``runtime_dir`` readable by its owner only (the ipc files live there)."""
+    path = Path(runtime_dir)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def records_endpoint(runtime_dir: str) -> str:
+    """Where the uplink receives records."""
+    return f"ipc://{Path(runtime_dir) / 'records.ipc'}"
+
+
+def poller_endpoint(runtime_dir: str, printer_id: str) -> str:
+    """Where the poller of one printer takes commands."""
+    return f"ipc://{Path(runtime_dir) / f'poller-{printer_id}.ipc'}"
+
+
+def _socket(ctx: zmq.asyncio.Context, kind: int) -> zmq.asyncio.Socket:
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    return sock
+
+
+def _bind(sock: zmq.asyncio.Socket, endpoint: str) -> None:
+    """Bind, creating an ipc endpoint's directory (owner-only) first."""
+    if endpoint.startswith("ipc://"):
+        prepare_runtime_dir(str(Path(endpoint.removeprefix("ipc://")).parent))
+    sock.bind(endpoint)
+
+
+class RecordSender:
+    """Keeps records until the uplink acknowledges them; bounded, re-sends what is overdue.
+
+    At ``max_pending`` the oldest *status* record is dropped (counted in ``dropped_status``);
+    events and command results are never dropped here (events are also in the journal).
+    """
+
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        on_ack: Callable[[set[str]], None],
+        *,
+        batch_size: int = 500,
+        window: int = 5000,
+        resend_after_s: float = 2.0,
+        max_pending: int = 20_000,
+    ) -> None:
+        self._socket = _socket(ctx, zmq.DEALER)
+        self._socket.setsockopt(zmq.IMMEDIATE, 1)  # no queueing towards an absent uplink
+        self._socket.connect(endpoint)
+        self._on_ack = on_ack
+        self._batch_size, self._window = batch_size, window
+        self._resend_after_s, self._max_pending = resend_after_s, max_pending
+        self._pending: collections.OrderedDict[str, Record] = collections.OrderedDict()
+        self._unsent: collections.deque[str] = collections.deque()
+        self._in_flight: dict[str, float] = {}
+        self.dropped_status = 0
+        self.acknowledged = 0
+
+    @property
+    def pending(self) -> int:
+        """Records not yet acknowledged."""
+        return len(self._pending)
+
+    def submit(self, record: Record) -> None:
+        """Queue a record for the uplink (a record with a known id replaces nothing)."""
+        if record.id in self._pending:
+            return
+        self._pending[record.id] = record
+        self._unsent.append(record.id)
+        if len(self._pending) > self._max_pending:
+            self._drop_oldest_status()
+
+    def _drop_oldest_status(self) -> None:
+        for record_id, record in self._pending.items():
+            if isinstance(record, Status):
+                del self._pending[record_id]
+                self._in_flight.pop(record_id, None)
+                self.dropped_status += 1
+                if self.dropped_status in (1, 10, 100) or self.dropped_status % 1000 == 0:
+                    logger.warning(
+                        "uplink not acknowledging: %d status records dropped", self.dropped_status
+                    )
+                return
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send, re-send and collect acknowledgements until `stop` is set."""
+        while not stop.is_set():
+            self._requeue_overdue(time.monotonic())
+            await self._send_some()
+            if await self._socket.poll(100):
+                await self._receive_acks()
+
+    async def flush(self, within_s: float) -> bool:
+        """Keep sending until nothing is pending or the time is up; True when all were acked."""
+        deadline = time.monotonic() + within_s
+        while self._pending and time.monotonic() < deadline:
+            self._requeue_overdue(time.monotonic())
+            await self._send_some()
+            if await self._socket.poll(50):
+                await self._receive_acks()
+        return not self._pending
+
+    def close(self) -> None:
+        """Close the socket; what is pending is lost from memory (events stay in journals)."""
+        self._socket.close(linger=0)
+
+    def _requeue_overdue(self, now: float) -> None:
+        overdue = [
+            rid for rid, sent in self._in_flight.items() if now - sent > self._resend_after_s
+        ]
+        for record_id in reversed(overdue):
+            del self._in_flight[record_id]
+            self._unsent.appendleft(record_id)
+
+    async def _send_some(self) -> None:
+        while self._unsent and len(self._in_flight) < self._window:
+            batch: list[Record] = []
+            while self._unsent and len(batch) < self._batch_size:
+                record_id = self._unsent.popleft()
+                record = self._pending.get(record_id)
+                if record is not None and record_id not in self._in_flight:
+                    batch.append(record)
+            if not batch:
+                return
+            try:
+                await self._socket.send(encode(Submit(tuple(batch))), flags=zmq.NOBLOCK)
+            except zmq.Again:  # no uplink connected (IMMEDIATE): try again later
+                self._unsent.extendleft(reversed([record.id for record in batch]))
+                return
+            sent_at = time.monotonic()
+            for record in batch:
+                self._in_flight[record.id] = sent_at
+
+    async def _receive_acks(self) -> None:
+        while True:
+            try:
+                data = await self._socket.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                message = decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as err:
+                logger.warning("ignoring undecodable message from the uplink: %s", err)
+                continue
+            if isinstance(message, Ack):
+                acked = {rid for rid in message.ids if self._pending.pop(rid, None) is not None}
+                for record_id in acked:
+                    self._in_flight.pop(record_id, None)
+                self.acknowledged += len(acked)
+                if acked:
+                    self._on_ack(acked)
+
+
+class RecordReceiver:
+    """The uplink's side of the records channel: receive batches, acknowledge after durable."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str) -> None:
+        self._socket = _socket(ctx, zmq.ROUTER)
+        _bind(self._socket, endpoint)
+
+    async def receive(self, timeout_s: float) -> tuple[bytes, tuple[Record, ...]] | None:
+        """The next batch and its sender's identity, or None after timeout_s."""
+        if not await self._socket.poll(int(timeout_s * 1000)):
+            return None
+        frames = await self._socket.recv_multipart()
+        if len(frames) != 2:
+            logger.warning("ignoring a %d-frame message on the records channel", len(frames))
+            return None
+        try:
+            message = decode(frames[1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            logger.warning("ignoring undecodable record batch: %s", err)
+            return None
+        if not isinstance(message, Submit):
+            logger.warning("ignoring %s on the records channel", type(message).__name__)
+            return None
+        return frames[0], message.records
+
+    async def acknowledge(self, peer: bytes, ids: list[str]) -> None:
+        """Tell a sender these ids are durable."""
+        await self._socket.send_multipart([peer, encode(Ack(tuple(ids)))])
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._socket.close(linger=0)
+
+
+CommandHandler = Callable[[Execute], Awaitable[Executed]]
+
+
+class CommandServer:
+    """The poller's side of the commands channel: one task per request, replies by id."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, handler: CommandHandler) -> None:
+        self._socket = _socket(ctx, zmq.ROUTER)
+        _bind(self._socket, endpoint)
+        self._handler = handler
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop`; then wait (bounded) for commands already running."""
+        while not stop.is_set():
+            if not await self._socket.poll(100):
+                continue
+            frames = await self._socket.recv_multipart()
+            try:
+                request = decode(frames[-1])
+            except (msgspec.DecodeError, msgspec.ValidationError) as err:
+                logger.warning("ignoring undecodable command request: %s", err)
+                continue
+            if not isinstance(request, Execute):
+                logger.warning("ignoring %s on the commands channel", type(request).__name__)
+                continue
+            task = asyncio.create_task(self._serve(frames[:-1], request))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=15)
+
+    async def _serve(self, envelope: list[bytes], request: Execute) -> None:
+        answer = await self._handler(request)
+        await self._socket.send_multipart([*envelope, encode(answer)])
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._socket.close(linger=0)
+
+
+async def request_command(
+    ctx: zmq.asyncio.Context,
+    endpoint: str,
+    request: Execute,
+    *,
+    timeout_s: float,
+    attempts: int = 3,
+) -> Executed | None:
+    """Send a command and wait for its answer, retrying with the same id; None if none came."""
+    sock = _socket(ctx, zmq.DEALER)
+    sock.connect(endpoint)
+    try:
+        for _ in range(attempts):
+            await sock.send(encode(request))
+            deadline = time.monotonic() + timeout_s
+            while (left := deadline - time.monotonic()) > 0:
+                if not await sock.poll(int(left * 1000) + 1):
+                    break
+                try:
+                    answer = decode(await sock.recv())
+                except (msgspec.DecodeError, msgspec.ValidationError) as err:
+                    logger.warning("ignoring undecodable command answer: %s", err)
+                    continue
+                if isinstance(answer, Executed) and answer.command_id == request.command_id:
+                    return answer
+        return None
+    finally:
+        sock.close(linger=0)

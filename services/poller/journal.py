@@ -1,0 +1,117 @@
+"""Per-printer durable state of the poller: the Belief, the events not yet acknowledged by the
+uplink, and recent command outcomes.
+
+Theory of operation
+-------------------
+The journal file is rewritten whole, atomically (temp file, fsync, rename, fsync of the
+directory), at three moments only: events were derived (new Belief + those events as
+pending, *before* they are sent), the uplink acknowledged events (they leave ``pending``),
+a command finished (its outcome is remembered). A poller killed at any point restarts with
+either the old or the new file, never a torn one: if the events were derived but not yet
+written, the next reading derives them again (same Belief as before); if they were written,
+they are re-sent with their original ids and the uplink stores them once. Either way an
+event is neither lost nor repeated. A journal that cannot be decoded is moved aside
+(``.corrupt-<n>``) and the poller starts from an empty Belief, logging once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import msgspec
+
+from gateway.messages import Event, Outcome
+from services.poller.events import Belief
+
+logger = logging.getLogger(__name__)
+MAX_REMEMBERED_OUTCOMES = 500
+
+
+class CommandOutcome(msgspec.Struct, frozen=True):
+    """The answer a command id got, kept so a repeated id is answered without re-running it."""
+
+    command_id: str
+    outcome: Outcome
+    detail: str
+
+
+class JournalState(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the poller must not forget about one printer."""
+
+    belief: Belief = msgspec.field(default_factory=Belief)
+    pending: tuple[Event, ...] = ()
+    outcomes: tuple[CommandOutcome, ...] = ()
+
+
+_decoder = msgspec.json.Decoder(JournalState)
+_encoder = msgspec.json.Encoder()
+
+
+class Journal:
+    """The state file of one printer, ``<data_dir>/poller/<printer_id>.json``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state = self._load()
+
+    def _load(self) -> JournalState:
+        try:
+            return _decoder.decode(self.path.read_bytes())
+        except FileNotFoundError:
+            return JournalState()
+        except (msgspec.DecodeError, OSError):
+            aside = self._set_aside()
+            logger.exception(
+                "poller journal %s unreadable; moved to %s, starting fresh", self.path, aside
+            )
+            return JournalState()
+
+    def _set_aside(self) -> Path:
+        for n in range(1, 1000):
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{n}")
+            if not aside.exists():
+                self.path.replace(aside)
+                return aside
+        raise OSError(f"too many corrupt journals beside {self.path}")
+
+    def record_events(self, belief: Belief, events: list[Event]) -> None:
+        """Persist a new Belief with the events it implies, before they are sent."""
+        self._write(
+            msgspec.structs.replace(
+                self.state, belief=belief, pending=(*self.state.pending, *events)
+            )
+        )
+
+    def acknowledge(self, ids: set[str]) -> None:
+        """The uplink made these records durable: they leave the pending list."""
+        remaining = tuple(event for event in self.state.pending if event.id not in ids)
+        if len(remaining) != len(self.state.pending):
+            self._write(msgspec.structs.replace(self.state, pending=remaining))
+
+    def outcome(self, command_id: str) -> CommandOutcome | None:
+        """The remembered outcome of a command id, if it ran before."""
+        return next((o for o in self.state.outcomes if o.command_id == command_id), None)
+
+    def remember(self, outcome: CommandOutcome) -> None:
+        """Persist a command's outcome (the newest MAX_REMEMBERED_OUTCOMES are kept)."""
+        outcomes = (*self.state.outcomes, outcome)[-MAX_REMEMBERED_OUTCOMES:]
+        self._write(msgspec.structs.replace(self.state, outcomes=outcomes))
+
+    def _write(self, state: JournalState) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, _encoder.encode(state))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        partial.replace(self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        self.state = state

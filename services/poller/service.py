@@ -1,0 +1,131 @@
+"""``printer-gateway run poller [--printer ID]``: every configured printer watched by its own
+task in one process (or one printer per process with ``--printer``).
+
+One process with isolated tasks is the default: all printer I/O is asyncio with a deadline on
+every connect and reply, so a printer that hangs only ever blocks its own task, and the
+process shares one ZeroMQ sender towards the uplink. ``--printer`` runs a single printer, for
+operators who want a crash of one printer's code contained by supervisord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import zmq.asyncio
+
+from gateway.bus import (
+    CommandHandler,
+    CommandServer,
+    Execute,
+    Executed,
+    RecordSender,
+    poller_endpoint,
+    prepare_runtime_dir,
+    records_endpoint,
+)
+from gateway.config import Config, PrinterSection
+from services.poller.journal import Journal
+from services.poller.lease import PrinterWatcher, Tuning
+
+logger = logging.getLogger(__name__)
+FLUSH_ON_STOP_S = 2.0
+
+
+def journal_path(config: Config, printer_id: str) -> Path:
+    """Where one printer's poller journal lives."""
+    return Path(config.gateway.data_dir) / "poller" / f"{printer_id}.json"
+
+
+class Poller:
+    """Watchers for the chosen printers, their command servers and the record sender."""
+
+    def __init__(
+        self,
+        config: Config,
+        printers: tuple[PrinterSection, ...],
+        ctx: zmq.asyncio.Context,
+        tuning: Tuning | None = None,
+    ) -> None:
+        prepare_runtime_dir(config.gateway.runtime_dir)
+        self.sender = RecordSender(
+            ctx, records_endpoint(config.gateway.runtime_dir), self._acknowledged
+        )
+        self.watchers = {
+            printer.id: PrinterWatcher(
+                printer,
+                config.limits,
+                config.gateway.id,
+                Journal(journal_path(config, printer.id)),
+                self.sender.submit,
+                tuning,
+            )
+            for printer in printers
+        }
+        self.servers = [
+            CommandServer(
+                ctx,
+                poller_endpoint(config.gateway.runtime_dir, printer.id),
+                self._handler(printer.id),
+            )
+            for printer in printers
+        ]
+
+    def _acknowledged(self, ids: set[str]) -> None:
+        for watcher in self.watchers.values():
+            watcher.acknowledged(ids)
+
+    def _handler(self, printer_id: str) -> CommandHandler:
+        watcher = self.watchers[printer_id]
+
+        async def handle(request: Execute) -> Executed:
+            verdict = await watcher.run_command(request.command_id, request.action)
+            return Executed(request.command_id, verdict.outcome, verdict.detail)
+
+        return handle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop`, then release every printer and flush what the uplink will take."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.sender.run(stop))
+                for watcher in self.watchers.values():
+                    group.create_task(watcher.run(stop))
+                for server in self.servers:
+                    group.create_task(server.run(stop))
+            if not await self.sender.flush(FLUSH_ON_STOP_S):
+                logger.info(
+                    "%d records not acknowledged at exit (events stay in the journal)",
+                    self.sender.pending,
+                )
+        finally:
+            self.sender.close()
+            for server in self.servers:
+                server.close()
+
+
+async def serve(config: Config, printer_id: str | None) -> None:
+    """Run the poller until SIGTERM or SIGINT."""
+    printers = (config.printer(printer_id),) if printer_id else config.printers
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    ctx = zmq.asyncio.Context()
+    try:
+        poller = Poller(config, printers, ctx)
+        logger.info("poller started for %s", ", ".join(p.id for p in printers))
+        await poller.run(stop)
+    finally:
+        ctx.term()
+    logger.info("poller stopped")
+
+
+def run(config: Config, printer_id: str | None) -> int:
+    """Blocking entry point; 0 on a clean stop."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, printer_id))
+    return 0

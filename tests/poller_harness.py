@@ -1,0 +1,119 @@
+"""Helpers for poller tests: a config for simulators, a collecting receiver, async waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import zmq.asyncio
+
+from gateway.bus import RecordReceiver, records_endpoint
+from gateway.config import Config, parse_config
+from gateway.messages import Event, Record, Status
+from services.poller.lease import Tuning
+from services.poller.service import Poller
+
+FAST = Tuning(
+    connect_timeout_s=0.5,
+    retry_attempts=2,
+    retry_backoff_s=0.05,
+    retry_backoff_cap_s=0.1,
+    lost_grace_s=1.0,
+    active_recheck_s=0.2,
+    verify_within_s=2.0,
+    request_timeout_s=1.0,
+)
+
+
+def make_config(
+    tmp_path: Path, ports: dict[str, int], poll_s: float = 0.2, probe_s: float = 0.3
+) -> Config:
+    """A config for printers on 127.0.0.1 at these ports, files under tmp_path."""
+    printers = "".join(
+        f'[[printers]]\nid = "{pid}"\nhost = "127.0.0.1"\nport = {port}\n'
+        f"poll_interval_s = {poll_s}\nprobe_interval_s = {probe_s}\n"
+        for pid, port in ports.items()
+    )
+    raw = (
+        f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
+        f'[api]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n[limits]\nmax_nozzle_c = 240\n{printers}'
+    )
+    return parse_config(raw.encode(), tmp_path)
+
+
+class Collector:
+    """Receives records like the uplink would, acknowledging each batch (when `acking`)."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, config: Config) -> None:
+        self.receiver = RecordReceiver(ctx, records_endpoint(config.gateway.runtime_dir))
+        self.received: list[Record] = []
+        self.acking = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Collect until stop."""
+        while not stop.is_set():
+            got = await self.receiver.receive(0.05)
+            if got is None:
+                continue
+            peer, records = got
+            self.received.extend(records)
+            if self.acking:
+                await self.receiver.acknowledge(peer, [record.id for record in records])
+
+    def unique(self) -> list[Record]:
+        """Records in arrival order, each id once (re-sends share the id)."""
+        seen: dict[str, Record] = {}
+        for record in self.received:
+            seen.setdefault(record.id, record)
+        return list(seen.values())
+
+    def events(self, printer_id: str | None = None) -> list[str]:
+        """Event names received (deduplicated by id), in order."""
+        return [
+            r.event
+            for r in self.unique()
+            if isinstance(r, Event) and (printer_id is None or r.printer_id == printer_id)
+        ]
+
+    def statuses(self, printer_id: str | None = None) -> list[Status]:
+        """Status records received (deduplicated by id), in order."""
+        return [
+            r
+            for r in self.unique()
+            if isinstance(r, Status) and (printer_id is None or r.printer_id == printer_id)
+        ]
+
+    def close(self) -> None:
+        """Close the receiver socket."""
+        self.receiver.close()
+
+
+async def wait_until(condition: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Poll a condition from async code; fail at the deadline."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running_poller(
+    config: Config, tuning: Tuning = FAST
+) -> AsyncIterator[tuple[Poller, Collector]]:
+    """A poller for every printer in config and a collecting receiver, both running."""
+    ctx = zmq.asyncio.Context()
+    stop = asyncio.Event()
+    collector = Collector(ctx, config)
+    poller = Poller(config, config.printers, ctx, tuning)
+    tasks = [asyncio.create_task(collector.run(stop)), asyncio.create_task(poller.run(stop))]
+    try:
+        yield poller, collector
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        collector.close()
+        ctx.term()
