@@ -66,7 +66,17 @@ def _base_env() -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "verb", [["up"], ["demo"], ["run", "poller"], ["api"], ["status"], ["queue", "stats"], ["tap"]]
+    "verb",
+    [
+        ["up"],
+        ["demo"],
+        ["run", "uplink"],
+        ["run", "control"],
+        ["api"],
+        ["status"],
+        ["queue", "stats"],
+        ["tap"],
+    ],
 )
 def test_verbs_not_landed_yet_say_so_and_exit_2(verb: list[str]) -> None:
     result = run(*verb)
