@@ -1,0 +1,400 @@
+"""The uplink's durable queue: SQLite in WAL mode under ``<data_dir>/uplink/queue.db``.
+
+Theory of operation
+-------------------
+* **Accept** (one transaction per group of batches): a record whose id is already known is
+  acknowledged again but not stored twice (``known_ids`` remembers ids after delivery: an
+  hour for statuses, which are re-sent from memory only, a week for events and results,
+  which a poller journal may re-send after a long outage). A new record gets the next
+  ``seq`` of its scope (its printer, or ``""`` for gateway-level records) in the *same*
+  commit that stores it, so a seq exists only for a durable record: +1 per scope, no gaps, surviving restarts.
+  The caller acknowledges to the sender only after ``accept`` returned.
+* **Cap**: the bodies stored (queue + dead letters) are kept under ``max_queue_mb``; to make
+  room the oldest *status* records are deleted, counted in ``dropped_status``. Events and
+  command results are never dropped: if they alone exceed the cap they are kept (logged).
+* **Claim -> deliver -> delete**: ``claim`` marks up to N records (byte-bounded) with a batch
+  id that is the Idempotency-Key for every retry of that batch. Mostly the oldest records,
+  plus a share of the newest so fresh records are not starved behind a backlog; each batch
+  is in commit order, hence in seq order per printer. ``delivered`` deletes the batch,
+  ``dead_letter`` moves it to ``dead`` (kept, counted, ``retry`` moves it back with its
+  seqs), ``release`` un-claims it. Claims left by a killed uplink are released at open.
+* **Damage**: a file that is not a database, is truncated or fails ``quick_check`` is moved
+  aside (``queue.db.corrupt-<n>`` with its -wal/-shm), a fresh queue is created, the event
+  is counted in the new file (``set_aside``) and logged once. The seq counters were in the
+  damaged file, so numbering restarts at 1 after a set-aside (a known limitation).
+* A full disk makes ``accept`` raise QueueFullError: the caller does not acknowledge, the
+  senders keep their records and retry; nothing crash-loops.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from gateway.errors import GatewayError
+from gateway.messages import Record
+
+logger = logging.getLogger(__name__)
+KNOWN_STATUS_TTL_S = 3600  # statuses are re-sent from memory only, within minutes
+KNOWN_ID_TTL_S = 7 * 24 * 3600  # events may be re-sent from a poller journal days later
+FRESH_SHARE = 0.2  # of each batch reserved for the newest records
+_encoder = msgspec.json.Encoder()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    accepted_at REAL NOT NULL,
+    batch_id TEXT
+);
+CREATE INDEX IF NOT EXISTS records_batch ON records(batch_id);
+CREATE INDEX IF NOT EXISTS records_kind ON records(kind, pos);
+CREATE TABLE IF NOT EXISTS dead (
+    pos INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    accepted_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    dead_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS known_ids (id TEXT PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS known_ids_at ON known_ids(at);
+CREATE TABLE IF NOT EXISTS seqs (scope TEXT PRIMARY KEY, last INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS notes (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class QueueError(GatewayError):
+    """The queue cannot do what was asked."""
+
+
+class QueueFullError(QueueError):
+    """The filesystem (or SQLite's page limit) is full: nothing was stored."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Claimed records: their JSON bodies in order, and the batch id (Idempotency-Key)."""
+
+    batch_id: str
+    positions: tuple[int, ...]
+    bodies: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What ``queue stats`` shows."""
+
+    depth_by_kind: dict[str, int]
+    bytes: int
+    oldest_age_s: float | None
+    dead: int
+    dropped_status: int
+    set_aside: int
+    last_delivery: str | None
+    last_error: str | None
+
+
+def _checked_connection(path: Path) -> sqlite3.Connection:
+    """A connection to a sound queue file with the schema in place (DatabaseError if not)."""
+    conn = _connect(path)
+    try:
+        verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {verdict}")  # noqa: TRY301
+        conn.executescript(_SCHEMA)
+    except sqlite3.DatabaseError:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # an ack promises durability across power loss
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+class DurableQueue:
+    """One connection to the queue file; make one per thread."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._conn = self._open_or_set_aside()
+        self._stored_bytes = int(
+            self._scalar("SELECT total(length(body)) FROM records")
+            + self._scalar("SELECT total(length(body)) FROM dead")
+        )
+        self._over_cap_logged = False
+
+    # ------------------------------------------------------------------ opening
+
+    def _open_or_set_aside(self) -> sqlite3.Connection:
+        try:
+            return _checked_connection(self.path)
+        except sqlite3.DatabaseError as err:
+            aside = self._set_aside()
+            logger.error(  # noqa: TRY400 - one line, no traceback: the cause is the file
+                "queue %s is damaged (%s): moved to %s, starting a fresh queue",
+                self.path,
+                err,
+                aside,
+            )
+        conn = _checked_connection(self.path)
+        _bump(conn, "set_aside", 1)
+        conn.execute("INSERT OR REPLACE INTO notes VALUES ('last_set_aside', ?)", (str(aside),))
+        return conn
+
+    def _set_aside(self) -> Path:
+        n = 1
+        while self.path.with_name(f"{self.path.name}.corrupt-{n}").exists():
+            n += 1
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{n}")
+        self.path.replace(aside)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.replace(aside.with_name(aside.name + suffix))
+        return aside
+
+    def release_stale_claims(self) -> int:
+        """Un-claim batches a previous (killed) uplink left claimed; returns how many rows."""
+        return self._conn.execute(
+            "UPDATE records SET batch_id = NULL WHERE batch_id IS NOT NULL"
+        ).rowcount
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    # ------------------------------------------------------------------ accept
+
+    def accept(self, records: Sequence[Record]) -> int:
+        """Store new records with their seq in one transaction; returns how many were new."""
+        now = time.time()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = self._insert(records, now)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # SQLite may already have rolled back (FULL)
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as err:
+            if "full" in str(err).lower():
+                raise QueueFullError(str(err)) from err
+            raise
+        return stored
+
+    def _insert(self, records: Sequence[Record], now: float) -> int:
+        stored = 0
+        for record in records:
+            if self._conn.execute("SELECT 1 FROM known_ids WHERE id = ?", (record.id,)).fetchone():
+                continue
+            scope = record.printer_id or ""
+            row = self._conn.execute(
+                "INSERT INTO seqs VALUES (?, 1) "
+                "ON CONFLICT(scope) DO UPDATE SET last = last + 1 RETURNING last",
+                (scope,),
+            ).fetchone()
+            body = _encoder.encode(msgspec.structs.replace(record, seq=row[0]))
+            self._make_room(len(body))
+            self._conn.execute(
+                "INSERT INTO records (id, scope, seq, kind, body, accepted_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (record.id, scope, row[0], _kind(record), body, now),
+            )
+            self._conn.execute(
+                "INSERT INTO known_ids VALUES (?, ?, ?)", (record.id, now, _kind(record))
+            )
+            self._stored_bytes += len(body)
+            stored += 1
+        return stored
+
+    def _make_room(self, size: int) -> None:
+        dropped = 0
+        while self._stored_bytes + size > self.max_bytes:
+            row = self._conn.execute(
+                "SELECT pos, length(body) FROM records WHERE kind = 'status' AND batch_id IS NULL "
+                "ORDER BY pos LIMIT 1"
+            ).fetchone()
+            if row is None:
+                if not self._over_cap_logged:
+                    logger.warning("queue over its cap with no status left to drop: keeping events")
+                    self._over_cap_logged = True
+                break
+            self._conn.execute("DELETE FROM records WHERE pos = ?", (row[0],))
+            self._stored_bytes -= row[1]
+            dropped += 1
+        if dropped:
+            _bump(self._conn, "dropped_status", dropped)
+
+    # ------------------------------------------------------------------ delivery
+
+    def claim(self, max_records: int, max_bytes: int) -> Batch | None:
+        """Mark a batch for delivery (oldest first, plus a share of the newest)."""
+        fresh_n = max(1, int(max_records * FRESH_SHARE))
+        oldest = self._conn.execute(
+            "SELECT pos, body FROM records WHERE batch_id IS NULL ORDER BY pos LIMIT ?",
+            (max_records - fresh_n,),
+        ).fetchall()
+        newest = self._conn.execute(
+            "SELECT pos, body FROM records WHERE batch_id IS NULL ORDER BY pos DESC LIMIT ?",
+            (fresh_n,),
+        ).fetchall()
+        rows = sorted({pos: body for pos, body in [*oldest, *newest]}.items())
+        chosen: list[tuple[int, bytes]] = []
+        size = 0
+        for pos, body in rows:
+            if chosen and size + len(body) > max_bytes:
+                break
+            chosen.append((pos, body))
+            size += len(body)
+        if not chosen:
+            return None
+        batch_id = uuid.uuid4().hex
+        self._conn.executemany(
+            "UPDATE records SET batch_id = ? WHERE pos = ?", [(batch_id, pos) for pos, _ in chosen]
+        )
+        return Batch(batch_id, tuple(p for p, _ in chosen), tuple(b for _, b in chosen))
+
+    def delivered(self, batch: Batch) -> None:
+        """The API stored the batch: delete it."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        size = self._scalar(
+            "SELECT total(length(body)) FROM records WHERE batch_id = ?", (batch.batch_id,)
+        )
+        self._conn.execute("DELETE FROM records WHERE batch_id = ?", (batch.batch_id,))
+        self._conn.execute(
+            "INSERT OR REPLACE INTO notes VALUES ('last_delivery', ?)", (_now_text(),)
+        )
+        now = time.time()
+        self._conn.execute(
+            "DELETE FROM known_ids WHERE at < ? OR (kind = 'status' AND at < ?)",
+            (now - KNOWN_ID_TTL_S, now - KNOWN_STATUS_TTL_S),
+        )
+        self._conn.execute("COMMIT")
+        self._stored_bytes -= int(size)
+
+    def release(self, batch: Batch) -> None:
+        """Un-claim a batch (it will be claimed again, possibly under another id)."""
+        self._conn.execute(
+            "UPDATE records SET batch_id = NULL WHERE batch_id = ?", (batch.batch_id,)
+        )
+
+    def dead_letter(self, batch: Batch, reason: str) -> None:
+        """The API refused the batch for good: keep it aside, counted, and go on."""
+        now = time.time()
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute(
+            "INSERT INTO dead SELECT pos, id, scope, seq, kind, body, accepted_at, ?, ? "
+            "FROM records WHERE batch_id = ?",
+            (reason, now, batch.batch_id),
+        )
+        self._conn.execute("DELETE FROM records WHERE batch_id = ?", (batch.batch_id,))
+        self._conn.execute("COMMIT")
+
+    def note_error(self, message: str) -> None:
+        """Remember the last delivery error for ``queue stats`` and ``status``."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO notes VALUES ('last_error', ?)", (f"{_now_text()} {message}",)
+        )
+
+    # ------------------------------------------------------------------ tools
+
+    def stats(self) -> QueueStats:
+        """Depth by kind, bytes, oldest age, dead letters, drops, last delivery and error."""
+        depth = dict(
+            self._conn.execute("SELECT kind, count(*) FROM records GROUP BY kind").fetchall()
+        )
+        oldest = self._conn.execute("SELECT min(accepted_at) FROM records").fetchone()[0]
+        notes = dict(self._conn.execute("SELECT name, value FROM notes").fetchall())
+        return QueueStats(
+            depth_by_kind=depth,
+            bytes=int(self._stored_bytes),
+            oldest_age_s=None if oldest is None else max(0.0, time.time() - oldest),
+            dead=int(self._scalar("SELECT count(*) FROM dead")),
+            dropped_status=self._counter("dropped_status"),
+            set_aside=self._counter("set_aside"),
+            last_delivery=notes.get("last_delivery"),
+            last_error=notes.get("last_error"),
+        )
+
+    def peek(self, limit: int) -> list[bytes]:
+        """The bodies of the next records to deliver."""
+        return [
+            row[0]
+            for row in self._conn.execute("SELECT body FROM records ORDER BY pos LIMIT ?", (limit,))
+        ]
+
+    def dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        """(reason, body) of dead-lettered records, oldest first."""
+        return list(
+            self._conn.execute("SELECT reason, body FROM dead ORDER BY pos LIMIT ?", (limit,))
+        )
+
+    def retry_dead(self) -> int:
+        """Move every dead letter back into the queue (same id, same seq); returns how many."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        moved = self._conn.execute(
+            "INSERT INTO records (pos, id, scope, seq, kind, body, accepted_at) "
+            "SELECT pos, id, scope, seq, kind, body, accepted_at FROM dead"
+        ).rowcount
+        self._conn.execute("DELETE FROM dead")
+        self._conn.execute("COMMIT")
+        return moved
+
+    def purge(self) -> int:
+        """Delete every queued and dead record (seqs and known ids are kept); returns how many."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        removed = (
+            self._conn.execute("DELETE FROM records").rowcount
+            + self._conn.execute("DELETE FROM dead").rowcount
+        )
+        self._conn.execute("COMMIT")
+        self._stored_bytes = 0
+        return removed
+
+    def _counter(self, name: str) -> int:
+        row = self._conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _scalar(self, sql: str, args: Iterable[object] = ()) -> float:
+        return float(self._conn.execute(sql, tuple(args)).fetchone()[0] or 0)
+
+
+def _kind(record: Record) -> str:
+    return type(record).__struct_config__.tag  # type: ignore[return-value]
+
+
+def _bump(conn: sqlite3.Connection, name: str, by: int) -> None:
+    conn.execute(
+        "INSERT INTO counters VALUES (?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+        (name, by),
+    )
+
+
+def _now_text() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
