@@ -7,8 +7,8 @@ Theory of operation
   hour for statuses, which are re-sent from memory only, a week for events and results,
   which a poller journal may re-send after a long outage). A new record gets the next
   ``seq`` of its scope (its printer, or ``""`` for gateway-level records) in the *same*
-  commit that stores it, so a seq exists only for a durable record: +1 per scope, no gaps, surviving restarts.
-  The caller acknowledges to the sender only after ``accept`` returned.
+  commit that stores it, so a seq exists only for a durable record: +1 per scope, no gaps,
+  surviving restarts. The caller acknowledges to the sender only after ``accept`` returned.
 * **Cap**: the bodies stored (queue + dead letters) are kept under ``max_queue_mb``; to make
   room the oldest *status* records are deleted, counted in ``dropped_status``. Events and
   command results are never dropped: if they alone exceed the cap they are kept (logged).
