@@ -19,9 +19,7 @@ from gateway.simulator import cli as sim_cli
 _PENDING = {
     "up": "issue 6 (deployment)",
     "demo": "issue 6 (deployment)",
-    "run uplink": "issue 4 (uplink)",
     "run control": "issue 5 (control)",
-    "api": "issue 4 (reference API server)",
     "status": "issue 6 (deployment)",
     "queue": "issue 4 (uplink)",
     "tap": "issue 4 (uplink)",
@@ -45,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("service", choices=["poller", "uplink", "control"])
     run.add_argument("--printer", metavar="ID", help="poller: only this printer")
     sim_cli.add_arguments(verbs.add_parser("sim", help="the printer simulator"))
-    verbs.add_parser("api", help="the reference API server")
+    _add_api_arguments(verbs.add_parser("api", help="the reference API server"))
     status = verbs.add_parser("status", help="health of services, printers and the queue")
     status.add_argument("--json", action="store_true")
     queue = verbs.add_parser("queue", help="inspect and repair the durable queue")
@@ -61,6 +59,40 @@ def _config_error(path: Path, err: ConfigError) -> int:
     where = f" at {err.path}" if err.path else ""
     print(f"printer-gateway: config error in {path}{where}: {err.problem}", file=sys.stderr)
     return 2
+
+
+def _add_api_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from services.api import server
+    except ImportError:  # the optional [api] extra is not installed
+        return
+    server.add_arguments(parser)
+
+
+def run_api(args: argparse.Namespace) -> int:
+    """``api``: the reference API server (needs the ``[api]`` extra)."""
+    try:
+        from services.api import server
+    except ImportError:
+        print(
+            "printer-gateway api: install the [api] extra: pip install 'printer-gateway[api]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        token = server.api_token(args)
+    except OSError as err:
+        print(
+            f"printer-gateway api: cannot read {args.token_file}: {err.strerror}", file=sys.stderr
+        )
+        return 2
+    if not token:
+        print(
+            "printer-gateway api: no token: set PRINTER_GATEWAY_TOKEN or --token-file",
+            file=sys.stderr,
+        )
+        return 2
+    return server.run(args, token)
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -90,8 +122,13 @@ def run_service(args: argparse.Namespace) -> int:
         config = load_config(path)
         if args.printer:
             config.printer(args.printer)
+        token = resolve_token(config) if args.service == "uplink" else None
     except ConfigError as err:
         return _config_error(path, err)
+    if token is not None:
+        from services.uplink import service as uplink_service
+
+        return uplink_service.run(config, token)
     from services.poller import service as poller_service
 
     return poller_service.run(config, args.printer)
@@ -113,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config": check_config,
         "sim": sim_cli.run,
         "run": run_service,
+        "api": run_api,
     }
     handler = handlers.get(args.verb)
     return _not_yet(args.verb) if handler is None else handler(args)

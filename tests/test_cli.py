@@ -70,7 +70,6 @@ def _base_env() -> dict[str, str]:
     [
         ["up"],
         ["demo"],
-        ["run", "uplink"],
         ["run", "control"],
         ["api"],
         ["status"],

@@ -61,10 +61,13 @@ class Journal:
             return _decoder.decode(self.path.read_bytes())
         except FileNotFoundError:
             return JournalState()
-        except (msgspec.DecodeError, OSError):
+        except (msgspec.DecodeError, OSError) as err:
             aside = self._set_aside()
-            logger.exception(
-                "poller journal %s unreadable; moved to %s, starting fresh", self.path, aside
+            logger.error(
+                "poller journal %s unreadable (%s); moved to %s, starting fresh",
+                self.path,
+                err,
+                aside,
             )
             return JournalState()
 

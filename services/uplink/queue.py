@@ -154,7 +154,7 @@ class DurableQueue:
             return _checked_connection(self.path)
         except sqlite3.DatabaseError as err:
             aside = self._set_aside()
-            logger.error(  # noqa: TRY400 - one line, no traceback: the cause is the file
+            logger.error(
                 "queue %s is damaged (%s): moved to %s, starting a fresh queue",
                 self.path,
                 err,

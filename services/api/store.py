@@ -1,0 +1,193 @@
+"""SQLite storage of the reference API server: records deduped by id, commands and results."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.messages import CommandResult, Record, Status, json_encoder
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY,
+    gateway_id TEXT NOT NULL,
+    printer_id TEXT,
+    seq INTEGER,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_printer ON records(gateway_id, printer_id, seq);
+CREATE TABLE IF NOT EXISTS latest_status (
+    gateway_id TEXT NOT NULL,
+    printer_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (gateway_id, printer_id)
+);
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY,
+    gateway_id TEXT NOT NULL,
+    printer_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    params TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    outcome TEXT,
+    detail TEXT,
+    result_at REAL
+);
+CREATE INDEX IF NOT EXISTS commands_open ON commands(gateway_id, outcome);
+"""
+
+
+class NewCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /v1/commands``: what a person asks a printer to do."""
+
+    gateway_id: str
+    printer_id: str
+    type: str
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    expires_at: str | None = None
+    id: str | None = None
+
+
+class Store:
+    """One SQLite file; every method is one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._conn.close()
+
+    def store_records(self, gateway_id: str, records: tuple[Record, ...]) -> tuple[int, int]:
+        """Insert new records (a known id is ignored); returns (stored, duplicates)."""
+        now = time.time()
+        stored = 0
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for record in records:
+                body = json_encoder.encode(record)
+                kind = type(record).__struct_config__.tag
+                cursor = self._conn.execute(
+                    "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (record.id, gateway_id, record.printer_id, record.seq, kind, body, now),
+                )
+                if cursor.rowcount == 0:
+                    continue
+                stored += 1
+                if isinstance(record, Status) and record.printer_id is not None:
+                    self._conn.execute(
+                        "INSERT INTO latest_status VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE "
+                        "SET seq = excluded.seq, body = excluded.body WHERE excluded.seq > seq",
+                        (gateway_id, record.printer_id, record.seq or 0, body),
+                    )
+                elif isinstance(record, CommandResult):
+                    self._conn.execute(
+                        "UPDATE commands SET outcome = ?, detail = ?, result_at = ? "
+                        "WHERE id = ? AND outcome IS NULL",
+                        (record.outcome, record.detail, now, record.command_id),
+                    )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return stored, len(records) - stored
+
+    def add_command(self, command: NewCommand, created_at: str) -> str:
+        """Queue a command; returns its id."""
+        command_id = command.id or f"c-{uuid.uuid4().hex[:12]}"
+        self._conn.execute(
+            "INSERT INTO commands (id, gateway_id, printer_id, type, params, created_at, "
+            "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                command_id,
+                command.gateway_id,
+                command.printer_id,
+                command.type,
+                msgspec.json.encode(command.params).decode(),
+                created_at,
+                command.expires_at,
+            ),
+        )
+        return command_id
+
+    def open_commands(self, gateway_id: str) -> list[dict[str, Any]]:
+        """Commands without a result, oldest first, in the §4.3 shape."""
+        rows = self._conn.execute(
+            "SELECT id, printer_id, type, params, created_at, expires_at FROM commands "
+            "WHERE gateway_id = ? AND outcome IS NULL ORDER BY rowid",
+            (gateway_id,),
+        ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "printer_id": r[1],
+                "type": r[2],
+                "params": msgspec.json.decode(r[3]),
+                "created_at": r[4],
+                "expires_at": r[5],
+            }
+            for r in rows
+        ]
+
+    def command(self, command_id: str) -> dict[str, Any] | None:
+        """One command with its result, if any."""
+        row = self._conn.execute(
+            "SELECT id, gateway_id, printer_id, type, params, created_at, expires_at, outcome, "
+            "detail FROM commands WHERE id = ?",
+            (command_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = (
+            "id",
+            "gateway_id",
+            "printer_id",
+            "type",
+            "params",
+            "created_at",
+            "expires_at",
+            "outcome",
+            "detail",
+        )
+        result = dict(zip(keys, row, strict=True))
+        result["params"] = msgspec.json.decode(result["params"])
+        return result
+
+    def records(
+        self, gateway_id: str, printer_id: str | None, kind: str | None, after_seq: int, limit: int
+    ) -> list[bytes]:
+        """Stored record bodies, by printer and seq."""
+        sql = "SELECT body FROM records WHERE gateway_id = ? AND coalesce(seq, 0) > ?"
+        args: list[object] = [gateway_id, after_seq]
+        if printer_id is not None:
+            sql += " AND printer_id = ?"
+            args.append(printer_id)
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        sql += " ORDER BY printer_id, seq LIMIT ?"
+        args.append(limit)
+        return [row[0] for row in self._conn.execute(sql, args)]
+
+    def latest_statuses(self, gateway_id: str) -> list[bytes]:
+        """The newest status of every printer of a gateway."""
+        return [
+            row[0]
+            for row in self._conn.execute(
+                "SELECT body FROM latest_status WHERE gateway_id = ? ORDER BY printer_id",
+                (gateway_id,),
+            )
+        ]

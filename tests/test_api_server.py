@@ -1,0 +1,125 @@
+"""The reference API server over real HTTP: auth, dedupe, commands with long poll, reads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from tests.api_harness import ApiThread
+
+
+def batch(*records: dict[str, object]) -> dict[str, object]:
+    return {"gateway_id": "gw", "records": list(records)}
+
+
+def status(n: int, seq: int) -> dict[str, object]:
+    return {
+        "kind": "status",
+        "id": f"s{n}",
+        "printer_id": "rex1",
+        "seq": seq,
+        "ts": "2026-11-23T20:31:05Z",
+        "state": "printing",
+    }
+
+
+def test_auth_is_required_everywhere_but_health(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        assert requests.get(f"{api.url}/healthz", timeout=5).status_code == 200
+        for method, path in [
+            ("GET", "/v1/commands"),
+            ("POST", "/v1/records"),
+            ("GET", "/v1/records"),
+        ]:
+            assert requests.request(method, f"{api.url}{path}", timeout=5).status_code == 401
+            wrong = {"Authorization": "Bearer nope"}
+            assert (
+                requests.request(method, f"{api.url}{path}", headers=wrong, timeout=5).status_code
+                == 401
+            )
+
+
+def test_records_are_deduped_by_id_and_readable(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        assert api.post("/v1/records", batch(status(1, 1), status(2, 2))).json() == {
+            "stored": 2,
+            "duplicates": 0,
+        }
+        assert api.post("/v1/records", batch(status(2, 2), status(3, 3))).json() == {
+            "stored": 1,
+            "duplicates": 1,
+        }
+        records = api.get("/v1/records", gateway_id="gw", printer_id="rex1").json()["records"]
+        assert [r["seq"] for r in records] == [1, 2, 3]
+        assert (
+            api.get("/v1/records", gateway_id="gw", after_seq=2).json()["records"][0]["id"] == "s3"
+        )
+        printers = api.get("/v1/printers", gateway_id="gw").json()["printers"]
+        assert [p["id"] for p in printers] == ["s3"]
+
+
+def test_malformed_batch_is_400(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        response = api.post("/v1/records", {"gateway_id": "gw", "records": [{"kind": "status"}]})
+        assert response.status_code == 400
+        assert "invalid record batch" in response.json()["error"]
+
+
+def test_commands_long_poll_and_close_on_result(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        assert api.get("/v1/commands", gateway_id="gw").json() == {"commands": []}
+        answers: list[dict[str, object]] = []
+
+        def long_poll() -> None:
+            began = time.monotonic()
+            answers.append(
+                {
+                    "body": api.get("/v1/commands", gateway_id="gw", wait=10).json(),
+                    "s": time.monotonic() - began,
+                }
+            )
+
+        waiter = threading.Thread(target=long_poll)
+        waiter.start()
+        time.sleep(0.3)
+        created = api.post(
+            "/v1/commands", {"gateway_id": "gw", "printer_id": "rex1", "type": "pause"}
+        )
+        assert created.status_code == 201
+        command_id = created.json()["id"]
+        waiter.join(timeout=10)
+        body, took_s = answers[0]
+        assert [c["id"] for c in body["commands"]] == [command_id]
+        assert body["commands"][0]["params"] == {}
+        assert took_s < 5  # answered when the command came, not at the end of the wait
+        result = {
+            "kind": "command_result",
+            "id": "r1",
+            "printer_id": "rex1",
+            "seq": 1,
+            "ts": "2026-11-23T20:31:05Z",
+            "command_id": command_id,
+            "outcome": "done",
+            "detail": "paused",
+        }
+        api.post("/v1/records", batch(result))
+        assert api.get("/v1/commands", gateway_id="gw").json() == {"commands": []}
+        assert api.get(f"/v1/commands/{command_id}").json()["outcome"] == "done"
+
+
+def test_wait_times_out_with_an_empty_list(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        began = time.monotonic()
+        assert api.get("/v1/commands", gateway_id="gw", wait=0.5).json() == {"commands": []}
+        assert 0.4 < time.monotonic() - began < 5
+
+
+def test_command_ids_are_unique(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        command = {"gateway_id": "gw", "printer_id": "rex1", "type": "pause", "id": "c-1"}
+        assert api.post("/v1/commands", command).status_code == 201
+        assert api.post("/v1/commands", command).status_code == 409
+        assert api.post("/v1/commands", {"printer_id": "rex1"}).status_code == 400

@@ -1,0 +1,139 @@
+"""Delivery: outcome classification, Retry-After, backoff, and the real HTTP exchange."""
+
+from __future__ import annotations
+
+import threading
+from email.utils import formatdate
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gateway.config import Secret, Token
+from gateway.messages import Event, utc_now
+from services.uplink.delivery import Backoff, Deliverer, Verdict, classify, retry_after
+from services.uplink.queue import Batch, DurableQueue
+from services.uplink.service import DeliveryThread, queue_path
+from tests.api_harness import Script, scripted_api
+from tests.poller_harness import make_config
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (200, Verdict.DELIVERED),
+        (201, Verdict.DELIVERED),
+        (204, Verdict.DELIVERED),
+        (408, Verdict.RETRY),
+        (429, Verdict.RETRY),
+        (500, Verdict.RETRY),
+        (503, Verdict.RETRY),
+        (302, Verdict.RETRY),
+        (400, Verdict.REFUSED),
+        (401, Verdict.REFUSED),
+        (404, Verdict.REFUSED),
+        (422, Verdict.REFUSED),
+    ],
+)
+def test_classify(status: int, verdict: Verdict) -> None:
+    assert classify(status, None, "").verdict is verdict
+
+
+def test_retry_after_seconds_date_and_garbage() -> None:
+    assert retry_after("7") == 7.0
+    assert retry_after("999999") == 3600.0
+    assert retry_after(formatdate(1_000_030, usegmt=True), now=1_000_000) == pytest.approx(
+        30, abs=1
+    )
+    assert retry_after("soon") is None
+    assert retry_after(None) is None
+
+
+def test_backoff_is_full_jitter_capped_and_resets() -> None:
+    backoff = Backoff(base_s=1, cap_s=60)
+    delays = [backoff.next_delay() for _ in range(12)]
+    assert all(0 <= d <= 60 for d in delays)
+    assert delays[0] <= 1
+    backoff.reset()
+    assert backoff.next_delay() <= 1
+
+
+def test_post_sends_bearer_idempotency_key_and_the_v1_body() -> None:
+    script = Script()
+    with scripted_api(script) as url:
+        deliverer = Deliverer(url + "/api", Secret("tok-1"), "gw", 5)
+        answer = deliverer.post(Batch("batch-1", (1,), (b'{"kind":"event","id":"e1"}',)))
+        deliverer.close()
+    assert answer.verdict is Verdict.DELIVERED
+    headers, body = script.requests[0]
+    assert headers["Authorization"] == "Bearer tok-1"
+    assert headers["Idempotency-Key"] == "batch-1"
+    assert msgspec.json.decode(body) == {
+        "gateway_id": "gw",
+        "records": [{"kind": "event", "id": "e1"}],
+    }
+
+
+def test_timeouts_and_refused_connections_are_retries() -> None:
+    script = Script(delay_s=1.5)
+    with scripted_api(script) as url:
+        deliverer = Deliverer(url, Secret("t"), "gw", 0.3)
+        assert deliverer.post(Batch("b", (1,), (b"{}",))).verdict is Verdict.RETRY
+        deliverer.close()
+    deliverer = Deliverer(url, Secret("t"), "gw", 0.3)  # the server is gone now
+    answer = deliverer.post(Batch("b", (1,), (b"{}",)))
+    assert answer.verdict is Verdict.RETRY
+    assert "connection" in answer.reason
+    deliverer.close()
+
+
+def _fill(tmp_path: Path, url: str, n: int) -> DeliveryThread:
+    config = make_config(tmp_path, {"p": 1})
+    config = msgspec.structs.replace(
+        config, api=msgspec.structs.replace(config.api, url=url, timeout_s=2.0)
+    )
+    queue = DurableQueue(queue_path(config), 10**8)
+    queue.accept(
+        [Event(id=f"e{i}", printer_id="p", ts=utc_now(), event="printer_online") for i in range(n)]
+    )
+    queue.close()
+    thread = DeliveryThread(config, Token(Secret("t"), "test"), threading.Event())
+    thread.backoff = Backoff(base_s=0.01, cap_s=0.05)
+    return thread
+
+
+def test_503_with_retry_after_then_recovery_same_idempotency_key(tmp_path: Path) -> None:
+    script = Script(answers=[(503, {"Retry-After": "1"}), (500, {}), (200, {})])
+    with scripted_api(script) as url:
+        thread = _fill(tmp_path, url, 3)
+        thread.start()
+        while len(script.requests) < 3:
+            thread.stopping.wait(0.05)
+        thread.stopping.set()
+        thread.join(10)
+    keys = [headers["Idempotency-Key"] for headers, _ in script.requests]
+    assert len(set(keys)) == 1  # every retry of the stored batch carried the same key
+    queue = DurableQueue(queue_path(make_config(tmp_path, {"p": 1})), 10**8)
+    assert queue.stats().depth_by_kind == {}
+    assert queue.stats().last_delivery is not None
+
+
+def test_permanent_400_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None:
+    script = Script(answers=[(400, {}), (200, {})])
+    with scripted_api(script) as url:
+        thread = _fill(tmp_path, url, 2)
+        thread.start()
+        while len(script.requests) < 1:
+            thread.stopping.wait(0.05)
+        queue = DurableQueue(queue_path(make_config(tmp_path, {"p": 1})), 10**8)
+        queue.accept([Event(id="late", printer_id="p", ts=utc_now(), event="printer_online")])
+        thread.work.set()
+        while len(script.requests) < 2:
+            thread.stopping.wait(0.05)
+        thread.stopping.set()
+        thread.join(10)
+    stats = queue.stats()
+    assert stats.dead == 2
+    assert stats.depth_by_kind == {}
+    assert "HTTP 400" in (stats.last_error or "")
+    assert b'"late"' in script.requests[1][1]
