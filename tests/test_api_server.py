@@ -71,16 +71,12 @@ def test_malformed_batch_is_400(tmp_path: Path) -> None:
 def test_commands_long_poll_and_close_on_result(tmp_path: Path) -> None:
     with ApiThread(tmp_path / "api.db") as api:
         assert api.get("/v1/commands", gateway_id="gw").json() == {"commands": []}
-        answers: list[dict[str, object]] = []
+        answers: list[tuple[dict[str, list[dict[str, object]]], float]] = []
 
         def long_poll() -> None:
             began = time.monotonic()
-            answers.append(
-                {
-                    "body": api.get("/v1/commands", gateway_id="gw", wait=10).json(),
-                    "s": time.monotonic() - began,
-                }
-            )
+            body = api.get("/v1/commands", gateway_id="gw", wait=10).json()
+            answers.append((body, time.monotonic() - began))
 
         waiter = threading.Thread(target=long_poll)
         waiter.start()
