@@ -21,8 +21,6 @@ _PENDING = {
     "demo": "issue 6 (deployment)",
     "run control": "issue 5 (control)",
     "status": "issue 6 (deployment)",
-    "queue": "issue 4 (uplink)",
-    "tap": "issue 4 (uplink)",
 }
 
 
@@ -49,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     queue = verbs.add_parser("queue", help="inspect and repair the durable queue")
     queue.add_argument("action", choices=["stats", "peek", "dead", "retry", "purge"])
     queue.add_argument("--yes", action="store_true", help="purge without asking")
+    queue.add_argument("--limit", type=int, default=20, help="peek/dead: how many records")
     tap = verbs.add_parser("tap", help="print records live as the uplink accepts them")
-    tap.add_argument("--json", action="store_true")
+    tap.add_argument("--json", action="store_true", help="one JSON record per line")
+    tap.add_argument("--count", type=int, default=0, help="stop after this many records")
     verbs.add_parser("check-config", help="validate the config and print the effective values")
     return parser
 
@@ -134,6 +134,20 @@ def run_service(args: argparse.Namespace) -> int:
     return poller_service.run(config, args.printer)
 
 
+def run_tool(args: argparse.Namespace) -> int:
+    """``queue ...`` and ``tap``: tools on the uplink's queue and tap."""
+    path = find_config_path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        return _config_error(path, err)
+    from services.uplink import tools
+
+    if args.verb == "tap":
+        return tools.tap_command(config, args)
+    return tools.queue_command(config, args)
+
+
 def _not_yet(verb: str) -> int:
     print(
         f"printer-gateway {verb}: not available yet (arrives with {_PENDING[verb]})",
@@ -151,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sim": sim_cli.run,
         "run": run_service,
         "api": run_api,
+        "queue": run_tool,
+        "tap": run_tool,
     }
     handler = handlers.get(args.verb)
     return _not_yet(args.verb) if handler is None else handler(args)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from services.poller.protocol import Activity, parse_m119
@@ -71,10 +72,7 @@ def _base_env() -> dict[str, str]:
         ["up"],
         ["demo"],
         ["run", "control"],
-        ["api"],
         ["status"],
-        ["queue", "stats"],
-        ["tap"],
     ],
 )
 def test_verbs_not_landed_yet_say_so_and_exit_2(verb: list[str]) -> None:
@@ -125,3 +123,44 @@ def test_sim_refuses_a_bad_step() -> None:
     result = run("sim", "--port", "0", "--at", "5:explode")
     assert result.returncode == 2
     assert "bad --at step" in result.stderr
+
+
+def test_api_without_a_token_exits_2() -> None:
+    result = run("api", "--port", "0", env={**_base_env(), "PRINTER_GATEWAY_TOKEN": ""})
+    assert result.returncode == 2
+    assert "no token" in result.stderr
+
+
+def test_queue_tools_on_a_real_queue(tmp_path: Path) -> None:
+    from gateway.config import load_config
+    from gateway.messages import Event, utc_now
+    from services.uplink.queue import DurableQueue
+    from services.uplink.service import queue_path
+
+    (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
+    config_args = ("--config", str(tmp_path / "g.toml"))
+    assert run(*config_args, "queue", "stats").returncode == 1  # no queue yet
+    queue = DurableQueue(queue_path(load_config(tmp_path / "g.toml")), 10**8)
+    queue.accept(
+        [Event(id=f"e{n}", printer_id="p", ts=utc_now(), event="printer_online") for n in range(3)]
+    )
+    batch = queue.claim(1, 10**6)
+    assert batch is not None
+    queue.dead_letter(batch, "HTTP 400")
+    queue.close()
+    stats = msgspec.json.decode(run(*config_args, "queue", "stats").stdout)
+    assert stats["depth_by_kind"] == {"event": 2}
+    assert stats["dead"] == 1
+    assert len(run(*config_args, "queue", "peek", "--limit", "5").stdout.splitlines()) == 2
+    assert '"reason":"HTTP 400"' in run(*config_args, "queue", "dead").stdout
+    assert "1 dead-lettered" in run(*config_args, "queue", "retry").stdout
+    refused = subprocess.run(
+        [*CLI, *config_args, "queue", "purge"],
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "3 records deleted" in run(*config_args, "queue", "purge", "--yes").stdout

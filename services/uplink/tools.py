@@ -1,0 +1,99 @@
+"""``printer-gateway queue stats|peek|dead|retry|purge`` and ``printer-gateway tap``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import msgspec
+import zmq
+
+from gateway.config import Config
+from services.uplink.queue import DurableQueue
+from services.uplink.service import queue_path, tap_endpoint
+
+
+def _out(data: object) -> None:
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n")
+
+
+def queue_command(config: Config, args: argparse.Namespace) -> int:
+    """Inspect or repair the durable queue; 0 on success, 1 when a purge was not confirmed."""
+    path = queue_path(config)
+    if not path.exists():
+        print(f"no queue at {path} (the uplink has not run with this config)", file=sys.stderr)
+        return 1
+    queue = DurableQueue(path, config.uplink.max_queue_mb * 1024 * 1024)
+    try:
+        return _act(queue, path, args)
+    finally:
+        queue.close()
+
+
+def _act(queue: DurableQueue, path: Path, args: argparse.Namespace) -> int:
+    if args.action == "stats":
+        stats = queue.stats()
+        _out(
+            {
+                "queue": str(path),
+                **msgspec.structs.asdict(msgspec.convert(stats, _StatsView, from_attributes=True)),
+            }
+        )
+    elif args.action == "peek":
+        for body in queue.peek(args.limit):
+            sys.stdout.buffer.write(body + b"\n")
+    elif args.action == "dead":
+        for reason, body in queue.dead_letters(args.limit):
+            sys.stdout.buffer.write(
+                msgspec.json.encode({"reason": reason, "record": msgspec.Raw(body)}) + b"\n"
+            )
+    elif args.action == "retry":
+        print(f"{queue.retry_dead()} dead-lettered records moved back to the queue")
+    elif args.action == "purge":
+        if not args.yes:
+            answer = input(f"delete every queued and dead record in {path}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        print(f"{queue.purge()} records deleted")
+    return 0
+
+
+class _StatsView(msgspec.Struct):
+    depth_by_kind: dict[str, int]
+    bytes: int
+    oldest_age_s: float | None
+    dead: int
+    dropped_status: int
+    set_aside: int
+    last_delivery: str | None
+    last_error: str | None
+
+
+def tap_command(config: Config, args: argparse.Namespace) -> int:
+    """Print records as the uplink accepts them, until Ctrl-C."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(tap_endpoint(config.gateway.runtime_dir))
+    count = 0
+    try:
+        while args.count == 0 or count < args.count:
+            data = sock.recv()
+            count += 1
+            if args.json:
+                sys.stdout.buffer.write(data + b"\n")
+            else:
+                record = msgspec.json.decode(data)
+                what = record.get("state") or record.get("event") or record.get("outcome")
+                printer = record.get("printer_id") or "-"
+                print(f"{record.get('ts')} {record.get('kind'):<14} {printer:<10} {what}")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    return 0

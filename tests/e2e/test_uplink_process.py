@@ -1,0 +1,117 @@
+"""The uplink as a real process: outage then recovery, SIGKILL while records flow, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import zmq.asyncio
+
+from gateway.bus import RecordSender, records_endpoint
+from gateway.config import Config
+from gateway.messages import Event, Record, Status, utc_now
+from tests.api_harness import TOKEN, ApiThread
+from tests.poller_harness import make_config, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def write_config(tmp_path: Path, api_url: str) -> tuple[Path, Config]:
+    text = (
+        f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
+        f'[api]\nurl = "{api_url}"\ntoken = "{TOKEN}"\ntimeout_s = 2\n'
+        f'[[printers]]\nid = "p1"\nhost = "127.0.0.1"\n[[printers]]\nid = "p2"\nhost = "127.0.0.1"\n'
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path, make_config(tmp_path, {"p1": 1, "p2": 2})
+
+
+async def start_uplink(config: Path, log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as stderr:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "--config",
+            str(config),
+            "run",
+            "uplink",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def make_records(n: int) -> list[Record]:
+    records: list[Record] = []
+    for i in range(n):
+        printer = "p1" if i % 2 else "p2"
+        if i % 10 == 0:
+            records.append(
+                Event(id=f"e{i}", printer_id=printer, ts=utc_now(), event="print_started")
+            )
+        else:
+            records.append(Status(id=f"s{i}", printer_id=printer, ts=utc_now(), state="printing"))
+    return records
+
+
+def test_outage_and_sigkill_while_records_flow_lose_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "uplink.log"
+    records = make_records(600)
+    rng = random.Random(7)
+
+    api = ApiThread(tmp_path / "api.db")  # port bound, not listening yet: connects are refused
+    config_path, config = write_config(tmp_path, api.url)
+
+    async def main() -> set[str]:
+        ctx = zmq.asyncio.Context()
+        acked: set[str] = set()
+        sender = RecordSender(
+            ctx, records_endpoint(config.gateway.runtime_dir), acked.update, resend_after_s=0.5
+        )
+        stop = asyncio.Event()
+        pump = asyncio.create_task(sender.run(stop))
+        uplink = await start_uplink(config_path, log)
+        kills = sorted(rng.sample(range(50, 550), 3))
+        for index, record in enumerate(records):
+            sender.submit(record)
+            if index in kills:
+                # kill a running uplink, mid-stream: after it has acknowledged something new
+                before = len(acked)
+                await wait_until(lambda before=before: len(acked) > before, within_s=20)  # type: ignore[misc]
+                await asyncio.sleep(rng.uniform(0.0, 0.2))
+                uplink.send_signal(signal.SIGKILL)
+                await uplink.wait()
+                uplink = await start_uplink(config_path, log)
+            if index % 5 == 0:
+                await asyncio.sleep(0.01)
+        await wait_until(lambda: sender.pending == 0, within_s=60)
+        stop.set()
+        await pump
+        sender.close()
+        ctx.term()
+        with api:  # the API comes back
+            await wait_until(
+                lambda: (
+                    len(api.get("/v1/records", gateway_id="gw", limit=10_000).json()["records"])
+                    >= len(records)
+                ),
+                within_s=60,
+            )
+            stored = api.get("/v1/records", gateway_id="gw", limit=10_000).json()["records"]
+        uplink.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(uplink.wait(), 10) == 0
+        assert [r["id"] for r in stored if r["printer_id"] == "p1"]
+        for printer in ("p1", "p2"):
+            seqs = [r["seq"] for r in stored if r["printer_id"] == printer]
+            assert seqs == list(range(1, len(seqs) + 1)), f"gap or duplicate seq for {printer}"
+        assert sorted(r["id"] for r in stored) == sorted(r.id for r in records)
+        return acked
+
+    acked = asyncio.run(main())
+    assert acked == {r.id for r in records}
+    assert "uplink stopped" in log.read_text()
