@@ -1,0 +1,89 @@
+"""Printer simulator -> poller process -> uplink process -> reference API, and the tap."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gateway.simulator import PrintJob, SimulatorThread
+from tests.api_harness import TOKEN, ApiThread
+from tests.poller_harness import wait_until
+
+pytestmark = pytest.mark.e2e
+CLI = [sys.executable, "-m", "gateway.cli"]
+
+
+def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
+            f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n'
+            f'[[printers]]\nid = "rex1"\nname = "REX #1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
+            "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
+        )
+        log = (tmp_path / "services.log").open("ab")
+        services = [
+            subprocess.Popen(
+                [*CLI, "--config", str(config), "run", name], stdout=subprocess.DEVNULL, stderr=log
+            )
+            for name in ("uplink", "poller")
+        ]
+        tap = subprocess.Popen(
+            [*CLI, "--config", str(config), "tap", "--json", "--count", "5"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+
+        def events() -> list[str]:
+            records = api.get(
+                "/v1/records", gateway_id="gw", printer_id="rex1", kind="event"
+            ).json()["records"]
+            return [r["event"] for r in records]
+
+        async def scenario() -> None:
+            await wait_until(lambda: events() == ["printer_online"], within_s=20)
+            sim.call(lambda: sim.sim.model.start_print(PrintJob(file="chain.gx", duration_s=1.5)))
+            await wait_until(lambda: "print_finished" in events(), within_s=30)
+
+        try:
+            asyncio.run(scenario())
+            tapped, _ = tap.communicate(timeout=20)
+        finally:
+            for process in services:
+                process.send_signal(signal.SIGTERM)
+            codes = [process.wait(timeout=15) for process in services]
+            tap.kill()
+            tap.wait()
+            log.close()
+        records = api.get("/v1/records", gateway_id="gw", printer_id="rex1", limit=10_000).json()[
+            "records"
+        ]
+    assert codes == [0, 0]
+    assert (
+        events()
+        if False
+        else [r["event"] for r in records if r["kind"] == "event"]
+        == [
+            "printer_online",
+            "print_started",
+            "print_finished",
+        ]
+    )
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    printing = [r for r in records if r["kind"] == "status" and r["state"] == "printing"]
+    assert printing
+    assert printing[0]["printer"]["name"] == "REX #1"
+    assert printing[0]["printer"]["model"] == "FlashForge Adventurer III"
+    assert printing[0]["file"] == "chain.gx"
+    lines = [msgspec.json.decode(line) for line in tapped.splitlines()]
+    assert len(lines) == 5
+    assert all(line["printer_id"] == "rex1" for line in lines)
