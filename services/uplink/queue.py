@@ -315,6 +315,15 @@ class DurableQueue:
         self._conn.execute("DELETE FROM records WHERE batch_id = ?", (batch.batch_id,))
         self._conn.execute("COMMIT")
 
+    def note(self, name: str) -> str | None:
+        """A small named value kept in the queue file (e.g. the legacy flavor's state)."""
+        row = self._conn.execute("SELECT value FROM notes WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_note(self, name: str, value: str) -> None:
+        """Keep a small named value in the queue file."""
+        self._conn.execute("INSERT OR REPLACE INTO notes VALUES (?, ?)", (name, value))
+
     def note_error(self, message: str) -> None:
         """Remember the last delivery error for ``queue stats`` and ``status``."""
         self._conn.execute(

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import zmq
 import zmq.asyncio
 
@@ -32,6 +33,7 @@ from gateway.bus import RecordReceiver, prepare_runtime_dir, records_endpoint
 from gateway.config import Config, Token
 from gateway.messages import Record, json_encoder
 from services.uplink.delivery import Backoff, Deliverer, Verdict
+from services.uplink.legacy import LegacyDeliverer, PauseHook
 from services.uplink.queue import Batch, DurableQueue, QueueFullError
 
 logger = logging.getLogger(__name__)
@@ -50,15 +52,34 @@ def tap_endpoint(runtime_dir: str) -> str:
     return f"ipc://{Path(runtime_dir) / 'tap.ipc'}"
 
 
+def log_pause_request(printer_id: str) -> None:
+    """The legacy API answered 418. Until control lands (issue 5) this hook only logs it."""
+    logger.warning(
+        "legacy API asked to pause printer %s (HTTP 418); control path not wired yet", printer_id
+    )
+
+
 class DeliveryThread(threading.Thread):
     """Drains the queue into the API until stopped."""
 
-    def __init__(self, config: Config, token: Token, work: threading.Event) -> None:
+    def __init__(
+        self,
+        config: Config,
+        token: Token,
+        work: threading.Event,
+        on_pause_request: PauseHook = log_pause_request,
+    ) -> None:
         super().__init__(name="uplink-delivery", daemon=True)
         self.queue = DurableQueue(queue_path(config), config.uplink.max_queue_mb * 1024 * 1024)
         self.deliverer = Deliverer(
             config.api.url, token.secret, config.gateway.id, config.api.timeout_s
         )
+        self.legacy: LegacyDeliverer | None = None
+        if config.api.flavor == "legacy":
+            active = set(msgspec.json.decode(self.queue.note("legacy_active") or "[]"))
+            self.legacy = LegacyDeliverer(
+                config.api.url, token.secret, config.api.timeout_s, active, on_pause_request
+            )
         self.work = work
         self.stopping = threading.Event()
         self.backoff = Backoff()
@@ -83,11 +104,19 @@ class DeliveryThread(threading.Thread):
             if batch is not None:
                 self.queue.release(batch)
             self.deliverer.close()
+            if self.legacy is not None:
+                self.legacy.close()
             self.queue.close()
 
     def _attempt(self, batch: Batch) -> float | None:
         """Post once; None when the batch is settled, else the delay before trying it again."""
-        answer = self.deliverer.post(batch)
+        if self.legacy is not None:
+            answer = self.legacy.post_bodies(batch.bodies)
+            self.queue.set_note(
+                "legacy_active", msgspec.json.encode(sorted(self.legacy.active)).decode()
+            )
+        else:
+            answer = self.deliverer.post(batch)
         if answer.verdict is Verdict.DELIVERED:
             self.queue.delivered(batch)
             self.backoff.reset()

@@ -1,0 +1,114 @@
+"""Delivery in the ``legacy`` flavor (architecture §4.4), for web apps written against the
+original single-file connector.
+
+One POST per message to ``{url}`` with header ``key: <token>``; values are strings, as the
+original sent them. A message goes out for every status of a printer that is printing or
+paused; when such a printer stops, exactly one "offline" message follows (``inactive``,
+progress ``"0"``, temperatures ``"-"``); which printers are mid-print is remembered in the
+queue file so a restart neither repeats nor forgets that message. Events and command results
+are not posted in this flavor. An answer 418 means "pause this printer now": it is handed to
+``on_pause_request`` (the control path; issue 5 wires it to the poller).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import requests
+
+from gateway.config import Secret
+from gateway.messages import Record, Status, Temperature, record_json_decoder
+from services.uplink.delivery import Answer, Verdict, classify
+
+PauseHook = Callable[[str], None]
+_ACTIVE = ("printing", "paused")
+
+
+def _temperature(reading: Temperature | None) -> dict[str, str]:
+    if reading is None:
+        return {"actual": "-", "set": "-"}
+    return {"actual": str(round(reading.current)), "set": str(round(reading.target))}
+
+
+def legacy_message(status: Status, was_active: bool) -> dict[str, Any] | None:
+    """The message for one status, or None when the original would have sent nothing."""
+    name = status.printer.name or status.printer_id or ""
+    if status.state in _ACTIVE:
+        return {
+            "printer_id": status.printer_id,
+            "printer_name": name,
+            "printer_status": status.state,
+            "printer_progress": str(int(status.progress_percent or 0)),
+            "temperature": {"t0": _temperature(status.nozzle), "bed": _temperature(status.bed)},
+        }
+    if was_active:
+        return {
+            "printer_id": status.printer_id,
+            "printer_name": name,
+            "printer_status": "inactive",
+            "printer_progress": "0",
+            "temperature": {"t0": {"actual": "-", "set": "-"}, "bed": {"actual": "-", "set": "-"}},
+        }
+    return None
+
+
+class LegacyDeliverer:
+    """Posts legacy messages; remembers which printers are mid-print."""
+
+    def __init__(
+        self,
+        url: str,
+        token: Secret,
+        timeout_s: float,
+        active: set[str],
+        on_pause_request: PauseHook,
+    ) -> None:
+        self.url = url
+        self.timeout = (min(timeout_s, 10.0), timeout_s)
+        self.session = requests.Session()
+        self.session.headers.update({"key": token.reveal(), "Content-Type": "application/json"})
+        self.active = active
+        self.on_pause_request = on_pause_request
+
+    def post_bodies(self, bodies: tuple[bytes, ...]) -> Answer:
+        """Send what these queued records mean in the legacy flavor; stop at the first failure."""
+        for body in bodies:
+            record: Record = record_json_decoder.decode(body)
+            if not isinstance(record, Status) or record.printer_id is None:
+                continue
+            message = legacy_message(record, record.printer_id in self.active)
+            if message is None:
+                continue
+            answer = self._post(message)
+            if answer.verdict is not Verdict.DELIVERED:
+                return answer
+            if record.state in _ACTIVE:
+                self.active.add(record.printer_id)
+            else:
+                self.active.discard(record.printer_id)
+        return Answer(Verdict.DELIVERED, "legacy messages sent")
+
+    def _post(self, message: dict[str, Any]) -> Answer:
+        try:
+            response = self.session.post(
+                self.url,
+                data=msgspec.json.encode(message),
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            return Answer(Verdict.RETRY, "timed out")
+        except requests.RequestException as err:
+            return Answer(Verdict.RETRY, f"connection failed: {type(err).__name__}")
+        if response.status_code == 418:
+            self.on_pause_request(str(message["printer_id"]))
+            return Answer(Verdict.DELIVERED, "HTTP 418: pause requested")
+        return classify(
+            response.status_code, response.headers.get("Retry-After"), response.text[:200]
+        )
+
+    def close(self) -> None:
+        """Close the session."""
+        self.session.close()
