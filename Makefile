@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo schema clean
+.PHONY: test lint typecheck unit demo schema bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ unit: $(STAMP)
 # Until `printer-gateway demo` lands (issue 6) the demo is the simulator running a print.
 demo: $(STAMP)
 	$(BIN)/printer-gateway sim --port 8899 --print benchy.gx --print-duration 300 --report-every 5
+
+# Benchmarks print figures and ratios against a baseline measured in the same run.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.uplink
 
 schema: $(STAMP)
 	$(BIN)/python -m gateway.schema > docs/records.schema.json

@@ -74,31 +74,45 @@ class Store:
     def store_records(self, gateway_id: str, records: tuple[Record, ...]) -> tuple[int, int]:
         """Insert new records (a known id is ignored); returns (stored, duplicates)."""
         now = time.time()
-        stored = 0
+        rows = [
+            (
+                r.id,
+                gateway_id,
+                r.printer_id,
+                r.seq,
+                type(r).__struct_config__.tag,
+                json_encoder.encode(r),
+                now,
+            )
+            for r in records
+        ]
+        newest: dict[str, tuple[int, bytes]] = {}
+        for record, row in zip(records, rows, strict=True):
+            if isinstance(record, Status) and record.printer_id is not None:
+                seq = record.seq or 0
+                if record.printer_id not in newest or seq > newest[record.printer_id][0]:
+                    newest[record.printer_id] = (seq, row[5])
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            for record in records:
-                body = json_encoder.encode(record)
-                kind = type(record).__struct_config__.tag
-                cursor = self._conn.execute(
-                    "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (record.id, gateway_id, record.printer_id, record.seq, kind, body, now),
-                )
-                if cursor.rowcount == 0:
-                    continue
-                stored += 1
-                if isinstance(record, Status) and record.printer_id is not None:
-                    self._conn.execute(
-                        "INSERT INTO latest_status VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE "
-                        "SET seq = excluded.seq, body = excluded.body WHERE excluded.seq > seq",
-                        (gateway_id, record.printer_id, record.seq or 0, body),
-                    )
-                elif isinstance(record, CommandResult):
-                    self._conn.execute(
-                        "UPDATE commands SET outcome = ?, detail = ?, result_at = ? "
-                        "WHERE id = ? AND outcome IS NULL",
-                        (record.outcome, record.detail, now, record.command_id),
-                    )
+            before = self._conn.total_changes
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            stored = self._conn.total_changes - before
+            self._conn.executemany(
+                "INSERT INTO latest_status VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE "
+                "SET seq = excluded.seq, body = excluded.body WHERE excluded.seq > seq",
+                [(gateway_id, printer, seq, body) for printer, (seq, body) in newest.items()],
+            )
+            self._conn.executemany(
+                "UPDATE commands SET outcome = ?, detail = ?, result_at = ? "
+                "WHERE id = ? AND outcome IS NULL",
+                [
+                    (r.outcome, r.detail, now, r.command_id)
+                    for r in records
+                    if isinstance(r, CommandResult)
+                ],
+            )
             self._conn.execute("COMMIT")
         except BaseException:
             self._conn.execute("ROLLBACK")

@@ -50,7 +50,7 @@ _encoder = msgspec.json.Encoder()
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     pos INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
     scope TEXT NOT NULL,
     seq INTEGER NOT NULL,
     kind TEXT NOT NULL,
@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS records (
     accepted_at REAL NOT NULL,
     batch_id TEXT
 );
-CREATE INDEX IF NOT EXISTS records_batch ON records(batch_id);
+-- Partial: "batch_id = ?" uses it, while "batch_id IS NULL ORDER BY pos" walks the rowid
+-- order with a LIMIT instead of sorting the whole backlog.
+CREATE INDEX IF NOT EXISTS records_claimed ON records(batch_id) WHERE batch_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_kind ON records(kind, pos);
 CREATE TABLE IF NOT EXISTS dead (
     pos INTEGER PRIMARY KEY,
@@ -73,7 +75,7 @@ CREATE TABLE IF NOT EXISTS dead (
 );
 CREATE TABLE IF NOT EXISTS known_ids (id TEXT PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL)
     WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS known_ids_at ON known_ids(at);
+CREATE INDEX IF NOT EXISTS known_ids_age ON known_ids(kind, at);
 CREATE TABLE IF NOT EXISTS seqs (scope TEXT PRIMARY KEY, last INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS notes (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -146,6 +148,7 @@ class DurableQueue:
             + self._scalar("SELECT total(length(body)) FROM dead")
         )
         self._over_cap_logged = False
+        self._pruned_at = -1e9
 
     # ------------------------------------------------------------------ opening
 
@@ -208,45 +211,77 @@ class DurableQueue:
         return stored
 
     def _insert(self, records: Sequence[Record], now: float) -> int:
-        stored = 0
-        for record in records:
-            if self._conn.execute("SELECT 1 FROM known_ids WHERE id = ?", (record.id,)).fetchone():
-                continue
+        fresh = self._unknown(records)
+        if not fresh:
+            return 0
+        scopes = sorted({record.printer_id or "" for record in fresh})
+        marks = ",".join("?" * len(scopes))
+        last = dict(
+            self._conn.execute(f"SELECT scope, last FROM seqs WHERE scope IN ({marks})", scopes)
+        )
+        rows = []
+        for record in fresh:
             scope = record.printer_id or ""
-            row = self._conn.execute(
-                "INSERT INTO seqs VALUES (?, 1) "
-                "ON CONFLICT(scope) DO UPDATE SET last = last + 1 RETURNING last",
-                (scope,),
-            ).fetchone()
-            body = _encoder.encode(msgspec.structs.replace(record, seq=row[0]))
-            self._make_room(len(body))
-            self._conn.execute(
-                "INSERT INTO records (id, scope, seq, kind, body, accepted_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (record.id, scope, row[0], _kind(record), body, now),
-            )
-            self._conn.execute(
-                "INSERT INTO known_ids VALUES (?, ?, ?)", (record.id, now, _kind(record))
-            )
-            self._stored_bytes += len(body)
-            stored += 1
-        return stored
+            last[scope] = seq = last.get(scope, 0) + 1
+            body = _encoder.encode(msgspec.structs.replace(record, seq=seq))
+            rows.append((record.id, scope, seq, _kind(record), body, now))
+        self._conn.executemany(
+            "INSERT INTO records (id, scope, seq, kind, body, accepted_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._conn.executemany(
+            "INSERT INTO known_ids VALUES (?, ?, ?)", [(row[0], now, row[3]) for row in rows]
+        )
+        self._conn.executemany(
+            "INSERT INTO seqs VALUES (?, ?) ON CONFLICT(scope) DO UPDATE SET last = excluded.last",
+            list(last.items()),
+        )
+        self._stored_bytes += sum(len(row[4]) for row in rows)
+        self._make_room()
+        return len(rows)
 
-    def _make_room(self, size: int) -> None:
+    def _unknown(self, records: Sequence[Record]) -> list[Record]:
+        """The records whose id is neither known nor repeated earlier in `records`."""
+        known: set[str] = set()
+        ids = [record.id for record in records]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(
+                row[0]
+                for row in self._conn.execute(
+                    f"SELECT id FROM known_ids WHERE id IN ({marks})", chunk
+                )
+            )
+        fresh = []
+        for record in records:
+            if record.id not in known:
+                known.add(record.id)
+                fresh.append(record)
+        return fresh
+
+    def _make_room(self) -> None:
+        """Delete the oldest unclaimed statuses until the stored bodies fit the cap."""
         dropped = 0
-        while self._stored_bytes + size > self.max_bytes:
-            row = self._conn.execute(
+        while self._stored_bytes > self.max_bytes:
+            rows = self._conn.execute(
                 "SELECT pos, length(body) FROM records WHERE kind = 'status' AND batch_id IS NULL "
-                "ORDER BY pos LIMIT 1"
-            ).fetchone()
-            if row is None:
+                "ORDER BY pos LIMIT 256"
+            ).fetchall()
+            if not rows:
                 if not self._over_cap_logged:
                     logger.warning("queue over its cap with no status left to drop: keeping events")
                     self._over_cap_logged = True
                 break
-            self._conn.execute("DELETE FROM records WHERE pos = ?", (row[0],))
-            self._stored_bytes -= row[1]
-            dropped += 1
+            victims = []
+            for pos, size in rows:
+                if self._stored_bytes <= self.max_bytes:
+                    break
+                victims.append((pos,))
+                self._stored_bytes -= size
+            self._conn.executemany("DELETE FROM records WHERE pos = ?", victims)
+            dropped += len(victims)
         if dropped:
             _bump(self._conn, "dropped_status", dropped)
 
@@ -274,9 +309,11 @@ class DurableQueue:
         if not chosen:
             return None
         batch_id = uuid.uuid4().hex
+        self._conn.execute("BEGIN IMMEDIATE")  # one commit for the whole claim, not one per row
         self._conn.executemany(
             "UPDATE records SET batch_id = ? WHERE pos = ?", [(batch_id, pos) for pos, _ in chosen]
         )
+        self._conn.execute("COMMIT")
         return Batch(batch_id, tuple(p for p, _ in chosen), tuple(b for _, b in chosen))
 
     def delivered(self, batch: Batch) -> None:
@@ -289,13 +326,24 @@ class DurableQueue:
         self._conn.execute(
             "INSERT OR REPLACE INTO notes VALUES ('last_delivery', ?)", (_now_text(),)
         )
-        now = time.time()
-        self._conn.execute(
-            "DELETE FROM known_ids WHERE at < ? OR (kind = 'status' AND at < ?)",
-            (now - KNOWN_ID_TTL_S, now - KNOWN_STATUS_TTL_S),
-        )
+        self._prune_known_ids()
         self._conn.execute("COMMIT")
         self._stored_bytes -= int(size)
+
+    def _prune_known_ids(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < 60:
+            return
+        self._pruned_at = now
+        wall = time.time()
+        for kind, ttl in (
+            ("status", KNOWN_STATUS_TTL_S),
+            ("event", KNOWN_ID_TTL_S),
+            ("command_result", KNOWN_ID_TTL_S),
+        ):
+            self._conn.execute(
+                "DELETE FROM known_ids WHERE kind = ? AND at < ?", (kind, wall - ttl)
+            )
 
     def release(self, batch: Batch) -> None:
         """Un-claim a batch (it will be claimed again, possibly under another id)."""

@@ -38,8 +38,8 @@ from services.uplink.queue import Batch, DurableQueue, QueueFullError
 
 logger = logging.getLogger(__name__)
 GROUP_RECORDS = 5000
-BATCH_RECORDS = 500
-BATCH_BYTES = 1024 * 1024
+BATCH_RECORDS = 1000
+BATCH_BYTES = 2 * 1024 * 1024
 
 
 def queue_path(config: Config) -> Path:
