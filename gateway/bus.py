@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -51,10 +52,12 @@ class Ack(_Message, frozen=True, tag="ack"):
 
 
 class Execute(_Message, frozen=True, tag="execute"):
-    """Run a command on the poller's printer (idempotent by command_id)."""
+    """Run a command on the poller's printer (idempotent by command_id). ``ttl_s``: seconds
+    left, when sent, before the command must no longer start (relative: no shared clock)."""
 
     command_id: str
     action: Action
+    ttl_s: float | None = None
 
 
 class Executed(_Message, frozen=True, tag="executed"):
@@ -313,6 +316,14 @@ class CommandServer:
         self._socket.close(linger=0)
 
 
+@dataclass(frozen=True)
+class CommandReply:
+    """Whether a request reached a poller at all, and its answer if one came."""
+
+    sent: bool
+    answer: Executed | None
+
+
 async def request_command(
     ctx: zmq.asyncio.Context,
     endpoint: str,
@@ -320,24 +331,46 @@ async def request_command(
     *,
     timeout_s: float,
     attempts: int = 3,
-) -> Executed | None:
-    """Send a command and wait for its answer, retrying with the same id; None if none came."""
+) -> CommandReply:
+    """Send a command and wait for its answer, retrying with the same id.
+
+    The request is only sent to a poller that is connected right now (IMMEDIATE, and a short
+    wait for the connection): a request must never sit in a queue and reach a poller that
+    starts later, when the command may be stale.
+    """
     sock = _socket(ctx, zmq.DEALER)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.connect(endpoint)
+    sent = False
     try:
         for _ in range(attempts):
-            await sock.send(encode(request))
-            deadline = time.monotonic() + timeout_s
-            while (left := deadline - time.monotonic()) > 0:
-                if not await sock.poll(int(left * 1000) + 1):
-                    break
-                try:
-                    answer = decode(await sock.recv())
-                except (msgspec.DecodeError, msgspec.ValidationError) as err:
-                    logger.warning("ignoring undecodable command answer: %s", err)
-                    continue
-                if isinstance(answer, Executed) and answer.command_id == request.command_id:
-                    return answer
-        return None
+            if not await sock.poll(500, zmq.POLLOUT):  # type: ignore[call-arg]
+                continue
+            try:
+                await sock.send(encode(request), flags=zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            sent = True
+            answer = await _answer_to(sock, request.command_id, timeout_s)
+            if answer is not None:
+                return CommandReply(True, answer)
+        return CommandReply(sent, None)
     finally:
         sock.close(linger=0)
+
+
+async def _answer_to(
+    sock: zmq.asyncio.Socket, command_id: str, timeout_s: float
+) -> Executed | None:
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        if not await sock.poll(int(left * 1000) + 1):
+            return None
+        try:
+            answer = decode(await sock.recv())
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            logger.warning("ignoring undecodable command answer: %s", err)
+            continue
+        if isinstance(answer, Executed) and answer.command_id == command_id:
+            return answer
+    return None

@@ -19,7 +19,6 @@ from gateway.simulator import cli as sim_cli
 _PENDING = {
     "up": "issue 6 (deployment)",
     "demo": "issue 6 (deployment)",
-    "run control": "issue 5 (control)",
     "status": "issue 6 (deployment)",
 }
 
@@ -122,16 +121,20 @@ def run_service(args: argparse.Namespace) -> int:
         config = load_config(path)
         if args.printer:
             config.printer(args.printer)
-        token = resolve_token(config) if args.service == "uplink" else None
+        token = resolve_token(config) if args.service != "poller" else None
     except ConfigError as err:
         return _config_error(path, err)
-    if token is not None:
+    if args.service == "poller" or token is None:
+        from services.poller import service as poller_service
+
+        return poller_service.run(config, args.printer)
+    if args.service == "uplink":
         from services.uplink import service as uplink_service
 
         return uplink_service.run(config, token)
-    from services.poller import service as poller_service
+    from services.control import service as control_service
 
-    return poller_service.run(config, args.printer)
+    return control_service.run(config, token)
 
 
 def run_tool(args: argparse.Namespace) -> int:

@@ -121,10 +121,10 @@ def test_command_request_retries_with_the_same_id(tmp_path: Path) -> None:
         server = CommandServer(ctx, endpoint, slow_handler)
         stop = asyncio.Event()
         task = asyncio.create_task(server.run(stop))
-        answer = await request_command(
+        reply = await request_command(
             ctx, endpoint, Execute("c-9", Pause()), timeout_s=0.2, attempts=3
         )
-        assert answer == Executed("c-9", "done", "paused")
+        assert reply.answer == Executed("c-9", "done", "paused")
         assert set(seen) == {"c-9"}
         assert len(seen) >= 2  # the retry reached the server with the same id
         stop.set()
@@ -136,10 +136,11 @@ def test_command_request_retries_with_the_same_id(tmp_path: Path) -> None:
 
 def test_nobody_answering_gives_none(tmp_path: Path) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
-        assert (
-            await request_command(ctx, endpoint, Execute("c", Pause()), timeout_s=0.1, attempts=2)
-            is None
+        reply = await request_command(
+            ctx, endpoint, Execute("c", Pause()), timeout_s=0.1, attempts=2
         )
+        assert reply.answer is None
+        assert reply.sent is False  # nobody there: the request never left
 
     run(tmp_path, scenario)
 

@@ -71,7 +71,6 @@ def _base_env() -> dict[str, str]:
     [
         ["up"],
         ["demo"],
-        ["run", "control"],
         ["status"],
     ],
 )

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import zmq.asyncio
 
 from gateway.bus import Execute, poller_endpoint, request_command
 from gateway.messages import Action, Pause, SetNozzleTemperature
@@ -39,15 +40,15 @@ async def command(
     poller: Poller, printer_id: str, command_id: str, action: Action
 ) -> tuple[str, str]:
     runtime = str(next(iter(poller.watchers.values())).journal.path.parents[2] / "run")
-    answer = await request_command(
-        __import__("zmq.asyncio").asyncio.Context.instance(),
+    reply = await request_command(
+        zmq.asyncio.Context.instance(),
         poller_endpoint(runtime, printer_id),
         Execute(command_id, action),
         timeout_s=10,
         attempts=1,
     )
-    assert answer is not None
-    return answer.outcome, answer.detail
+    assert reply.answer is not None
+    return reply.answer.outcome, reply.answer.detail
 
 
 def test_idle_probes_are_short_read_only_and_leave_nothing_open(

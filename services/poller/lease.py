@@ -266,20 +266,29 @@ class PrinterWatcher:
 
     # ------------------------------------------------------------------ commands
 
-    async def run_command(self, command_id: str, action: Action) -> Verdict:
-        """Run a command once per id: a repeated id gets the earlier verdict, untouched printer."""
+    async def run_command(
+        self, command_id: str, action: Action, deadline: float | None = None
+    ) -> Verdict:
+        """Run a command once per id: a repeated id gets the earlier verdict, untouched printer.
+        A command that cannot start before `deadline` (monotonic) is answered ``expired``."""
         remembered = self.journal.outcome(command_id)
         if remembered is not None:
             return Verdict(remembered.outcome, remembered.detail)
         task = self._commands.get(command_id)
         if task is None:
-            task = asyncio.create_task(self._run_once(command_id, action))
+            task = asyncio.create_task(self._run_once(command_id, action, deadline))
             self._commands[command_id] = task
             task.add_done_callback(lambda _: self._commands.pop(command_id, None))
         return await asyncio.shield(task)
 
-    async def _run_once(self, command_id: str, action: Action) -> Verdict:
+    async def _run_once(self, command_id: str, action: Action, deadline: float | None) -> Verdict:
         async with self._busy:
+            if deadline is not None and time.monotonic() >= deadline:
+                verdict = Verdict(
+                    "expired", "deadline passed before the command could start; not sent"
+                )
+                self.journal.remember(CommandOutcome(command_id, verdict.outcome, verdict.detail))
+                return verdict
             short_lease = self._link is None
             try:
                 link = await self._ensure_link()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from pathlib import Path
 
 import zmq.asyncio
@@ -82,7 +83,8 @@ class Poller:
         watcher = self.watchers[printer_id]
 
         async def handle(request: Execute) -> Executed:
-            verdict = await watcher.run_command(request.command_id, request.action)
+            deadline = None if request.ttl_s is None else time.monotonic() + request.ttl_s
+            verdict = await watcher.run_command(request.command_id, request.action, deadline)
             return Executed(request.command_id, verdict.outcome, verdict.detail)
 
         return handle

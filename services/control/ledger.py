@@ -1,0 +1,149 @@
+"""The control ledger: every command id with its state, in ``<data_dir>/control/ledger.db``.
+
+Theory of operation
+-------------------
+A command id moves received -> handed -> answered -> reported, each step committed before
+the next action: ``handed`` before the first request to the poller, ``answered`` as soon as
+an outcome exists, ``reported`` when the uplink acknowledged the command_result record.
+So after a restart of control:
+
+* received (never handed): not executed anywhere; expires or is handed as usual;
+* handed (no answer yet): asked again with the *same* id; the poller answers from its
+  journal if it ran it, and refuses to start it past its deadline;
+* answered (not reported): the same result record (same id) is sent again.
+
+A repeated id from the API is never admitted twice. Deadlines are on the boot clock
+(CLOCK_BOOTTIME) with the boot id, so neither a wrong wall clock nor a restart of control
+can stretch or skip them; a reboot expires whatever was pending.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.clock import boot_id, boot_seconds
+from gateway.messages import Command, Outcome
+
+State = Literal["received", "handed", "answered", "reported"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY,
+    printer_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    params BLOB NOT NULL,
+    boot_id TEXT NOT NULL,
+    deadline REAL NOT NULL,
+    state TEXT NOT NULL,
+    outcome TEXT,
+    detail TEXT,
+    answered_at TEXT
+);
+CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
+"""
+_COLUMNS = "id, printer_id, type, params, boot_id, deadline, state, outcome, detail, answered_at"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One command as the ledger knows it."""
+
+    command: Command
+    boot_id: str
+    deadline: float
+    state: State
+    outcome: Outcome | None
+    detail: str | None
+    answered_at: str | None
+
+    def expired(self) -> bool:
+        """Past its deadline, or admitted before a reboot."""
+        return self.boot_id != boot_id() or boot_seconds() >= self.deadline
+
+    def seconds_left(self) -> float:
+        """Time left before the deadline (0 when expired)."""
+        return 0.0 if self.expired() else max(0.0, self.deadline - boot_seconds())
+
+
+class Ledger:
+    """SQLite ledger; every change is one committed statement."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._conn.close()
+
+    def admit(self, command: Command, deadline: float) -> tuple[Entry, bool]:
+        """Record a fetched command once; returns its entry and whether it is new."""
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO commands "
+            "(id, printer_id, type, params, boot_id, deadline, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'received')",
+            (
+                command.id,
+                command.printer_id,
+                command.type,
+                msgspec.json.encode(command.params),
+                boot_id(),
+                deadline,
+            ),
+        )
+        entry = self.get(command.id)
+        if entry is None:
+            raise RuntimeError(f"ledger lost command {command.id} right after inserting it")
+        return entry, cursor.rowcount == 1
+
+    def get(self, command_id: str) -> Entry | None:
+        """The entry of a command id."""
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM commands WHERE id = ?",
+            (command_id,),
+        ).fetchone()
+        return None if row is None else _entry(row)
+
+    def in_state(self, *states: State) -> list[Entry]:
+        """Entries in any of these states, oldest first."""
+        marks = ",".join("?" * len(states))
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM commands WHERE state IN ({marks}) ORDER BY rowid",
+            states,
+        ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def handed(self, command_id: str) -> None:
+        """About to ask the poller for the first time (committed before asking)."""
+        self._conn.execute(
+            "UPDATE commands SET state = 'handed' WHERE id = ? AND state = 'received'",
+            (command_id,),
+        )
+
+    def answer(self, command_id: str, outcome: Outcome, detail: str, at: str) -> None:
+        """The command's one outcome (a later answer never replaces it)."""
+        self._conn.execute(
+            "UPDATE commands SET state = 'answered', outcome = ?, detail = ?, answered_at = ? "
+            "WHERE id = ? AND state IN ('received', 'handed')",
+            (outcome, detail, at, command_id),
+        )
+
+    def reported(self, command_id: str) -> None:
+        """The uplink made the result durable."""
+        self._conn.execute(
+            "UPDATE commands SET state = 'reported' WHERE id = ? AND state = 'answered'",
+            (command_id,),
+        )
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    command = Command(id=row[0], printer_id=row[1], type=row[2], params=msgspec.json.decode(row[3]))
+    return Entry(command, row[4], row[5], row[6], row[7], row[8], row[9])

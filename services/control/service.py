@@ -1,0 +1,276 @@
+"""``printer-gateway run control``: commands from the API to the pollers, exactly once.
+
+Flow per command id (ledger states in brackets): fetched and admitted once [received];
+checked (known printer, known type and params, within ``[limits]``) or ``rejected``; past
+its deadline before it could be handed on -> ``expired``; else handed to the printer's
+poller [handed] with the seconds it has left, asked again with the same id until the
+poller answers (the poller refuses to *start* it past that deadline) [answered]; the one
+``command_result`` record (id ``<gateway>:result:<command id>``) goes to the uplink's
+durable queue and is re-sent until acknowledged [reported].
+
+Fetching runs in a daemon thread (``requests`` blocks for the whole long poll), so SIGTERM
+ends the process promptly even in the middle of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+import zmq.asyncio
+
+from gateway.bus import (
+    Execute,
+    RecordSender,
+    poller_endpoint,
+    prepare_runtime_dir,
+    records_endpoint,
+    request_command,
+)
+from gateway.clock import boot_seconds
+from gateway.config import Config, Token
+from gateway.messages import (
+    Action,
+    Command,
+    CommandResult,
+    Outcome,
+    SetBedTemperature,
+    SetNozzleTemperature,
+    parse_action,
+    utc_now,
+)
+from services.control.ledger import Entry, Ledger
+from services.control.source import CommandSource, Fetched, FetchError, seconds_until
+from services.uplink.delivery import Backoff
+
+logger = logging.getLogger(__name__)
+WAIT_S = 25.0
+ANSWER_TIMEOUT_S = 15.0  # a command's read-back takes up to ~5 s on the poller
+EMPTY_POLL_GAP_S = 2.0
+SILENT_POLLER_S = 60.0
+
+
+def ledger_path(config: Config) -> Path:
+    """Where the control ledger lives."""
+    return Path(config.gateway.data_dir) / "control" / "ledger.db"
+
+
+def check(command: Command, config: Config) -> Action | str:
+    """The command's action, or why it is rejected (nothing rejected ever reaches a printer)."""
+    if command.printer_id not in {printer.id for printer in config.printers}:
+        return f"unknown printer {command.printer_id!r}"
+    try:
+        action = parse_action(command)
+    except msgspec.ValidationError as err:
+        return f"invalid {command.type!r} command: {err}"
+    limits = config.limits
+    if isinstance(action, SetNozzleTemperature) and not 0 <= action.celsius <= limits.max_nozzle_c:
+        return f"nozzle {action.celsius} °C outside 0..{limits.max_nozzle_c} °C"
+    if isinstance(action, SetBedTemperature) and not 0 <= action.celsius <= limits.max_bed_c:
+        return f"bed {action.celsius} °C outside 0..{limits.max_bed_c} °C"
+    return action
+
+
+class FetchThread(threading.Thread):
+    """Long-polls the API and hands each answer to the event loop."""
+
+    def __init__(
+        self,
+        source: CommandSource,
+        loop: asyncio.AbstractEventLoop,
+        deliver: asyncio.Queue[Fetched],
+    ) -> None:
+        super().__init__(name="control-fetch", daemon=True)
+        self.source, self.loop, self.deliver = source, loop, deliver
+        self.stopping = threading.Event()
+        self.backoff = Backoff(base_s=1.0, cap_s=60.0)
+
+    def run(self) -> None:
+        """Fetch until stopped; failures back off, a bug is logged and retried, never fatal."""
+        failing = False
+        while not self.stopping.is_set():
+            began = boot_seconds()
+            try:
+                fetched = self.source.fetch()
+            except FetchError as err:
+                if not failing:
+                    logger.warning("fetching commands failed (%s): retrying with backoff", err)
+                    failing = True
+                self.stopping.wait(self.backoff.next_delay())
+                continue
+            except Exception:  # top of the thread: log, back off, go on
+                logger.exception("unexpected error while fetching commands")
+                self.stopping.wait(self.backoff.next_delay())
+                continue
+            if failing:
+                logger.info("fetching commands works again")
+                failing = False
+            self.backoff.reset()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: we are stopping
+                self.loop.call_soon_threadsafe(self.deliver.put_nowait, fetched)
+            if not fetched.commands and boot_seconds() - began < self.source.wait_s / 2:
+                self.stopping.wait(EMPTY_POLL_GAP_S)  # a server that ignores `wait`
+
+
+class Control:
+    """Admits, checks, routes and reports commands."""
+
+    def __init__(self, config: Config, token: Token, ctx: zmq.asyncio.Context) -> None:
+        prepare_runtime_dir(config.gateway.runtime_dir)
+        self.config = config
+        self.ctx = ctx
+        self.ledger = Ledger(ledger_path(config))
+        self.source = CommandSource(config.api.url, token.secret, config.gateway.id, WAIT_S)
+        self.sender = RecordSender(
+            ctx, records_endpoint(config.gateway.runtime_dir), self._acknowledged
+        )
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+
+    def result_id(self, command_id: str) -> str:
+        """The one record id of a command's result (the same on every re-send)."""
+        return f"{self.config.gateway.id}:result:{command_id}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Resume what a previous run left, then fetch and serve until stop."""
+        self._stop = stop
+        for entry in self.ledger.in_state("answered"):
+            self._report(entry)
+        for entry in self.ledger.in_state("received", "handed"):
+            self._start(entry)
+        fetched: asyncio.Queue[Fetched] = asyncio.Queue()
+        fetcher = FetchThread(self.source, asyncio.get_running_loop(), fetched)
+        fetcher.start()
+        sending = asyncio.create_task(self.sender.run(stop))
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    answer = await asyncio.wait_for(fetched.get(), 0.2)
+                    for command in answer.commands:
+                        self._admit(command, answer)
+        finally:
+            fetcher.stopping.set()
+            self.source.close()
+            if self._tasks:
+                await asyncio.wait(self._tasks.values(), timeout=5)
+            await sending
+            await self.sender.flush(1.0)
+            self.sender.close()
+            self.ledger.close()
+
+    def _admit(self, command: Command, fetched: Fetched) -> None:
+        left = seconds_until(
+            command.expires_at, fetched.server_time, self.config.control.command_ttl_s
+        )
+        entry, new = self.ledger.admit(command, boot_seconds() + left)
+        if new:
+            logger.info("command %s: %s for %s", command.id, command.type, command.printer_id)
+            self._start(entry)
+        elif entry.state == "answered":
+            self._report(entry)  # the API lists it until the result arrives: make sure it goes
+
+    def _start(self, entry: Entry) -> None:
+        if entry.command.id not in self._tasks:
+            task = asyncio.create_task(self._settle(entry))
+            self._tasks[entry.command.id] = task
+            task.add_done_callback(lambda _: self._tasks.pop(entry.command.id, None))
+
+    async def _settle(self, entry: Entry) -> None:
+        checked = check(entry.command, self.config)
+        if isinstance(checked, str):
+            self._answer(entry, "rejected", checked)
+        elif entry.state == "received" and entry.expired():
+            self._answer(
+                entry, "expired", "not executed: its time to live ran out before it could be sent"
+            )
+        else:
+            answer = await self._route(entry, checked)
+            if answer is not None:
+                self._answer(entry, *answer)
+
+    async def _route(self, entry: Entry, action: Action) -> tuple[Outcome, str] | None:
+        """Ask the poller (same id every time) until it answers; None when stopping first.
+
+        Never delivered and past the deadline: ``expired`` (it cannot have run). Delivered
+        (or possibly, before a restart) and unanswered: keep asking; the poller answers from
+        its journal, or ``expired`` if it never started it. Only a poller silent for
+        ``SILENT_POLLER_S`` past the deadline ends in ``failed``.
+        """
+        endpoint = poller_endpoint(self.config.gateway.runtime_dir, entry.command.printer_id)
+        maybe_delivered = entry.state == "handed"
+        if not maybe_delivered:
+            self.ledger.handed(entry.command.id)
+        while not self._stop.is_set():
+            request = Execute(entry.command.id, action, ttl_s=entry.seconds_left())
+            reply = await request_command(
+                self.ctx, endpoint, request, timeout_s=ANSWER_TIMEOUT_S, attempts=1
+            )
+            if reply.answer is not None:
+                return reply.answer.outcome, reply.answer.detail
+            maybe_delivered = maybe_delivered or reply.sent
+            if entry.expired() and not maybe_delivered:
+                return "expired", "not executed: no poller took it before its time to live ran out"
+            if maybe_delivered and boot_seconds() > entry.deadline + SILENT_POLLER_S:
+                return "failed", "handed to the poller, which never answered"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+        return None
+
+    def _answer(self, entry: Entry, outcome: Outcome, detail: str) -> None:
+        self.ledger.answer(entry.command.id, outcome, detail, utc_now().isoformat())
+        logger.info("command %s: %s (%s)", entry.command.id, outcome, detail)
+        answered = self.ledger.get(entry.command.id)
+        if answered is not None:
+            self._report(answered)
+
+    def _report(self, entry: Entry) -> None:
+        if entry.outcome is None:
+            return
+        printer_ids = {printer.id for printer in self.config.printers}
+        self.sender.submit(
+            CommandResult(
+                id=self.result_id(entry.command.id),
+                printer_id=entry.command.printer_id
+                if entry.command.printer_id in printer_ids
+                else None,
+                ts=datetime.fromisoformat(entry.answered_at) if entry.answered_at else utc_now(),
+                command_id=entry.command.id,
+                outcome=entry.outcome,
+                detail=entry.detail or "",
+            )
+        )
+
+    def _acknowledged(self, ids: set[str]) -> None:
+        prefix = f"{self.config.gateway.id}:result:"
+        for record_id in ids:
+            if record_id.startswith(prefix):
+                self.ledger.reported(record_id.removeprefix(prefix))
+
+
+async def serve(config: Config, token: Token) -> None:
+    """Run control until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    ctx = zmq.asyncio.Context()
+    try:
+        control = Control(config, token, ctx)
+        logger.info("control started: commands from %s", config.api.url)
+        await control.run(stop)
+    finally:
+        ctx.term()
+    logger.info("control stopped")
+
+
+def run(config: Config, token: Token) -> int:
+    """Blocking entry point; 0 on a clean stop."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, token))
+    return 0
