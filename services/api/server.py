@@ -32,7 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_server(store: Store, token: str, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server for the app (run it with ``server.run()`` or ``await server.serve()``)."""
     config = uvicorn.Config(
-        create_app(store, token), host=host, port=port, log_level="warning", lifespan="off"
+        create_app(store, token),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=2,  # long polls must not hold a shutdown for a minute
     )
     return uvicorn.Server(config)
 

@@ -2,11 +2,11 @@
 
 Sequence (protocol doc §3, §10.3): check the action applies to the printer's current state
 (else ``rejected``, nothing sent); ``~M601 S1``; the action's G/M-code; ``~M602`` whenever
-control was granted, whatever happened in between. If control is refused (another client
-holds it) the bare command is sent once anyway; some firmware obeys it, and the read-back
-tells. The effect is then polled for until a deadline: seen -> ``done``, not seen ->
-``failed``. Temperatures outside ``[limits]`` are rejected here too, as a second fence
-behind control's validation.
+control was granted, whatever happened in between. If control is refused twice, a second
+apart (another client holds it), the bare command is sent once anyway; some firmware obeys
+it, and the read-back tells. The effect is then polled for until a deadline: seen ->
+``done``, not seen -> ``failed``. Temperatures outside ``[limits]`` are rejected here too,
+as a second fence behind control's validation.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ from services.poller.protocol import (
 
 logger = logging.getLogger(__name__)
 DEADLINE_S = 5.0
+CONTROL_ATTEMPTS = 2
+CONTROL_RETRY_S = 1.0
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -113,7 +115,7 @@ async def execute_action(
     if reason is not None:
         return Verdict("rejected", reason)
     code, *args = _wire(action)
-    granted = parse_m601((await link.request("M601", "S1")).lines).granted
+    granted = await _take_control(link)
     try:
         parse_ack((await link.request(code, *args, deadline_s=DEADLINE_S)).lines)
     finally:
@@ -132,6 +134,17 @@ async def execute_action(
                 "failed", f"{code} sent {how}; effect not seen within {verify_within_s:g}s"
             )
         await asyncio.sleep(0.2)
+
+
+async def _take_control(link: PrinterLink) -> bool:
+    """``~M601 S1``, asked a second time after a pause when refused: the lock of a client
+    that vanished (this gateway's own, after a crash) lingers until the printer notices."""
+    for attempt in range(CONTROL_ATTEMPTS):
+        if parse_m601((await link.request("M601", "S1")).lines).granted:
+            return True
+        if attempt + 1 < CONTROL_ATTEMPTS:
+            await asyncio.sleep(CONTROL_RETRY_S)
+    return False
 
 
 async def _release(link: PrinterLink) -> None:

@@ -1,0 +1,195 @@
+"""Control end to end: simulator, reference API and all three services as real processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from gateway.simulator import PrintJob, SimulatorThread
+from tests.api_harness import TOKEN, ApiThread
+
+pytestmark = pytest.mark.e2e
+CLI = [sys.executable, "-m", "gateway.cli"]
+
+
+class Gateway:
+    """The three services under test, each a real process that can be killed and restarted."""
+
+    def __init__(
+        self, tmp_path: Path, api: ApiThread, sim: SimulatorThread, ttl_s: float = 120
+    ) -> None:
+        self.config = tmp_path / "gateway.toml"
+        self.config.write_text(
+            f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
+            f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n[control]\ncommand_ttl_s = {ttl_s}\n'
+            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
+            "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
+        )
+        self.log: IO[bytes] = (tmp_path / "services.log").open("ab")
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        self.processes[name] = subprocess.Popen(
+            [*CLI, "--config", str(self.config), "run", name],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop_all(self) -> list[int]:
+        codes = []
+        for process in self.processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            codes.append(process.wait(timeout=15))
+        self.processes.clear()
+        self.log.close()
+        return codes
+
+
+@contextmanager
+def running(
+    tmp_path: Path, sim: SimulatorThread, ttl_s: float = 120
+) -> Iterator[tuple[ApiThread, Gateway]]:
+    with ApiThread(tmp_path / "api.db") as api:
+        gateway = Gateway(tmp_path, api, sim, ttl_s)
+        for name in ("uplink", "poller", "control"):
+            gateway.start(name)
+        try:
+            yield api, gateway
+        finally:
+            codes = gateway.stop_all()
+        assert all(code == 0 for code in codes), (tmp_path / "services.log").read_text()
+
+
+def wait_for(condition: Callable[[], Any], within_s: float = 20) -> Any:
+    deadline = time.monotonic() + within_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.05)
+    return value
+
+
+def queue(api: ApiThread, command_type: str, **params: object) -> str:
+    response = api.post(
+        "/v1/commands",
+        {"gateway_id": "gw", "printer_id": "rex1", "type": command_type, "params": params},
+    )
+    assert response.status_code == 201
+    return str(response.json()["id"])
+
+
+def result(api: ApiThread, command_id: str) -> tuple[str, str]:
+    def done() -> dict[str, Any] | None:
+        command = api.get(f"/v1/commands/{command_id}").json()
+        return command if command.get("outcome") else None
+
+    command = wait_for(done, within_s=30)
+    return command["outcome"], command["detail"]
+
+
+def results_for(api: ApiThread, command_id: str) -> list[dict[str, Any]]:
+    records = api.get("/v1/records", gateway_id="gw", kind="command_result", limit=10_000).json()[
+        "records"
+    ]
+    return [r for r in records if r["command_id"] == command_id]
+
+
+def sent(sim: SimulatorThread, code: str) -> int:
+    return sum(
+        1 for entry in sim.wire() if entry.what == "in" and entry.text.split()[0] == f"~{code}"
+    )
+
+
+def test_pause_resume_cancel_and_rejections(sim: SimulatorThread, tmp_path: Path) -> None:
+    with running(tmp_path, sim) as (api, _):
+        assert result(api, queue(api, "pause"))[0] == "rejected"  # idle: nothing to pause
+        hot = queue(api, "set_nozzle_temperature", celsius=400)
+        outcome, detail = result(api, hot)
+        assert outcome == "rejected"
+        assert "400" in detail
+        assert result(api, queue(api, "explode"))[0] == "rejected"
+        sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
+        wait_for(
+            lambda: (
+                api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["state"]
+                == "printing"
+            )
+        )
+        began = time.monotonic()
+        pause = queue(api, "pause")
+        assert result(api, pause) == ("done", "M25 sent under control; effect verified")
+        assert time.monotonic() - began < 5
+        assert sim.truth()["status"] == "PAUSED"
+        assert result(api, queue(api, "resume"))[0] == "done"
+        assert result(api, queue(api, "set_bed_temperature", celsius=55))[0] == "done"
+        assert result(api, queue(api, "cancel"))[0] == "done"
+        assert sim.truth()["status"] == "READY"
+        time.sleep(1.0)  # the API kept listing each command until its result arrived
+        assert len(results_for(api, pause)) == 1
+    assert sent(sim, "M104") == 0  # the 400 °C command never reached the wire
+    assert sent(sim, "M25") == sent(sim, "M24") == sent(sim, "M26") == 1
+    assert sent(sim, "M601") == sent(sim, "M602") == 4
+
+
+def test_sigkill_of_control_and_poller_mid_command_executes_once(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
+    sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
+    with running(tmp_path, sim) as (api, gateway):
+        wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
+        sim.set_faults(reply_delay_s=0.5)  # slow printer: the kills land mid-command
+        pause = queue(api, "pause")
+        wait_for(lambda: sent(sim, "M601") >= 1)
+        gateway.kill("control")
+        gateway.kill("poller")
+        sim.set_faults(reply_delay_s=0.0)
+        gateway.start("poller")
+        gateway.start("control")
+        outcome, detail = result(api, pause)
+        time.sleep(1.0)
+        assert len(results_for(api, pause)) == 1
+    assert sent(sim, "M25") == 1  # executed exactly once, by whichever poller got to it
+    assert (outcome, sim.truth()["status"]) == ("done", "PAUSED"), detail
+
+
+def test_command_expires_while_the_poller_is_down(sim: SimulatorThread, tmp_path: Path) -> None:
+    sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
+    with running(tmp_path, sim, ttl_s=2) as (api, gateway):
+        wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
+        gateway.kill("poller")
+        pause = queue(api, "pause")
+        time.sleep(3.5)
+        seq = api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["seq"]
+        gateway.start("poller")
+        outcome, detail = result(api, pause)
+        wait_for(
+            lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["seq"] > seq
+        )
+    assert outcome == "expired"
+    assert "not executed" in detail
+    assert sent(sim, "M25") == 0
+
+
+def test_control_exits_promptly_on_sigterm_mid_long_poll(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
+    with running(tmp_path, sim) as (_, gateway):
+        time.sleep(1.5)  # control is inside a 25 s long poll now
+        process = gateway.processes.pop("control")
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - began < 5
