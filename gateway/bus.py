@@ -29,7 +29,7 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from gateway.messages import Action, Outcome, Record, Status
+from gateway.messages import Action, Command, Outcome, Record, Status
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -68,7 +68,13 @@ class Executed(_Message, frozen=True, tag="executed"):
     detail: str
 
 
-Message = Submit | Ack | Execute | Executed
+class Inject(_Message, frozen=True, tag="inject"):
+    """A command that did not come from the command API (the legacy flavor's HTTP 418)."""
+
+    command: Command
+
+
+Message = Submit | Ack | Execute | Executed | Inject
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
 
@@ -100,6 +106,54 @@ def records_endpoint(runtime_dir: str) -> str:
 def poller_endpoint(runtime_dir: str, printer_id: str) -> str:
     """Where the poller of one printer takes commands."""
     return f"ipc://{Path(runtime_dir) / f'poller-{printer_id}.ipc'}"
+
+
+def control_endpoint(runtime_dir: str) -> str:
+    """Where control takes commands injected by other services."""
+    return f"ipc://{Path(runtime_dir) / 'control.ipc'}"
+
+
+def inject_command(endpoint: str, command: Command) -> bool:
+    """Hand a command to control from synchronous code, without waiting; False when control
+    is not connected (the caller's source will ask again, e.g. the next HTTP 418)."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 500)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.connect(endpoint)
+    try:
+        if not sock.poll(500, zmq.POLLOUT):
+            return False
+        sock.send(encode(Inject(command)), flags=zmq.NOBLOCK)
+    except zmq.Again:
+        return False
+    finally:
+        sock.close()
+    return True
+
+
+class InjectReceiver:
+    """Control's side of injected commands."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str) -> None:
+        self._socket = _socket(ctx, zmq.ROUTER)
+        _bind(self._socket, endpoint)
+
+    async def receive(self, timeout_s: float) -> Command | None:
+        """The next injected command, or None after timeout_s (or on garbage, logged)."""
+        if not await self._socket.poll(int(timeout_s * 1000)):
+            return None
+        frames = await self._socket.recv_multipart()
+        try:
+            message = decode(frames[-1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            logger.warning("ignoring undecodable injected command: %s", err)
+            return None
+        return message.command if isinstance(message, Inject) else None
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._socket.close(linger=0)
 
 
 def _socket(ctx: zmq.asyncio.Context, kind: int) -> zmq.asyncio.Socket:

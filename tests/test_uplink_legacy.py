@@ -53,7 +53,9 @@ def test_offline_message_only_after_a_print() -> None:
     }
 
 
-def _run(tmp_path: Path, script: Script, expected_posts: int, pauses: list[str]) -> None:
+def _run(
+    tmp_path: Path, script: Script, expected_posts: int, pauses: list[tuple[str, int]]
+) -> None:
     with scripted_api(script) as url:
         config = make_config(tmp_path, {"rex1": 1})
         api = msgspec.structs.replace(
@@ -61,7 +63,10 @@ def _run(tmp_path: Path, script: Script, expected_posts: int, pauses: list[str])
         )
         config = msgspec.structs.replace(config, api=api)
         thread = DeliveryThread(
-            config, Token(Secret("legacy-key"), "test"), threading.Event(), pauses.append
+            config,
+            Token(Secret("legacy-key"), "test"),
+            threading.Event(),
+            lambda printer, n: pauses.append((printer, n)),
         )
         thread.start()
         while len(script.requests) < expected_posts:
@@ -86,7 +91,7 @@ def test_delivery_sends_prints_one_offline_message_and_turns_418_into_pause(tmp_
     )
     queue.close()
     script = Script(answers=[(200, {}), (418, {}), (200, {})])
-    pauses: list[str] = []
+    pauses: list[tuple[str, int]] = []
     _run(tmp_path, script, 4, pauses)
     bodies = [msgspec.json.decode(body) for _, body in script.requests]
     assert [b["printer_status"] for b in bodies] == ["printing", "printing", "paused", "inactive"]
@@ -94,7 +99,7 @@ def test_delivery_sends_prints_one_offline_message_and_turns_418_into_pause(tmp_
     headers = script.requests[0][0]
     assert headers["key"] == "legacy-key"
     assert "Authorization" not in headers
-    assert pauses == ["rex1"]
+    assert pauses == [("rex1", 1)]  # the first print of rex1 since tracking began
     queue = DurableQueue(queue_path(make_config(tmp_path, {"rex1": 1})), 10**8)
     assert queue.stats().depth_by_kind == {}
 

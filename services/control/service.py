@@ -27,7 +27,9 @@ import zmq.asyncio
 
 from gateway.bus import (
     Execute,
+    InjectReceiver,
     RecordSender,
+    control_endpoint,
     poller_endpoint,
     prepare_runtime_dir,
     records_endpoint,
@@ -130,6 +132,7 @@ class Control:
         self.sender = RecordSender(
             ctx, records_endpoint(config.gateway.runtime_dir), self._acknowledged
         )
+        self.injected = InjectReceiver(ctx, control_endpoint(config.gateway.runtime_dir))
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
 
@@ -146,8 +149,10 @@ class Control:
             self._start(entry)
         fetched: asyncio.Queue[Fetched] = asyncio.Queue()
         fetcher = FetchThread(self.source, asyncio.get_running_loop(), fetched)
-        fetcher.start()
+        if self.config.api.flavor == "v1":  # the legacy API has no command list: 418s only
+            fetcher.start()
         sending = asyncio.create_task(self.sender.run(stop))
+        injected = asyncio.create_task(self._take_injected(stop))
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -157,12 +162,21 @@ class Control:
         finally:
             fetcher.stopping.set()
             self.source.close()
+            await injected
             if self._tasks:
                 await asyncio.wait(self._tasks.values(), timeout=5)
             await sending
             await self.sender.flush(1.0)
             self.sender.close()
             self.ledger.close()
+
+    async def _take_injected(self, stop: asyncio.Event) -> None:
+        """Commands other services hand in (the legacy flavor's 418 -> pause)."""
+        while not stop.is_set():
+            command = await self.injected.receive(0.2)
+            if command is not None:
+                self._admit(command, Fetched((command,), None))
+        self.injected.close()
 
     def _admit(self, command: Command, fetched: Fetched) -> None:
         left = seconds_until(

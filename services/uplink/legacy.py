@@ -7,7 +7,9 @@ paused; when such a printer stops, exactly one "offline" message follows (``inac
 progress ``"0"``, temperatures ``"-"``); which printers are mid-print is remembered in the
 queue file so a restart neither repeats nor forgets that message. Events and command results
 are not posted in this flavor. An answer 418 means "pause this printer now": it is handed to
-``on_pause_request`` (the control path; issue 5 wires it to the poller).
+``on_pause_request`` with the printer and the number of its current print, so every 418
+during one print names the same pause command (``legacy-418:<printer>:<print>``), which
+control executes once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from gateway.config import Secret
 from gateway.messages import Record, Status, Temperature, record_json_decoder
 from services.uplink.delivery import Answer, Verdict, classify
 
-PauseHook = Callable[[str], None]
+PauseHook = Callable[[str, int], None]  # (printer id, number of its print since tracking began)
 _ACTIVE = ("printing", "paused")
 
 
@@ -54,6 +56,13 @@ def legacy_message(status: Status, was_active: bool) -> dict[str, Any] | None:
     return None
 
 
+class LegacyState(msgspec.Struct):
+    """Kept in the queue file: printers mid-print, and how many prints each has started."""
+
+    active: set[str] = msgspec.field(default_factory=set)
+    prints: dict[str, int] = msgspec.field(default_factory=dict)
+
+
 class LegacyDeliverer:
     """Posts legacy messages; remembers which printers are mid-print."""
 
@@ -62,14 +71,14 @@ class LegacyDeliverer:
         url: str,
         token: Secret,
         timeout_s: float,
-        active: set[str],
+        state: LegacyState,
         on_pause_request: PauseHook,
     ) -> None:
         self.url = url
         self.timeout = (min(timeout_s, 10.0), timeout_s)
         self.session = requests.Session()
         self.session.headers.update({"key": token.reveal(), "Content-Type": "application/json"})
-        self.active = active
+        self.state = state
         self.on_pause_request = on_pause_request
 
     def post_bodies(self, bodies: tuple[bytes, ...]) -> Answer:
@@ -78,16 +87,19 @@ class LegacyDeliverer:
             record: Record = record_json_decoder.decode(body)
             if not isinstance(record, Status) or record.printer_id is None:
                 continue
-            message = legacy_message(record, record.printer_id in self.active)
+            printer = record.printer_id
+            message = legacy_message(record, printer in self.state.active)
             if message is None:
                 continue
+            if record.state in _ACTIVE and printer not in self.state.active:
+                self.state.prints[printer] = self.state.prints.get(printer, 0) + 1
             answer = self._post(message)
             if answer.verdict is not Verdict.DELIVERED:
                 return answer
             if record.state in _ACTIVE:
-                self.active.add(record.printer_id)
+                self.state.active.add(printer)
             else:
-                self.active.discard(record.printer_id)
+                self.state.active.discard(printer)
         return Answer(Verdict.DELIVERED, "legacy messages sent")
 
     def _post(self, message: dict[str, Any]) -> Answer:
@@ -103,7 +115,8 @@ class LegacyDeliverer:
         except requests.RequestException as err:
             return Answer(Verdict.RETRY, f"connection failed: {type(err).__name__}")
         if response.status_code == 418:
-            self.on_pause_request(str(message["printer_id"]))
+            printer = str(message["printer_id"])
+            self.on_pause_request(printer, self.state.prints.get(printer, 0))
             return Answer(Verdict.DELIVERED, "HTTP 418: pause requested")
         return classify(
             response.status_code, response.headers.get("Retry-After"), response.text[:200]

@@ -29,11 +29,17 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from gateway.bus import RecordReceiver, prepare_runtime_dir, records_endpoint
+from gateway.bus import (
+    RecordReceiver,
+    control_endpoint,
+    inject_command,
+    prepare_runtime_dir,
+    records_endpoint,
+)
 from gateway.config import Config, Token
-from gateway.messages import Record, json_encoder
+from gateway.messages import Command, Record, json_encoder
 from services.uplink.delivery import Backoff, Deliverer, Verdict
-from services.uplink.legacy import LegacyDeliverer, PauseHook
+from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
 from services.uplink.queue import Batch, DurableQueue, QueueFullError
 
 logger = logging.getLogger(__name__)
@@ -52,11 +58,24 @@ def tap_endpoint(runtime_dir: str) -> str:
     return f"ipc://{Path(runtime_dir) / 'tap.ipc'}"
 
 
-def log_pause_request(printer_id: str) -> None:
-    """The legacy API answered 418. Until control lands (issue 5) this hook only logs it."""
-    logger.warning(
-        "legacy API asked to pause printer %s (HTTP 418); control path not wired yet", printer_id
-    )
+def pause_through_control(runtime_dir: str) -> PauseHook:
+    """The legacy 418 hook: a pause command handed to control, one id per print."""
+    endpoint = control_endpoint(runtime_dir)
+
+    def hook(printer_id: str, print_no: int) -> None:
+        command = Command(
+            id=f"legacy-418:{printer_id}:{print_no}", printer_id=printer_id, type="pause"
+        )
+        if inject_command(endpoint, command):
+            logger.info("legacy API asked to pause %s (HTTP 418): handed to control", printer_id)
+        else:
+            logger.warning(
+                "legacy API asked to pause %s (HTTP 418) but control is not reachable; "
+                "the next 418 asks again",
+                printer_id,
+            )
+
+    return hook
 
 
 class DeliveryThread(threading.Thread):
@@ -67,7 +86,7 @@ class DeliveryThread(threading.Thread):
         config: Config,
         token: Token,
         work: threading.Event,
-        on_pause_request: PauseHook = log_pause_request,
+        on_pause_request: PauseHook | None = None,
     ) -> None:
         super().__init__(name="uplink-delivery", daemon=True)
         self.queue = DurableQueue(queue_path(config), config.uplink.max_queue_mb * 1024 * 1024)
@@ -76,9 +95,10 @@ class DeliveryThread(threading.Thread):
         )
         self.legacy: LegacyDeliverer | None = None
         if config.api.flavor == "legacy":
-            active = set(msgspec.json.decode(self.queue.note("legacy_active") or "[]"))
+            state = msgspec.json.decode(self.queue.note("legacy_state") or "{}", type=LegacyState)
+            hook = on_pause_request or pause_through_control(config.gateway.runtime_dir)
             self.legacy = LegacyDeliverer(
-                config.api.url, token.secret, config.api.timeout_s, active, on_pause_request
+                config.api.url, token.secret, config.api.timeout_s, state, hook
             )
         self.work = work
         self.stopping = threading.Event()
@@ -112,9 +132,7 @@ class DeliveryThread(threading.Thread):
         """Post once; None when the batch is settled, else the delay before trying it again."""
         if self.legacy is not None:
             answer = self.legacy.post_bodies(batch.bodies)
-            self.queue.set_note(
-                "legacy_active", msgspec.json.encode(sorted(self.legacy.active)).decode()
-            )
+            self.queue.set_note("legacy_state", msgspec.json.encode(self.legacy.state).decode())
         else:
             answer = self.deliverer.post(batch)
         if answer.verdict is Verdict.DELIVERED:

@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
 import pytest
 
 from gateway.simulator import PrintJob, SimulatorThread
-from tests.api_harness import TOKEN, ApiThread
+from tests.api_harness import TOKEN, ApiThread, Script, scripted_api
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "gateway.cli"]
@@ -24,12 +25,18 @@ class Gateway:
     """The three services under test, each a real process that can be killed and restarted."""
 
     def __init__(
-        self, tmp_path: Path, api: ApiThread, sim: SimulatorThread, ttl_s: float = 120
+        self,
+        tmp_path: Path,
+        api_url: str,
+        sim: SimulatorThread,
+        ttl_s: float = 120,
+        flavor: str = "v1",
     ) -> None:
         self.config = tmp_path / "gateway.toml"
         self.config.write_text(
             f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-            f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n[control]\ncommand_ttl_s = {ttl_s}\n'
+            f'[api]\nurl = "{api_url}"\ntoken = "{TOKEN}"\nflavor = "{flavor}"\n'
+            f"[control]\ncommand_ttl_s = {ttl_s}\n"
             f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
             "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
         )
@@ -64,7 +71,7 @@ def running(
     tmp_path: Path, sim: SimulatorThread, ttl_s: float = 120
 ) -> Iterator[tuple[ApiThread, Gateway]]:
     with ApiThread(tmp_path / "api.db") as api:
-        gateway = Gateway(tmp_path, api, sim, ttl_s)
+        gateway = Gateway(tmp_path, api.url, sim, ttl_s)
         for name in ("uplink", "poller", "control"):
             gateway.start(name)
         try:
@@ -193,3 +200,22 @@ def test_control_exits_promptly_on_sigterm_mid_long_poll(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         assert time.monotonic() - began < 5
+
+
+def test_legacy_418_pauses_the_print_once(sim: SimulatorThread, tmp_path: Path) -> None:
+    sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
+    script = Script(answers=[(418, {})])  # the legacy web app wants this printer paused
+    with scripted_api(script) as url:
+        gateway = Gateway(tmp_path, url + "/printer", sim, flavor="legacy")
+        for name in ("uplink", "poller", "control"):
+            gateway.start(name)
+        try:
+            wait_for(lambda: sim.truth()["status"] == "PAUSED", within_s=30)
+            count = len(script.requests)
+            wait_for(lambda: len(script.requests) > count + 5)  # 418s keep coming while paused
+        finally:
+            codes = gateway.stop_all()
+    assert codes == [0, 0, 0]
+    assert sent(sim, "M25") == 1
+    statuses = [msgspec.json.decode(body)["printer_status"] for _, body in script.requests]
+    assert "paused" in statuses
