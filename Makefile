@@ -32,6 +32,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.uplink
+	$(BIN)/python -m benchmarks.control
 
 schema: $(STAMP)
 	$(BIN)/python -m gateway.schema > docs/records.schema.json

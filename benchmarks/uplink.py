@@ -104,7 +104,7 @@ async def _gateway_rate(root: Path, n: int) -> tuple[float, int]:
 
 
 def _persist_queue_rate(root: Path, n: int) -> float:
-    from persistqueue import SQLiteAckQueue  # type: ignore[import-untyped]
+    from persistqueue import SQLiteAckQueue
 
     queue = SQLiteAckQueue(str(root / "pq"), auto_commit=True, multithreading=True)
     payloads = [record for record in _records(n, "q")]

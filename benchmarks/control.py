@@ -1,0 +1,144 @@
+"""Command latency (issue 5): ``python -m benchmarks.control`` (part of ``make bench``).
+
+The simulator prints; the reference API and the three services run as real processes. For
+each of N pause commands: queued at the API (t0) -> ``~M25`` on the printer's wire (t1) ->
+result ``done`` readable at the API (t2). The print is resumed directly on the simulator
+between commands. Prints p50/p95 of t1-t0 (target p95 < 1 s) and t2-t0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import requests
+
+from gateway.simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+
+TOKEN = "bench-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(condition: Callable[[], bool], within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark step did not complete")
+        time.sleep(0.002)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commands", type=int, default=50)
+    args = parser.parse_args()
+    model = PrinterModel()
+    model.nozzle.tau_s = model.bed.tau_s = 0.05
+    with tempfile.TemporaryDirectory() as tmp, SimulatorThread(PrinterSimulator(model)) as sim:
+        root = Path(tmp)
+        sim.call(lambda: model.start_print(PrintJob(duration_s=3600)))
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        config = root / "gateway.toml"
+        config.write_text(
+            f'[gateway]\nid = "bench"\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
+            f'[api]\nurl = "{url}"\ntoken = "{TOKEN}"\n'
+            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
+        )
+        env = {**os.environ, "PRINTER_GATEWAY_TOKEN": TOKEN}
+        cli = [sys.executable, "-m", "gateway.cli"]
+        processes = [
+            subprocess.Popen(
+                [*cli, "api", "--port", str(port), "--db", str(root / "api.db")],
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
+        ]
+        processes += [
+            subprocess.Popen(
+                [*cli, "--config", str(config), "run", name], env=env, stderr=subprocess.DEVNULL
+            )
+            for name in ("uplink", "poller", "control")
+        ]
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {TOKEN}"
+        try:
+            _wait(lambda: _printers(session, url))
+            to_wire, to_result = [], []
+            for n in range(args.commands):
+                pauses_before = _m25(sim)
+                t0 = time.monotonic()
+                created = session.post(
+                    f"{url}/v1/commands",
+                    json={"gateway_id": "bench", "printer_id": "rex1", "type": "pause"},
+                    timeout=5,
+                )
+                command_id = created.json()["id"]
+                _wait(partial(_more_pauses, sim, pauses_before))
+                t1 = time.monotonic()
+                _wait(partial(_done, session, f"{url}/v1/commands/{command_id}"))
+                t2 = time.monotonic()
+                to_wire.append(t1 - t0)
+                to_result.append(t2 - t0)
+                sim.call(model.resume)
+                print(f"\rcommand {n + 1}/{args.commands}", end="", file=sys.stderr)
+            print(file=sys.stderr)
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(timeout=20)
+    print(
+        f"queued -> ~M25 on the wire: p50 {statistics.median(to_wire) * 1000:.0f} ms, "
+        f"p95 {_percentile(to_wire, 0.95) * 1000:.0f} ms (target p95 < 1000 ms)"
+    )
+    print(
+        f"queued -> 'done' at the API: p50 {statistics.median(to_result) * 1000:.0f} ms, "
+        f"p95 {_percentile(to_result, 0.95) * 1000:.0f} ms  ({args.commands} commands)"
+    )
+
+
+def _printers(session: requests.Session, url: str) -> bool:
+    try:
+        return bool(
+            session.get(f"{url}/v1/printers", params={"gateway_id": "bench"}, timeout=2).json()[
+                "printers"
+            ]
+        )
+    except requests.RequestException:
+        return False
+
+
+def _more_pauses(sim: SimulatorThread, before: int) -> bool:
+    return _m25(sim) > before
+
+
+def _done(session: requests.Session, command_url: str) -> bool:
+    return bool(session.get(command_url, timeout=5).json().get("outcome") == "done")
+
+
+def _m25(sim: SimulatorThread) -> int:
+    return sum(1 for entry in sim.wire() if entry.what == "in" and entry.text == "~M25")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Control's pure parts and its ledger: checks, deadlines, restart states, the fetcher."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Secret
+from gateway.messages import Command, Pause, SetNozzleTemperature
+from services.control.ledger import Ledger
+from services.control.service import check
+from services.control.source import CommandSource, FetchError, seconds_until
+from tests.poller_harness import make_config
+
+CONFIG = make_config(Path("/tmp"), {"rex1": 1})
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (Command(id="a", printer_id="rex1", type="pause"), Pause()),
+        (
+            Command(
+                id="b", printer_id="rex1", type="set_nozzle_temperature", params={"celsius": 240}
+            ),
+            SetNozzleTemperature(240),
+        ),
+    ],
+)
+def test_check_accepts(command: Command, expected: object) -> None:
+    assert check(command, CONFIG) == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        (Command(id="a", printer_id="nope", type="pause"), "unknown printer"),
+        (Command(id="b", printer_id="rex1", type="explode"), "invalid 'explode'"),
+        (
+            Command(
+                id="c", printer_id="rex1", type="set_nozzle_temperature", params={"celsius": 241}
+            ),
+            "outside 0..240",
+        ),
+        (
+            Command(
+                id="d", printer_id="rex1", type="set_nozzle_temperature", params={"celsius": 200.5}
+            ),
+            "invalid",
+        ),
+        (
+            Command(id="e", printer_id="rex1", type="set_bed_temperature", params={"celsius": -1}),
+            "outside 0..100",
+        ),
+        (Command(id="f", printer_id="rex1", type="light", params={"on": "yes"}), "invalid"),
+    ],
+)
+def test_check_rejects_with_a_reason(command: Command, reason: str) -> None:
+    result = check(command, CONFIG)
+    assert isinstance(result, str)
+    assert reason in result
+
+
+def test_deadline_uses_the_servers_clock_not_ours() -> None:
+    server_now = datetime(2030, 1, 1, tzinfo=UTC)  # our wall clock is years off: irrelevant
+    assert seconds_until(server_now + timedelta(seconds=30), server_now, 120) == pytest.approx(30)
+    assert seconds_until(server_now + timedelta(hours=1), server_now, 120) == 120
+    assert seconds_until(server_now - timedelta(seconds=5), server_now, 120) == 0
+    assert seconds_until(None, None, 120) == 120
+
+
+def test_ledger_admits_once_and_keeps_states_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "control" / "ledger.db"
+    ledger = Ledger(path)
+    command = Command(id="c1", printer_id="rex1", type="pause")
+    entry, new = ledger.admit(command, deadline=1e12)
+    assert new
+    assert entry.state == "received"
+    assert ledger.admit(command, deadline=1e12)[1] is False
+    ledger.handed("c1")
+    ledger.close()
+    ledger = Ledger(path)
+    assert [e.command.id for e in ledger.in_state("handed")] == ["c1"]
+    ledger.answer("c1", "done", "paused", "2026-11-23T20:00:00+00:00")
+    ledger.answer("c1", "failed", "late answer", "2026-11-23T20:00:01+00:00")  # never replaces
+    answered = ledger.get("c1")
+    assert answered is not None
+    assert (answered.state, answered.outcome, answered.detail) == ("answered", "done", "paused")
+    ledger.reported("c1")
+    assert ledger.in_state("answered") == []
+
+
+def test_ledger_deadline_is_on_the_boot_clock(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    entry, _ = ledger.admit(
+        Command(id="c", printer_id="rex1", type="pause"),
+        deadline=time.clock_gettime(time.CLOCK_BOOTTIME) + 0.2,
+    )
+    assert not entry.expired()
+    assert 0 < entry.seconds_left() <= 0.2
+    time.sleep(0.25)
+    assert entry.expired()
+    assert entry.seconds_left() == 0
+
+
+@contextmanager
+def command_server(body: bytes, status: int = 200) -> Iterator[tuple[str, list[str]]]:
+    """A server that ignores `wait` and answers at once."""
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", paths
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_works_against_a_server_that_ignores_wait() -> None:
+    body = b'{"commands": [{"id": "c-77", "printer_id": "rex1", "type": "pause", "params": {}, "created_at": "2026-11-23T20:31:00Z", "expires_at": null}]}'
+    with command_server(body) as (url, paths):
+        source = CommandSource(url + "/api", Secret("t"), "gw", wait_s=25)
+        fetched = source.fetch()
+        source.close()
+    assert [c.id for c in fetched.commands] == ["c-77"]
+    assert fetched.server_time is not None  # the stdlib server sends Date
+    assert paths == ["/api/v1/commands?gateway_id=gw&wait=25"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"), [(b"{not json", 200), (b'{"commands": [{"id": 1}]}', 200), (b"{}", 503)]
+)
+def test_fetch_errors_are_typed_and_never_show_the_token(body: bytes, status: int) -> None:
+    with command_server(body, status) as (url, _):
+        source = CommandSource(url, Secret("very-secret-token"), "gw", wait_s=1)
+        with pytest.raises(FetchError) as caught:
+            source.fetch()
+        source.close()
+    assert "very-secret-token" not in str(caught.value)
