@@ -24,9 +24,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-# Until `printer-gateway demo` lands (issue 6) the demo is the simulator running a print.
+# The whole gateway against a simulated printer and the reference API, in a temp dir.
 demo: $(STAMP)
-	$(BIN)/printer-gateway sim --port 8899 --print benchy.gx --print-duration 300 --report-every 5
+	$(BIN)/printer-gateway demo
 
 # Benchmarks print figures and ratios against a baseline measured in the same run.
 bench: $(STAMP)

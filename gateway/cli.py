@@ -10,17 +10,14 @@ from pathlib import Path
 import msgspec
 
 from gateway import __version__
+from gateway import demo as demo_cli
 from gateway.config import find_config_path, load_config, redacted, resolve_token
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
 from gateway.simulator import cli as sim_cli
 
 # Verbs whose issue has not landed yet: they say so and exit 2 instead of pretending.
-_PENDING = {
-    "up": "issue 6 (deployment)",
-    "demo": "issue 6 (deployment)",
-    "status": "issue 6 (deployment)",
-}
+_PENDING: dict[str, str] = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     verbs.add_parser("up", help="all services under supervisord, in the foreground")
-    verbs.add_parser("demo", help="the gateway against a simulated printer and the reference API")
+    demo_cli.add_arguments(
+        verbs.add_parser(
+            "demo", help="the gateway against a simulated printer and the reference API"
+        )
+    )
     run = verbs.add_parser("run", help="one service in the foreground")
     run.add_argument("service", choices=["poller", "uplink", "control"])
     run.add_argument("--printer", metavar="ID", help="poller: only this printer")
@@ -151,6 +152,36 @@ def run_tool(args: argparse.Namespace) -> int:
     return tools.queue_command(config, args)
 
 
+def run_up(args: argparse.Namespace) -> int:
+    """``up``: supervisord in the foreground for the config (never returns on success)."""
+    path = find_config_path(args.config)
+    try:
+        config = load_config(path)
+        resolve_token(config)
+    except ConfigError as err:
+        return _config_error(path, err)
+    from gateway import deploy
+
+    return deploy.up(path, config)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """``status``: services, printers, queue; exit 1 when something is unhealthy."""
+    path = find_config_path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        return _config_error(path, err)
+    from gateway import deploy
+
+    report, healthy = deploy.status_report(config)
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
+    else:
+        print(deploy.format_report(report))
+    return 0 if healthy else 1
+
+
 def _not_yet(verb: str) -> int:
     print(
         f"printer-gateway {verb}: not available yet (arrives with {_PENDING[verb]})",
@@ -169,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": run_service,
         "api": run_api,
         "queue": run_tool,
+        "up": run_up,
+        "status": run_status,
+        "demo": demo_cli.run,
         "tap": run_tool,
     }
     handler = handlers.get(args.verb)

@@ -9,6 +9,7 @@ for that gateway exists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import sqlite3
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ class Api:
     def __init__(self, store: Store, token: str) -> None:
         self.store = store
         self._token = f"Bearer {token}".encode()
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # replaced at every change: waiters hold the old one
 
     def authorized(self, request: Request) -> bool:
         """Constant-time check of the bearer token."""
@@ -71,15 +72,13 @@ class Api:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(wait, 0.0)
         while True:
+            changed = self._changed  # taken before the query, so no change can slip between
             commands = self.store.open_commands(gateway_id)
             left = deadline - loop.time()
             if commands or left <= 0:
                 return _json({"commands": commands})
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), left)
-                except TimeoutError:
-                    pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
 
     async def post_command(self, request: Request) -> Response:
         """Queue a command for a printer."""
@@ -122,8 +121,8 @@ class Api:
         )
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
 
 def create_app(store: Store, token: str) -> Starlette:

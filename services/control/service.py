@@ -37,6 +37,7 @@ from gateway.bus import (
 )
 from gateway.clock import boot_seconds
 from gateway.config import Config, Token
+from gateway.health import record_start
 from gateway.messages import (
     Action,
     Command,
@@ -273,6 +274,7 @@ async def serve(config: Config, token: Token) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    record_start(config.gateway.runtime_dir, "control")
     ctx = zmq.asyncio.Context()
     try:
         control = Control(config, token, ctx)

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from gateway.config import LimitsSection, PrinterSection
 from gateway.errors import PrinterIOError, PrinterProtocolError, PrinterUnreachableError
+from gateway.health import PrinterHealth, write_printer
 from gateway.ids import RecordIds
 from gateway.messages import Action, Event, PrinterState, Record, utc_now
 from services.poller.commands import Verdict, execute_action
@@ -90,6 +91,7 @@ class PrinterWatcher:
         journal: Journal,
         emit: Callable[[Record], None],
         tuning: Tuning | None = None,
+        runtime_dir: str | None = None,
     ) -> None:
         self.printer = printer
         self.limits = limits
@@ -106,6 +108,8 @@ class PrinterWatcher:
         self._last_percent = 0.0
         self._commands: dict[str, asyncio.Task[Verdict]] = {}
         self.state: PrinterState | None = None
+        self.last_contact: str | None = None
+        self.runtime_dir = runtime_dir
 
     @property
     def lease_held(self) -> bool:
@@ -122,6 +126,7 @@ class PrinterWatcher:
                     delay = await _unless_stopped(self._cycle(), stop)
                 if delay is None:
                     break
+                self._publish_health()
                 self._wake.clear()
                 await _sleep_until(delay, stop, self._wake)
         finally:
@@ -238,6 +243,14 @@ class PrinterWatcher:
         if state != self.state:
             logger.info("printer %s: %s -> %s", self.printer.id, self.state or "start", state)
             self.state = state
+        if state not in ("offline", "held_by_other_client"):
+            self.last_contact = utc_now().isoformat().replace("+00:00", "Z")
+
+    def _publish_health(self) -> None:
+        """Leave the printer's state, lease and last contact for ``printer-gateway status``."""
+        if self.runtime_dir is not None and self.state is not None:
+            health = PrinterHealth(self.printer.id, self.state, self.lease_held, self.last_contact)
+            write_printer(self.runtime_dir, health)
 
     def _record_events(self, belief: Belief, happenings: list[Happening]) -> None:
         if not happenings and belief == self.journal.state.belief:

@@ -29,6 +29,7 @@ from gateway.bus import (
     records_endpoint,
 )
 from gateway.config import Config, PrinterSection
+from gateway.health import record_start
 from services.poller.journal import Journal
 from services.poller.lease import PrinterWatcher, Tuning
 
@@ -63,6 +64,7 @@ class Poller:
                 Journal(journal_path(config, printer.id)),
                 self.sender.submit,
                 tuning,
+                config.gateway.runtime_dir,
             )
             for printer in printers
         }
@@ -116,6 +118,7 @@ async def serve(config: Config, printer_id: str | None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    record_start(config.gateway.runtime_dir, "poller")
     ctx = zmq.asyncio.Context()
     try:
         poller = Poller(config, printers, ctx)

@@ -441,6 +441,41 @@ class DurableQueue:
         return float(self._conn.execute(sql, tuple(args)).fetchone()[0] or 0)
 
 
+def read_stats(path: Path) -> QueueStats | None:
+    """Queue stats through a read-only connection (for ``status``: never repairs or writes);
+    None when there is no readable queue."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        depth = dict(conn.execute("SELECT kind, count(*) FROM records GROUP BY kind").fetchall())
+        oldest = conn.execute("SELECT min(accepted_at) FROM records").fetchone()[0]
+        size = conn.execute(
+            "SELECT (SELECT total(length(body)) FROM records) "
+            "+ (SELECT total(length(body)) FROM dead)"
+        ).fetchone()[0]
+        notes = dict(conn.execute("SELECT name, value FROM notes").fetchall())
+        counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+        dead = conn.execute("SELECT count(*) FROM dead").fetchone()[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return QueueStats(
+        depth_by_kind=depth,
+        bytes=int(size or 0),
+        oldest_age_s=None if oldest is None else max(0.0, time.time() - oldest),
+        dead=int(dead),
+        dropped_status=int(counters.get("dropped_status", 0)),
+        set_aside=int(counters.get("set_aside", 0)),
+        last_delivery=notes.get("last_delivery"),
+        last_error=notes.get("last_error"),
+    )
+
+
 def _kind(record: Record) -> str:
     return type(record).__struct_config__.tag  # type: ignore[return-value]
 

@@ -37,6 +37,7 @@ from gateway.bus import (
     records_endpoint,
 )
 from gateway.config import Config, Token
+from gateway.health import record_start
 from gateway.messages import Command, Record, json_encoder
 from services.uplink.delivery import Backoff, Deliverer, Verdict
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
@@ -224,6 +225,7 @@ async def serve(config: Config, token: Token) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    record_start(config.gateway.runtime_dir, "uplink")
     ctx = zmq.asyncio.Context()
     try:
         uplink = Uplink(config, token, ctx)

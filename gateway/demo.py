@@ -1,0 +1,160 @@
+"""``printer-gateway demo``: the whole gateway against a simulated printer and the reference
+API, in a temporary directory, with no set-up. Follows the print in the terminal; Ctrl-C
+(or ``--duration``) stops everything and says how many records reached the API."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from gateway.config import load_config
+from gateway.simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the demo verb's options."""
+    parser.add_argument(
+        "--duration", type=float, default=0.0, metavar="S", help="stop after S seconds"
+    )
+    parser.add_argument(
+        "--print-duration", type=float, default=240.0, metavar="S", help="length of the print"
+    )
+    parser.add_argument(
+        "--api-port", type=int, default=0, help="reference API port (0: a free one)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_config(root: Path, api_url: str, printer_port: int) -> Path:
+    path = root / "gateway.toml"
+    path.write_text(
+        "# written by `printer-gateway demo`\n"
+        f'[gateway]\nid = "demo"\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
+        f'[api]\nurl = "{api_url}"\ntoken_file = "{root}/token"\n'
+        f'[[printers]]\nid = "rex1"\nname = "REX II (simulated)"\nhost = "127.0.0.1"\n'
+        f"port = {printer_port}\n"
+        "probe_interval_s = 5\npoll_interval_s = 1\n"
+    )
+    return path
+
+
+def _bar(fraction: float, width: int = 30) -> str:
+    filled = int(max(0.0, min(1.0, fraction)) * width)
+    return "#" * filled + "-" * (width - filled)
+
+
+def _line(printer: dict[str, Any]) -> str:
+    nozzle, bed = printer.get("nozzle") or {}, printer.get("bed") or {}
+    percent = printer.get("progress_percent") or 0.0
+    return (
+        f"{printer['state']:<9} [{_bar(percent / 100)}] {percent:5.1f}%  "
+        f"nozzle {nozzle.get('current', 0):5.1f}/{nozzle.get('target', 0):3.0f} °C  "
+        f"bed {bed.get('current', 0):4.1f}/{bed.get('target', 0):3.0f} °C  "
+        f"{printer.get('file') or ''}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; 0 when records reached the API."""
+    token = secrets.token_urlsafe(18)
+    with tempfile.TemporaryDirectory(prefix="printer-gateway-demo-") as tmp:
+        root = Path(tmp)
+        (root / "token").write_text(token)
+        os.chmod(root / "token", 0o600)
+        model = PrinterModel(name="REX II (simulated)")
+        model.nozzle.tau_s, model.bed.tau_s = 4.0, 6.0  # a demo heats up a little faster
+        with SimulatorThread(PrinterSimulator(model)) as sim:
+            sim.call(
+                lambda: model.start_print(
+                    PrintJob(file="benchy.gx", duration_s=args.print_duration)
+                )
+            )
+            api_port = args.api_port or _free_port()
+            api_url = f"http://127.0.0.1:{api_port}"
+            config_path = _write_config(root, api_url, sim.port)
+            config = load_config(config_path)
+            env = {**os.environ, "PRINTER_GATEWAY_TOKEN": token}
+            cli = [sys.executable, "-m", "gateway.cli"]
+            log = (root / "demo.log").open("ab")
+            api = subprocess.Popen(
+                [*cli, "api", "--port", str(api_port), "--db", str(root / "api.db")],
+                env=env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+            gateway = subprocess.Popen(
+                [*cli, "--config", str(config_path), "up"],
+                env=env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+            print(f"simulated printer on 127.0.0.1:{sim.port}, printing benchy.gx")
+            print(f"reference API on {api_url}  (token in {root / 'token'})")
+            print(f"  printers: {api_url}/v1/printers?gateway_id=demo")
+            print(f"  records:  {api_url}/v1/records?gateway_id=demo")
+            print(f"gateway under supervisord, logs in {root / 'data' / 'logs'}; Ctrl-C stops all")
+            delivered = 0
+            try:
+                delivered = _follow(api_url, token, args.duration)
+            except KeyboardInterrupt:
+                print()
+            finally:
+                for process in (gateway, api):
+                    with contextlib.suppress(ProcessLookupError):
+                        process.send_signal(signal.SIGTERM)
+                for process in (gateway, api):
+                    try:
+                        process.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                log.close()
+                del config
+            print(f"records delivered: {delivered}")
+            return 0 if delivered > 0 else 1
+
+
+def _follow(api_url: str, token: str, duration_s: float) -> int:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    began = time.monotonic()
+    delivered = ticks = 0
+    interactive = sys.stdout.isatty()
+    while not duration_s or time.monotonic() - began < duration_s:
+        try:
+            printers = session.get(
+                f"{api_url}/v1/printers", params={"gateway_id": "demo"}, timeout=2
+            ).json()["printers"]
+            query: dict[str, str | int] = {"gateway_id": "demo", "limit": 100000}
+            records = session.get(f"{api_url}/v1/records", params=query, timeout=5)
+            delivered = len(records.json()["records"])
+        except (requests.RequestException, ValueError, KeyError):
+            printers = []
+        text = _line(printers[0]) if printers else "waiting for the first status..."
+        if interactive:
+            print(f"\r{text}  [{delivered} records delivered]\033[K", end="", flush=True)
+        elif ticks % 5 == 0:  # a log, not a live line, when nobody is watching a terminal
+            print(f"{text}  [{delivered} records delivered]", flush=True)
+        ticks += 1
+        time.sleep(1.0)
+    if interactive:
+        print()
+    return delivered

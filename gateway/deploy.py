@@ -1,0 +1,178 @@
+"""``printer-gateway up`` (supervisord in the foreground) and ``printer-gateway status``."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import os
+import sys
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from supervisor.xmlrpc import SupervisorTransport
+
+from gateway.config import CONFIG_ENV, Config
+from gateway.health import read_printers, reset_starts, starts
+from services.uplink.queue import read_stats
+from services.uplink.service import queue_path
+
+SERVICES = ("uplink", "poller", "control")
+STALLED_QUEUE_S = 300.0
+
+
+def bundled_conf() -> Path:
+    """The repository's ``supervisord.conf``."""
+    return Path(__file__).resolve().parents[1] / "supervisord.conf"
+
+
+def log_dir(config: Config) -> Path:
+    """``$PRINTER_GATEWAY_LOG_DIR``, else ``<data_dir>/logs``."""
+    return Path(os.environ.get("PRINTER_GATEWAY_LOG_DIR") or Path(config.gateway.data_dir) / "logs")
+
+
+def supervisor_environment(config_path: Path, config: Config) -> dict[str, str]:
+    """The environment supervisord.conf expects, with this Python's scripts first on PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        CONFIG_ENV: str(config_path.resolve()),
+        "PRINTER_GATEWAY_RUNTIME_DIR": config.gateway.runtime_dir,
+        "PRINTER_GATEWAY_LOG_DIR": str(log_dir(config)),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def prepare_dirs(config: Config) -> None:
+    """Create data, runtime and log directories, owner-only."""
+    for folder in (config.gateway.data_dir, config.gateway.runtime_dir, str(log_dir(config))):
+        Path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+
+
+def supervisord_command() -> list[str]:
+    """supervisord from this Python's environment, in the foreground, on the bundled conf."""
+    return [str(Path(sys.executable).parent / "supervisord"), "-n", "-c", str(bundled_conf())]
+
+
+def up(config_path: Path, config: Config) -> int:
+    """Replace this process by supervisord (Ctrl-C or SIGTERM stops every service cleanly)."""
+    prepare_dirs(config)
+    reset_starts(config.gateway.runtime_dir)
+    command = supervisord_command()
+    os.execve(command[0], command, supervisor_environment(config_path, config))
+    return 0  # not reached: execve does not return
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceHealth:
+    """One service as supervisord reports it."""
+
+    name: str
+    running: bool
+    state: str
+    uptime_s: float | None
+    restarts: int
+
+
+def supervisor_call(runtime_dir: str, method: str, *args: object) -> Any:
+    """Call supervisord's XML-RPC interface over its unix socket (one connection, closed)."""
+    url = f"unix://{Path(runtime_dir) / 'supervisor.sock'}"
+    transport = SupervisorTransport(None, None, url)
+    try:
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return getattr(proxy.supervisor, method)(*args)
+    finally:
+        transport.close()
+
+
+def services_health(config: Config) -> list[ServiceHealth] | None:
+    """Each service's state from supervisord, or None when supervisord is not reachable."""
+    try:
+        infos: list[dict[str, Any]] = supervisor_call(
+            config.gateway.runtime_dir, "getAllProcessInfo"
+        )
+    except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+        return None
+    by_name = {info["name"]: info for info in infos}
+    result = []
+    for name in sorted(by_name):
+        info = by_name[name]
+        running = info["statename"] == "RUNNING"
+        uptime = float(info["now"] - info["start"]) if running else None
+        result.append(
+            ServiceHealth(
+                name,
+                running,
+                info["statename"],
+                uptime,
+                max(0, starts(config.gateway.runtime_dir, name) - 1),
+            )
+        )
+    return result
+
+
+def status_report(config: Config) -> tuple[dict[str, Any], bool]:
+    """Everything ``status`` shows, and whether the gateway is healthy."""
+    services = services_health(config)
+    queue = read_stats(queue_path(config))
+    printers = read_printers(config.gateway.runtime_dir)
+    problems = []
+    if services is None:
+        problems.append("supervisord not reachable (is `printer-gateway up` running?)")
+    else:
+        problems += [f"service {s.name} is {s.state}" for s in services if not s.running]
+    if (
+        queue is not None
+        and queue.oldest_age_s is not None
+        and queue.oldest_age_s > STALLED_QUEUE_S
+    ):
+        problems.append(f"oldest queued record is {queue.oldest_age_s:.0f} s old: delivery stalled")
+    report = {
+        "healthy": not problems,
+        "problems": problems,
+        "services": [dataclasses.asdict(s) for s in services or []],
+        "printers": [msgspec.structs.asdict(p) for p in printers],
+        "queue": None if queue is None else dataclasses.asdict(queue),
+    }
+    return report, not problems
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The human view of a status report."""
+    lines = [f"gateway: {'healthy' if report['healthy'] else 'UNHEALTHY'}"]
+    lines += [f"  ! {problem}" for problem in report["problems"]]
+    lines.append("services:")
+    for s in report["services"]:
+        uptime = f"up {s['uptime_s']:.0f} s" if s["uptime_s"] is not None else "down"
+        lines.append(f"  {s['name']:<10} {s['state']:<10} {uptime:<14} restarts {s['restarts']}")
+    lines.append("printers:")
+    for p in report["printers"]:
+        lease = "lease held" if p["lease_held"] else "no lease"
+        contact = p["last_contact"] or "never"
+        lines.append(f"  {p['printer_id']:<10} {p['state']:<22} {lease:<11} last contact {contact}")
+    queue = report["queue"]
+    if queue is None:
+        lines.append("queue: none yet")
+    else:
+        depth = sum(queue["depth_by_kind"].values())
+        age = "-" if queue["oldest_age_s"] is None else f"{queue['oldest_age_s']:.0f} s"
+        lines.append(
+            f"queue: {depth} records, oldest {age}, {queue['dead']} dead letters, "
+            f"{queue['dropped_status']} statuses dropped"
+        )
+        delivered, error = queue["last_delivery"] or "never", queue["last_error"] or "none"
+        lines.append(f"  last delivery {delivered}; last error {error}")
+    return "\n".join(lines)
+
+
+def wait_for_supervisor(config: Config, within_s: float) -> bool:
+    """Whether supervisord answers within the time (used by demo and tests)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if services_health(config) is not None:
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,146 @@
+"""Deployment: `up` under supervisord with SIGKILLs, `status`, and the headless demo."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.deploy import supervisor_call
+from gateway.simulator import PrintJob, SimulatorThread
+from tests.api_harness import TOKEN, ApiThread
+
+pytestmark = pytest.mark.e2e
+CLI = [sys.executable, "-m", "gateway.cli"]
+
+
+def wait_for(condition: Any, within_s: float = 30) -> Any:
+    deadline = time.monotonic() + within_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.1)
+    return value
+
+
+def running(runtime: Path, name: str) -> int | None:
+    try:
+        info = supervisor_call(str(runtime), "getProcessInfo", name)
+    except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+        return None
+    return int(info["pid"]) if info["statename"] == "RUNNING" else None
+
+
+def status(config: Path) -> tuple[int, dict[str, Any]]:
+    result = subprocess.run(
+        [*CLI, "--config", str(config), "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_up_restarts_killed_services_loses_nothing_and_status_tells(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
+    sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
+    runtime = tmp_path / "run"
+    with ApiThread(tmp_path / "api.db") as api:
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{runtime}"\n'
+            f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n'
+            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\npoll_interval_s = 0.2\n'
+        )
+        up = subprocess.Popen(
+            [*CLI, "--config", str(config), "up"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            for name in ("uplink", "poller", "control"):
+                wait_for(lambda name=name: running(runtime, name))
+            wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
+            code, report = status(config)
+            assert code == 0, report
+            assert [s["name"] for s in report["services"]] == ["control", "poller", "uplink"]
+            assert report["printers"][0]["lease_held"] is True
+            for name in ("uplink", "poller", "control"):
+                pid = running(runtime, name)
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                wait_for(lambda name=name, pid=pid: running(runtime, name) not in (None, pid))
+            code, report = status(config)
+            assert code == 0
+            assert {s["name"]: s["restarts"] for s in report["services"]} == {
+                "control": 1,
+                "poller": 1,
+                "uplink": 1,
+            }
+            supervisor_call(str(runtime), "stopProcess", "control")
+            code, report = status(config)
+            assert code == 1
+            assert "service control is STOPPED" in report["problems"]
+            supervisor_call(str(runtime), "startProcess", "control")
+            before = len(api.get("/v1/records", gateway_id="gw", limit=10000).json()["records"])
+            wait_for(
+                lambda: (
+                    len(api.get("/v1/records", gateway_id="gw", limit=10000).json()["records"])
+                    > before + 5
+                )
+            )
+        finally:
+            up.send_signal(signal.SIGTERM)
+            assert up.wait(timeout=40) == 0
+        records = api.get("/v1/records", gateway_id="gw", printer_id="rex1", limit=10000).json()[
+            "records"
+        ]
+    seqs = [r["seq"] for r in records]
+    assert seqs == list(range(1, len(seqs) + 1))  # nothing acknowledged was lost across the kills
+    assert [r["event"] for r in records if r["kind"] == "event"] == [
+        "printer_online",
+        "print_started",
+    ]
+    wait_for(lambda: sim.open_connections() == 0, within_s=5)  # the printer was released
+
+
+def test_status_without_supervisord_is_unhealthy(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[gateway]\nruntime_dir = "{tmp_path}/run"\ndata_dir = "{tmp_path}/data"\n[api]\nurl = "http://127.0.0.1:9"\n[[printers]]\nhost = "h"\n'
+    )
+    code, report = status(config)
+    assert code == 1
+    assert "supervisord not reachable" in report["problems"][0]
+    human = subprocess.run(
+        [*CLI, "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "UNHEALTHY" in human.stdout
+
+
+def test_demo_runs_headless_and_delivers_records() -> None:
+    result = subprocess.run(
+        [*CLI, "demo", "--duration", "12", "--print-duration", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    delivered = int(result.stdout.strip().splitlines()[-1].split(":")[1])
+    assert delivered > 3
