@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 start_new_session=True,
             )
             print(f"simulated printer on 127.0.0.1:{sim.port}, printing benchy.gx")
+            print(f"web page: {api_url}/ui/demo#token={token}")
             print(f"reference API on {api_url}  (token in {root / 'token'})")
             print(f"  printers: {api_url}/v1/printers?gateway_id=demo")
             print(f"  records:  {api_url}/v1/records?gateway_id=demo")

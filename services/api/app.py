@@ -13,18 +13,20 @@ import contextlib
 import hmac
 import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.messages import CommandResult, RecordBatch
 from services.api.store import NewCommand, Store
 
 MAX_WAIT_S = 60.0
+PAGE = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
 _batch_decoder = msgspec.json.Decoder(RecordBatch)
 _command_decoder = msgspec.json.Decoder(NewCommand)
 
@@ -141,9 +143,15 @@ def create_app(store: Store, token: str) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
+    async def page(request: Request) -> Response:
+        # The page itself holds no data; its script asks for the token and every call it
+        # makes carries it, so the data stays behind the bearer token.
+        return HTMLResponse(PAGE)
+
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/ui/{gateway_id}", page),
             Route("/v1/records", guarded(api.post_records), methods=["POST"]),
             Route("/v1/records", guarded(api.get_records), methods=["GET"]),
             Route("/v1/commands", guarded(api.get_commands), methods=["GET"]),
