@@ -16,9 +16,6 @@ from gateway.errors import ConfigError
 from gateway.logs import setup_logging
 from gateway.simulator import cli as sim_cli
 
-# Verbs whose issue has not landed yet: they say so and exit 2 instead of pretending.
-_PENDING: dict[str, str] = {}
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every verb registered."""
@@ -114,9 +111,6 @@ def check_config(args: argparse.Namespace) -> int:
 
 def run_service(args: argparse.Namespace) -> int:
     """``run poller|uplink|control``: one service in the foreground."""
-    key = f"run {args.service}"
-    if key in _PENDING:
-        return _not_yet(key)
     path = find_config_path(args.config)
     try:
         config = load_config(path)
@@ -182,14 +176,6 @@ def run_status(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
-def _not_yet(verb: str) -> int:
-    print(
-        f"printer-gateway {verb}: not available yet (arrives with {_PENDING[verb]})",
-        file=sys.stderr,
-    )
-    return 2
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -205,8 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": demo_cli.run,
         "tap": run_tool,
     }
-    handler = handlers.get(args.verb)
-    return _not_yet(args.verb) if handler is None else handler(args)
+    return handlers[args.verb](args)
 
 
 if __name__ == "__main__":

@@ -67,17 +67,18 @@ def _base_env() -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "verb",
-    [
-        ["up"],
-        ["demo"],
-        ["status"],
-    ],
+    "verb", [["up"], ["status"], ["run", "poller"], ["queue", "stats"], ["tap"]]
 )
-def test_verbs_not_landed_yet_say_so_and_exit_2(verb: list[str]) -> None:
-    result = run(*verb)
+def test_verbs_without_a_config_file_exit_2_naming_it(tmp_path: Path, verb: list[str]) -> None:
+    result = subprocess.run(
+        [*CLI, "--config", str(tmp_path / "missing.toml"), *verb],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 2
-    assert "not available yet" in result.stderr
+    assert "missing.toml" in result.stderr
 
 
 def test_sim_binds_port_zero_reports_it_and_follows_a_script(tmp_path: Path) -> None:
