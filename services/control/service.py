@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import msgspec
 import zmq.asyncio
 
+from gateway import runner
 from gateway.bus import (
     Execute,
     InjectReceiver,
@@ -37,7 +37,6 @@ from gateway.bus import (
 )
 from gateway.clock import boot_seconds
 from gateway.config import Config, Token
-from gateway.health import record_start
 from gateway.messages import (
     Action,
     Command,
@@ -268,25 +267,12 @@ class Control:
                 self.ledger.reported(record_id.removeprefix(prefix))
 
 
-async def serve(config: Config, token: Token) -> None:
-    """Run control until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    record_start(config.gateway.runtime_dir, "control")
-    ctx = zmq.asyncio.Context()
-    try:
+def run(config: Config, token: Token) -> int:
+    """Run control until SIGTERM or SIGINT; 0 on a clean stop."""
+
+    async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event) -> None:
         control = Control(config, token, ctx)
         logger.info("control started: commands from %s", config.api.url)
         await control.run(stop)
-    finally:
-        ctx.term()
-    logger.info("control stopped")
 
-
-def run(config: Config, token: Token) -> int:
-    """Blocking entry point; 0 on a clean stop."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, token))
-    return 0
+    return runner.run("control", config.gateway.runtime_dir, body)

@@ -10,14 +10,13 @@ operators who want a crash of one printer's code contained by supervisord.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from pathlib import Path
 
 import zmq.asyncio
 
+from gateway import runner
 from gateway.bus import (
     CommandHandler,
     CommandServer,
@@ -29,7 +28,6 @@ from gateway.bus import (
     records_endpoint,
 )
 from gateway.config import Config, PrinterSection
-from gateway.health import record_start
 from services.poller.journal import Journal
 from services.poller.lease import PrinterWatcher, Tuning
 
@@ -111,26 +109,13 @@ class Poller:
                 server.close()
 
 
-async def serve(config: Config, printer_id: str | None) -> None:
-    """Run the poller until SIGTERM or SIGINT."""
+def run(config: Config, printer_id: str | None) -> int:
+    """Run the poller until SIGTERM or SIGINT; 0 on a clean stop."""
     printers = (config.printer(printer_id),) if printer_id else config.printers
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    record_start(config.gateway.runtime_dir, "poller")
-    ctx = zmq.asyncio.Context()
-    try:
+
+    async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event) -> None:
         poller = Poller(config, printers, ctx)
         logger.info("poller started for %s", ", ".join(p.id for p in printers))
         await poller.run(stop)
-    finally:
-        ctx.term()
-    logger.info("poller stopped")
 
-
-def run(config: Config, printer_id: str | None) -> int:
-    """Blocking entry point; 0 on a clean stop."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, printer_id))
-    return 0
+    return runner.run("poller", config.gateway.runtime_dir, body)

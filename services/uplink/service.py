@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import msgspec
 import zmq
 import zmq.asyncio
 
+from gateway import runner
 from gateway.bus import (
     RecordReceiver,
     control_endpoint,
@@ -37,7 +37,6 @@ from gateway.bus import (
     records_endpoint,
 )
 from gateway.config import Config, Token
-from gateway.health import record_start
 from gateway.messages import Command, Record, json_encoder
 from services.uplink.delivery import Backoff, Deliverer, Verdict
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
@@ -219,25 +218,12 @@ class Uplink:
                 await self.tap.send(json_encoder.encode(record), flags=zmq.NOBLOCK)
 
 
-async def serve(config: Config, token: Token) -> None:
-    """Run the uplink until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    record_start(config.gateway.runtime_dir, "uplink")
-    ctx = zmq.asyncio.Context()
-    try:
+def run(config: Config, token: Token) -> int:
+    """Run the uplink until SIGTERM or SIGINT; 0 on a clean stop."""
+
+    async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event) -> None:
         uplink = Uplink(config, token, ctx)
         logger.info("uplink started: queue %s, API %s", queue_path(config), config.api.url)
         await uplink.run(stop)
-    finally:
-        ctx.term()
-    logger.info("uplink stopped")
 
-
-def run(config: Config, token: Token) -> int:
-    """Blocking entry point; 0 on a clean stop."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, token))
-    return 0
+    return runner.run("uplink", config.gateway.runtime_dir, body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -34,12 +35,7 @@ def queue_command(config: Config, args: argparse.Namespace) -> int:
 def _act(queue: DurableQueue, path: Path, args: argparse.Namespace) -> int:
     if args.action == "stats":
         stats = queue.stats()
-        _out(
-            {
-                "queue": str(path),
-                **msgspec.structs.asdict(msgspec.convert(stats, _StatsView, from_attributes=True)),
-            }
-        )
+        _out({"queue": str(path), **dataclasses.asdict(stats)})
     elif args.action == "peek":
         for body in queue.peek(args.limit):
             sys.stdout.buffer.write(body + b"\n")
@@ -58,17 +54,6 @@ def _act(queue: DurableQueue, path: Path, args: argparse.Namespace) -> int:
                 return 1
         print(f"{queue.purge()} records deleted")
     return 0
-
-
-class _StatsView(msgspec.Struct):
-    depth_by_kind: dict[str, int]
-    bytes: int
-    oldest_age_s: float | None
-    dead: int
-    dropped_status: int
-    set_aside: int
-    last_delivery: str | None
-    last_error: str | None
 
 
 def tap_command(config: Config, args: argparse.Namespace) -> int:

@@ -1,0 +1,39 @@
+"""How every service process runs: one ZeroMQ context, SIGTERM/SIGINT -> a stop event, the
+start counted for ``status``, and exit code 0 on a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import zmq.asyncio
+
+from gateway.health import record_start
+
+logger = logging.getLogger(__name__)
+Body = Callable[[zmq.asyncio.Context, asyncio.Event], Awaitable[None]]
+
+
+async def serve(name: str, runtime_dir: str, body: Body) -> None:
+    """Run body(ctx, stop) until it returns; SIGTERM and SIGINT set stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    record_start(runtime_dir, name)
+    ctx = zmq.asyncio.Context()
+    try:
+        await body(ctx, stop)
+    finally:
+        ctx.term()
+    logger.info("%s stopped", name)
+
+
+def run(name: str, runtime_dir: str, body: Body) -> int:
+    """Blocking entry point of a service; 0 on a clean stop."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(name, runtime_dir, body))
+    return 0
