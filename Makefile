@@ -36,6 +36,7 @@ bench: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/python -m gateway.schema > docs/records.schema.json
+	$(BIN)/python -m gateway.openapi > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

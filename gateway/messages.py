@@ -135,6 +135,17 @@ class CommandList(msgspec.Struct, frozen=True):
     commands: tuple[Command, ...] = ()
 
 
+class NewCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /v1/commands``: what a person asks a printer to do."""
+
+    gateway_id: str
+    printer_id: str
+    type: str
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    expires_at: str | None = None
+    id: str | None = None
+
+
 # Actions are validated input, not wire evolution: unknown params are refused outright.
 class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
     """A command's type and params, checked for shape (limits are control's job)."""

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.messages import CommandResult, RecordBatch
-from services.api.store import NewCommand, Store
+from gateway.messages import CommandResult, NewCommand, RecordBatch
+from services.api.store import Store
 
 MAX_WAIT_S = 60.0
 PAGE = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.messages import CommandResult, Record, Status, json_encoder
+from gateway.messages import CommandResult, NewCommand, Record, Status, json_encoder
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -44,17 +44,6 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 CREATE INDEX IF NOT EXISTS commands_open ON commands(gateway_id, outcome);
 """
-
-
-class NewCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``POST /v1/commands``: what a person asks a printer to do."""
-
-    gateway_id: str
-    printer_id: str
-    type: str
-    params: dict[str, Any] = msgspec.field(default_factory=dict)
-    expires_at: str | None = None
-    id: str | None = None
 
 
 class Store:

@@ -1,0 +1,215 @@
+"""Generate ``docs/openapi.json`` (the v1 HTTP API, architecture §4.3 and §4.5):
+``python -m gateway.openapi``. Schemas come from the same msgspec structs the code uses."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import msgspec
+
+from gateway.messages import Command, CommandList, NewCommand, RecordBatch
+
+
+class StoredCount(msgspec.Struct):
+    """Answer to ``POST /v1/records``."""
+
+    stored: int
+    duplicates: int
+
+
+class Created(msgspec.Struct):
+    """Answer to ``POST /v1/commands``."""
+
+    id: str
+
+
+class CommandState(msgspec.Struct):
+    """Answer to ``GET /v1/commands/{id}``: the command and its result once there is one."""
+
+    id: str
+    gateway_id: str
+    printer_id: str
+    type: str
+    params: dict[str, Any]
+    created_at: str
+    expires_at: str | None
+    outcome: str | None
+    detail: str | None
+
+
+class Error(msgspec.Struct):
+    """Any refusal."""
+
+    error: str
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _query(
+    name: str, description: str, kind: str = "string", required: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": kind},
+    }
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document."""
+    _, components = msgspec.json.schema_components(
+        [RecordBatch, CommandList, Command, NewCommand, StoredCount, Created, CommandState, Error],
+        ref_template="#/components/schemas/{name}",
+    )
+    unauthorized = _json("Error", "missing or wrong bearer token")
+    bad = _json("Error", "the body or a parameter is malformed")
+    gateway = _query("gateway_id", "the gateway", required=True)
+    records_list = {
+        "description": "stored records",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"records": {"type": "array", "items": {"type": "object"}}},
+                }
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "printer-gateway v1 API",
+            "version": "1",
+            "description": "Generated from the code by `make schema`; do not edit.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/records": {
+                "post": {
+                    "summary": "Deliver records (ids already stored are ignored)",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "schema": {"type": "string"},
+                            "description": "fixed per stored batch",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("RecordBatch")}},
+                    },
+                    "responses": {
+                        "200": _json("StoredCount", "all records stored"),
+                        "400": bad,
+                        "401": unauthorized,
+                    },
+                },
+                "get": {
+                    "summary": "Read stored records (reference server)",
+                    "parameters": [
+                        gateway,
+                        _query("printer_id", "one printer"),
+                        _query("kind", "status, event or command_result"),
+                        _query("after_seq", "only seq above this", "integer"),
+                        _query("limit", "at most", "integer"),
+                    ],
+                    "responses": {"200": records_list, "400": bad, "401": unauthorized},
+                },
+            },
+            "/v1/commands": {
+                "get": {
+                    "summary": "Open commands of a gateway, long-polling up to `wait` seconds",
+                    "parameters": [
+                        gateway,
+                        _query(
+                            "wait", "seconds to hold the request until a command exists", "number"
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json("CommandList", "the open commands"),
+                        "400": bad,
+                        "401": unauthorized,
+                    },
+                },
+                "post": {
+                    "summary": "Queue a command (reference server)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("NewCommand")}},
+                    },
+                    "responses": {
+                        "201": _json("Created", "queued"),
+                        "400": bad,
+                        "401": unauthorized,
+                        "409": _json("Error", "the id is taken"),
+                    },
+                },
+            },
+            "/v1/commands/{command_id}": {
+                "get": {
+                    "summary": "One command and its result (reference server)",
+                    "parameters": [
+                        {
+                            "name": "command_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("CommandState", "the command"),
+                        "401": unauthorized,
+                        "404": _json("Error", "no such command"),
+                    },
+                },
+            },
+            "/v1/printers": {
+                "get": {
+                    "summary": "The newest status of each printer of a gateway (reference server)",
+                    "parameters": [gateway],
+                    "responses": {
+                        "200": {
+                            "description": "newest statuses",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "printers": {
+                                                "type": "array",
+                                                "items": {"type": "object"},
+                                            }
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "401": unauthorized,
+                    },
+                },
+            },
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def render() -> bytes:
+    """The document as stable, indented JSON."""
+    return msgspec.json.format(msgspec.json.encode(openapi()), indent=2) + b"\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.buffer.write(render())
