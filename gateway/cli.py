@@ -11,7 +11,7 @@ import msgspec
 
 from gateway import __version__
 from gateway import demo as demo_cli
-from gateway.config import find_config_path, load_config, redacted, resolve_token
+from gateway.config import Config, find_config_path, load_config, redacted, resolve_token
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
 from gateway.simulator import cli as sim_cli
@@ -92,12 +92,20 @@ def run_api(args: argparse.Namespace) -> int:
     return server.run(args, token)
 
 
+def _check_notify(config: Config) -> None:
+    """Every ``notify.urls`` entry must be one Apprise understands (ConfigError otherwise)."""
+    from services.uplink.notify import apprise_for
+
+    apprise_for(config)
+
+
 def check_config(args: argparse.Namespace) -> int:
     """Print the effective config (token redacted) or one line naming the bad key; 2 if bad."""
     path = find_config_path(args.config)
     try:
         config = load_config(path)
         token = resolve_token(config)
+        _check_notify(config)
     except ConfigError as err:
         return _config_error(path, err)
     document = {
@@ -117,6 +125,8 @@ def run_service(args: argparse.Namespace) -> int:
         if args.printer:
             config.printer(args.printer)
         token = resolve_token(config) if args.service != "poller" else None
+        if args.service == "uplink":
+            _check_notify(config)
     except ConfigError as err:
         return _config_error(path, err)
     if args.service == "poller" or token is None:
@@ -152,6 +162,7 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         config = load_config(path)
         resolve_token(config)
+        _check_notify(config)
     except ConfigError as err:
         return _config_error(path, err)
     from gateway import deploy

@@ -197,11 +197,14 @@ def resolve_token(config: Config, environ: dict[str, str] | None = None) -> Toke
 
 
 def redacted(config: Config) -> Config:
-    """The config with the inline token hidden, safe to print."""
-    if config.api.token is None:
-        return config
-    api = msgspec.structs.replace(config.api, token="<redacted>")
-    return msgspec.structs.replace(config, api=api)
+    """The config with the inline token and the notification URLs (they embed secrets)
+    hidden, safe to print."""
+    api = config.api
+    if api.token is not None:
+        api = msgspec.structs.replace(api, token="<redacted>")
+    urls = tuple(f"{url.split('://', 1)[0]}://<redacted>" for url in config.notify.urls)
+    notify = msgspec.structs.replace(config.notify, urls=urls)
+    return msgspec.structs.replace(config, api=api, notify=notify)
 
 
 _AT_PATH = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)

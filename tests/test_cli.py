@@ -164,3 +164,17 @@ def test_queue_tools_on_a_real_queue(tmp_path: Path) -> None:
     )
     assert refused.returncode == 1
     assert "3 records deleted" in run(*config_args, "queue", "purge", "--yes").stdout
+
+
+def test_check_config_hides_notification_urls_and_refuses_bad_ones(tmp_path: Path) -> None:
+    (tmp_path / "g.toml").write_text(
+        GOOD + '[notify]\nurls = ["tgram://123456:secret-bot-token/42"]\n'
+    )
+    result = run("--config", str(tmp_path / "g.toml"), "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "secret-bot-token" not in result.stdout
+    assert "tgram://<redacted>" in result.stdout
+    (tmp_path / "g.toml").write_text(GOOD + '[notify]\nurls = ["what-is-this"]\n')
+    result = run("--config", str(tmp_path / "g.toml"), "check-config")
+    assert result.returncode == 2
+    assert "notify.urls[0]" in result.stderr

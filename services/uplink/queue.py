@@ -194,6 +194,11 @@ class DurableQueue:
 
     def accept(self, records: Sequence[Record]) -> int:
         """Store new records with their seq in one transaction; returns how many were new."""
+        return len(self.accept_new(records))
+
+    def accept_new(self, records: Sequence[Record]) -> list[Record]:
+        """Store new records with their seq in one transaction; returns the new ones (known
+        ids are skipped), as given (``seq`` is in the stored copy)."""
         now = time.time()
         try:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -210,10 +215,10 @@ class DurableQueue:
             raise
         return stored
 
-    def _insert(self, records: Sequence[Record], now: float) -> int:
+    def _insert(self, records: Sequence[Record], now: float) -> list[Record]:
         fresh = self._unknown(records)
         if not fresh:
-            return 0
+            return []
         scopes = sorted({record.printer_id or "" for record in fresh})
         marks = ",".join("?" * len(scopes))
         last = dict(
@@ -239,7 +244,7 @@ class DurableQueue:
         )
         self._stored_bytes += sum(len(row[4]) for row in rows)
         self._make_room()
-        return len(rows)
+        return fresh
 
     def _unknown(self, records: Sequence[Record]) -> list[Record]:
         """The records whose id is neither known nor repeated earlier in `records`."""

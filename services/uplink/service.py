@@ -40,6 +40,7 @@ from gateway.config import Config, Token
 from gateway.messages import Command, Record, json_encoder
 from services.uplink.delivery import Backoff, Deliverer, Verdict
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
+from services.uplink.notify import Notifier
 from services.uplink.queue import Batch, DurableQueue, QueueFullError
 
 logger = logging.getLogger(__name__)
@@ -175,11 +176,13 @@ class Uplink:
         self.tap.bind(tap_endpoint(config.gateway.runtime_dir))
         self.work = threading.Event()
         self.delivery = DeliveryThread(config, token, self.work)
+        self.notifier = Notifier(config)
         self._full_since: float | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive and store until stop; then stop delivery and close."""
         self.delivery.start()
+        self.notifier.start()
         try:
             while not stop.is_set():
                 got = await self.receiver.receive(0.2)
@@ -187,6 +190,7 @@ class Uplink:
                     await self._store_group([got])
         finally:
             self.delivery.stopping.set()
+            self.notifier.stop()
             self.work.set()
             await asyncio.to_thread(self.delivery.join, 15)
             self.receiver.close()
@@ -200,7 +204,7 @@ class Uplink:
             count += len(more[1])
         records = [record for _, batch in group for record in batch]
         try:
-            await asyncio.to_thread(self.queue.accept, records)
+            new = await asyncio.to_thread(self.queue.accept_new, records)
         except QueueFullError as err:
             if self._full_since is None:
                 self._full_since = time.monotonic()
@@ -213,6 +217,7 @@ class Uplink:
         for peer, batch in group:
             await self.receiver.acknowledge(peer, [record.id for record in batch])
         self.work.set()
+        self.notifier.offer(new)
         for record in records:
             with contextlib.suppress(zmq.Again):
                 await self.tap.send(json_encoder.encode(record), flags=zmq.NOBLOCK)

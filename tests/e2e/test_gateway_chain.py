@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from gateway.simulator import PrintJob, SimulatorThread
-from tests.api_harness import TOKEN, ApiThread
+from tests.api_harness import TOKEN, ApiThread, Script, scripted_api
 from tests.poller_harness import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -22,13 +22,15 @@ CLI = [sys.executable, "-m", "gateway.cli"]
 def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(
     sim: SimulatorThread, tmp_path: Path
 ) -> None:
-    with ApiThread(tmp_path / "api.db") as api:
+    hooks = Script()
+    with ApiThread(tmp_path / "api.db") as api, scripted_api(hooks) as hook_url:
         config = tmp_path / "gateway.toml"
         config.write_text(
             f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
             f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n'
             f'[[printers]]\nid = "rex1"\nname = "REX #1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
             "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
+            f'[notify]\nurls = ["json://{hook_url.removeprefix("http://")}/hook"]\n'
         )
         log = (tmp_path / "services.log").open("ab")
         services = [
@@ -79,6 +81,8 @@ def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(
     assert printing[0]["printer"]["name"] == "REX #1"
     assert printing[0]["printer"]["model"] == "FlashForge Adventurer III"
     assert printing[0]["file"] == "chain.gx"
+    titles = sorted(msgspec.json.decode(body)["title"] for _, body in hooks.requests)
+    assert titles == ["REX #1: print finished", "REX #1: print started"]  # each event once
     lines = [msgspec.json.decode(line) for line in tapped.splitlines()]
     assert len(lines) == 5
     assert all(line["printer_id"] == "rex1" for line in lines)
