@@ -37,6 +37,7 @@ bench: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/python -m gateway.schema > docs/records.schema.json
 	$(BIN)/python -m gateway.openapi > docs/openapi.json
+	$(BIN)/python -m gateway.config_doc --write docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -43,49 +43,73 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 class GatewaySection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[gateway]``: who this gateway is and where it keeps its files."""
 
-    id: Identifier = msgspec.field(default_factory=_default_gateway_id)
-    data_dir: str = "/var/lib/printer-gateway"
-    runtime_dir: str = "/run/printer-gateway"
+    id: Annotated[Identifier, msgspec.Meta(description="names this gateway to the API")] = (
+        msgspec.field(default_factory=_default_gateway_id)
+    )
+    data_dir: Annotated[str, msgspec.Meta(description="durable queue, journals, ledger")] = (
+        "/var/lib/printer-gateway"
+    )
+    runtime_dir: Annotated[str, msgspec.Meta(description="ipc sockets, pid and health files")] = (
+        "/run/printer-gateway"
+    )
 
 
 class ApiSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[api]``: where records go and commands come from."""
 
-    url: str
-    token_file: str | None = None
-    token: str | None = None
-    flavor: Literal["v1", "legacy"] = "v1"
-    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    url: Annotated[str, msgspec.Meta(description="the API, http:// or https://")]
+    token_file: Annotated[str | None, msgspec.Meta(description="file holding the API token")] = None
+    token: Annotated[str | None, msgspec.Meta(description="the API token itself")] = None
+    flavor: Annotated[
+        Literal["v1", "legacy"],
+        msgspec.Meta(description="v1 records API or the original connector's"),
+    ] = "v1"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300, description="per HTTP request")] = 10.0
 
 
 class PrinterSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One ``[[printers]]`` entry. An empty id becomes ``printer<N>``, an empty name the id."""
 
-    host: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
-    id: Identifier = ""
-    name: str = ""
-    port: Port = 8899
-    probe_interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
-    poll_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    host: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=253, description="the printer's address")
+    ]
+    id: Annotated[Identifier, msgspec.Meta(description="stable id; default printer<N>")] = ""
+    name: Annotated[str, msgspec.Meta(description="display name; default the id")] = ""
+    port: Annotated[Port, msgspec.Meta(description="the printer's TCP port")] = 8899
+    probe_interval_s: Annotated[
+        float, msgspec.Meta(gt=0, le=3600, description="idle: connect, look, let go this often")
+    ] = 30.0
+    poll_interval_s: Annotated[
+        float, msgspec.Meta(gt=0, le=60, description="printing or paused: poll this often")
+    ] = 1.0
 
 
 class LimitsSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[limits]``: commands outside these are rejected and never reach the printer."""
 
-    max_nozzle_c: Annotated[int, msgspec.Meta(ge=0, le=300)] = 240
-    max_bed_c: Annotated[int, msgspec.Meta(ge=0, le=150)] = 100
+    max_nozzle_c: Annotated[
+        int, msgspec.Meta(ge=0, le=300, description="highest nozzle target a command may set")
+    ] = 240
+    max_bed_c: Annotated[
+        int, msgspec.Meta(ge=0, le=150, description="highest bed target a command may set")
+    ] = 100
 
 
 class ControlSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[control]``: how long a fetched command may wait before it is expired."""
 
-    command_ttl_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 120.0
+    command_ttl_s: Annotated[
+        float,
+        msgspec.Meta(gt=0, le=86400, description="a command not run this long after fetch expires"),
+    ] = 120.0
 
 
 class UplinkSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[uplink]``: the durable queue's hard disk cap."""
 
-    max_queue_mb: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 64
+    max_queue_mb: Annotated[
+        int, msgspec.Meta(ge=1, le=1_000_000, description="disk cap; oldest statuses go first")
+    ] = 64
 
 
 DEFAULT_NOTIFY_EVENTS: tuple[EventName, ...] = (
@@ -100,8 +124,12 @@ DEFAULT_NOTIFY_EVENTS: tuple[EventName, ...] = (
 class NotifySection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[notify]``: Apprise URLs and the events that trigger a notification."""
 
-    urls: tuple[str, ...] = ()
-    events: tuple[EventName, ...] = DEFAULT_NOTIFY_EVENTS
+    urls: Annotated[
+        tuple[str, ...], msgspec.Meta(description="Apprise URLs (discord://, tgram://, ...)")
+    ] = ()
+    events: Annotated[tuple[EventName, ...], msgspec.Meta(description="events that notify")] = (
+        DEFAULT_NOTIFY_EVENTS
+    )
 
 
 class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -109,7 +137,9 @@ class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
     gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
     api: ApiSection
-    printers: Annotated[tuple[PrinterSection, ...], msgspec.Meta(min_length=1)]
+    printers: Annotated[
+        tuple[PrinterSection, ...], msgspec.Meta(min_length=1, description="one table per printer")
+    ]
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     control: ControlSection = msgspec.field(default_factory=ControlSection)
     uplink: UplinkSection = msgspec.field(default_factory=UplinkSection)
@@ -231,15 +261,24 @@ def _choices_at(path: str) -> tuple[str, ...]:
     """The allowed values of the Literal-typed key at ``path`` (e.g. ``notify.events[1]``)."""
     node: msgspec.inspect.Type = msgspec.inspect.type_info(Config)
     for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        node = unwrap(node)
         if isinstance(node, msgspec.inspect.StructType) and not part.startswith("["):
             node = next((f.type for f in node.fields if f.name == part), msgspec.inspect.AnyType())
         elif isinstance(node, msgspec.inspect.CollectionType) and part.startswith("["):
             node = node.item_type
         else:
             return ()
+    node = unwrap(node)
     if isinstance(node, msgspec.inspect.LiteralType):
         return tuple(sorted(str(value) for value in node.values))
     return ()
+
+
+def unwrap(node: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    """The type under any ``Annotated`` metadata."""
+    while isinstance(node, msgspec.inspect.Metadata):
+        node = node.type
+    return node
 
 
 def _normalise(config: Config, base_dir: Path) -> Config:

@@ -206,3 +206,10 @@ def test_config_path_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_config_path(None) == Path("/etc/pg.toml")
     monkeypatch.delenv("PRINTER_GATEWAY_CONFIG")
     assert find_config_path(None) == Path("gateway.toml")
+
+
+def test_configuration_reference_is_current() -> None:
+    from gateway.config_doc import table
+
+    document = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert table() in document, "docs/configuration.md is stale: run `make schema`"
