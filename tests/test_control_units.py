@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 import time
@@ -15,7 +16,7 @@ import pytest
 from gateway.config import Secret
 from gateway.messages import Command, Pause, SetNozzleTemperature
 from services.control.ledger import Ledger
-from services.control.service import check
+from services.control.service import FetchThread, check
 from services.control.source import CommandSource, FetchError, seconds_until
 from tests.poller_harness import make_config
 
@@ -157,3 +158,18 @@ def test_fetch_errors_are_typed_and_never_show_the_token(body: bytes, status: in
             source.fetch()
         source.close()
     assert "very-secret-token" not in str(caught.value)
+
+
+def test_fetching_does_not_spin_on_commands_already_held() -> None:
+    body = b'{"commands": [{"id": "c-1", "printer_id": "rex1", "type": "pause", "params": {}}]}'
+    with command_server(body) as (url, paths):
+        source = CommandSource(url, Secret("t"), "gw", wait_s=25)
+        loop = asyncio.new_event_loop()
+        fetcher = FetchThread(source, loop, asyncio.Queue())
+        fetcher.start()
+        time.sleep(2.5)
+        fetcher.stopping.set()
+        fetcher.join(5)
+        source.close()
+        loop.close()
+    assert 2 <= len(paths) <= 5  # about one request a second, not hundreds

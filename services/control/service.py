@@ -54,7 +54,7 @@ from services.uplink.delivery import Backoff
 logger = logging.getLogger(__name__)
 WAIT_S = 25.0
 ANSWER_TIMEOUT_S = 15.0  # a command's read-back takes up to ~5 s on the poller
-EMPTY_POLL_GAP_S = 2.0
+EMPTY_POLL_GAP_S = 1.0
 SILENT_POLLER_S = 60.0
 
 
@@ -92,6 +92,7 @@ class FetchThread(threading.Thread):
         self.source, self.loop, self.deliver = source, loop, deliver
         self.stopping = threading.Event()
         self.backoff = Backoff(base_s=1.0, cap_s=60.0)
+        self.seen: set[str] = set()
 
     def run(self) -> None:
         """Fetch until stopped; failures back off, a bug is logged and retried, never fatal."""
@@ -116,8 +117,14 @@ class FetchThread(threading.Thread):
             self.backoff.reset()
             with contextlib.suppress(RuntimeError):  # the loop is gone: we are stopping
                 self.loop.call_soon_threadsafe(self.deliver.put_nowait, fetched)
-            if not fetched.commands and boot_seconds() - began < self.source.wait_s / 2:
-                self.stopping.wait(EMPTY_POLL_GAP_S)  # a server that ignores `wait`
+            new = {command.id for command in fetched.commands} - self.seen
+            if len(self.seen) > 10_000:
+                self.seen.clear()
+            self.seen |= new
+            if not new and boot_seconds() - began < self.source.wait_s / 2:
+                # Nothing new came back at once: a server that ignores `wait`, or commands we
+                # hold already, listed until their results arrive. Do not spin on the API.
+                self.stopping.wait(EMPTY_POLL_GAP_S)
 
 
 class Control:
