@@ -25,8 +25,9 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 # The whole gateway against a simulated printer and the reference API, in a temp dir.
+# Headless: make demo DEMO_ARGS="--duration 60"
 demo: $(STAMP)
-	$(BIN)/printer-gateway demo
+	$(BIN)/printer-gateway demo $(DEMO_ARGS)
 
 # Benchmarks print figures and ratios against a baseline measured in the same run.
 bench: $(STAMP)
