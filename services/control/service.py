@@ -97,6 +97,7 @@ class FetchThread(threading.Thread):
     def run(self) -> None:
         """Fetch until stopped; failures back off, a bug is logged and retried, never fatal."""
         failing = False
+        idle_answers = 0
         while not self.stopping.is_set():
             began = boot_seconds()
             try:
@@ -123,8 +124,12 @@ class FetchThread(threading.Thread):
             self.seen |= new
             if not new and boot_seconds() - began < self.source.wait_s / 2:
                 # Nothing new came back at once: a server that ignores `wait`, or commands we
-                # hold already, listed until their results arrive. Do not spin on the API.
-                self.stopping.wait(EMPTY_POLL_GAP_S)
+                # hold already, listed until their results arrive. Do not spin on the API:
+                # wait a little, longer each time (a new command is still picked up fast).
+                self.stopping.wait(min(EMPTY_POLL_GAP_S, 0.05 * 2**idle_answers))
+                idle_answers += 1
+            else:
+                idle_answers = 0
 
 
 class Control:
