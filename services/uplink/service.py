@@ -170,7 +170,9 @@ class Uplink:
         if released:
             logger.info("requeued %d records claimed by a previous run", released)
         self.receiver = RecordReceiver(ctx, records_endpoint(config.gateway.runtime_dir))
-        self.tap = ctx.socket(zmq.PUB)
+        # A plain (blocking-API) socket on the same context: a NOBLOCK send on PUB never
+        # waits, and skips the per-message future of the asyncio wrapper.
+        self.tap: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PUB)
         self.tap.setsockopt(zmq.LINGER, 0)
         self.tap.setsockopt(zmq.SNDHWM, 10_000)
         self.tap.bind(tap_endpoint(config.gateway.runtime_dir))
@@ -220,7 +222,7 @@ class Uplink:
         self.notifier.offer(new)
         for record in records:
             with contextlib.suppress(zmq.Again):
-                await self.tap.send(json_encoder.encode(record), flags=zmq.NOBLOCK)
+                self.tap.send(json_encoder.encode(record), flags=zmq.NOBLOCK)
 
 
 def run(config: Config, token: Token) -> int:
