@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import msgspec
 
@@ -107,9 +108,16 @@ async def _effect_seen(link: PrinterLink, action: Action) -> bool | None:
 
 
 async def execute_action(
-    link: PrinterLink, action: Action, limits: LimitsSection, *, verify_within_s: float = 5.0
+    link: PrinterLink,
+    action: Action,
+    limits: LimitsSection,
+    *,
+    verify_within_s: float = 5.0,
+    before_sending: Callable[[], None] = lambda: None,
 ) -> Verdict:
-    """Run one action on the printer behind `link` and report what was seen afterwards."""
+    """Run one action on the printer behind `link` and report what was seen afterwards.
+    ``before_sending`` runs (and must have made its mark durable) right before the code that
+    changes the printer is sent."""
     activity = parse_m119((await link.request("M119")).lines).activity
     reason = not_applicable(action, activity, limits)
     if reason is not None:
@@ -117,6 +125,7 @@ async def execute_action(
     code, *args = _wire(action)
     granted = await _take_control(link)
     try:
+        before_sending()  # right before the code: a crash before this point re-runs cleanly
         parse_ack((await link.request(code, *args, deadline_s=DEADLINE_S)).lines)
     finally:
         if granted:
@@ -134,6 +143,16 @@ async def execute_action(
                 "failed", f"{code} sent {how}; effect not seen within {verify_within_s:g}s"
             )
         await asyncio.sleep(0.2)
+
+
+async def verify_only(link: PrinterLink, action: Action) -> Verdict:
+    """For a command that may have been sent by a previous life of the poller (killed before
+    it wrote the outcome): look, never send again."""
+    code = _wire(action)[0]
+    seen = await _effect_seen(link, action)
+    if seen:
+        return Verdict("done", f"{code} was sent before a poller restart; effect verified")
+    return Verdict("failed", f"{code} may have been sent before a poller restart; effect not seen")
 
 
 async def _take_control(link: PrinterLink) -> bool:

@@ -4,14 +4,18 @@ uplink, and recent command outcomes.
 Theory of operation
 -------------------
 The journal file is rewritten whole, atomically (temp file, fsync, rename, fsync of the
-directory), at three moments only: events were derived (new Belief + those events as
+directory), at four moments only: events were derived (new Belief + those events as
 pending, *before* they are sent), the uplink acknowledged events (they leave ``pending``),
-a command finished (its outcome is remembered). A poller killed at any point restarts with
-either the old or the new file, never a torn one: if the events were derived but not yet
-written, the next reading derives them again (same Belief as before); if they were written,
-they are re-sent with their original ids and the uplink stores them once. Either way an
-event is neither lost nor repeated. A journal that cannot be decoded is moved aside
-(``.corrupt-<n>``) and the poller starts from an empty Belief, logging once.
+a command is about to be sent (``sending``), a command finished (its outcome is
+remembered). A command still marked ``sending`` after a restart is never sent again: asked
+again, the poller only reads the printer back and answers from what it sees.
+
+A poller killed at any point restarts with either the old or the new file, never a torn
+one: if the events were derived but not yet written, the next reading derives them again
+(same Belief as before); if they were written, they are re-sent with their original ids
+and the uplink stores them once. Either way an event is neither lost nor repeated. A
+journal that cannot be decoded is moved aside (``.corrupt-<n>``) and the poller starts
+from an empty Belief, logging once.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class JournalState(msgspec.Struct, frozen=True, kw_only=True):
     belief: Belief = msgspec.field(default_factory=Belief)
     pending: tuple[Event, ...] = ()
     outcomes: tuple[CommandOutcome, ...] = ()
+    sending: tuple[str, ...] = ()  # command ids about to be sent, not yet answered
 
 
 _decoder = msgspec.json.Decoder(JournalState)
@@ -100,7 +105,16 @@ class Journal:
     def remember(self, outcome: CommandOutcome) -> None:
         """Persist a command's outcome (the newest MAX_REMEMBERED_OUTCOMES are kept)."""
         outcomes = (*self.state.outcomes, outcome)[-MAX_REMEMBERED_OUTCOMES:]
-        self._write(msgspec.structs.replace(self.state, outcomes=outcomes))
+        sending = tuple(c for c in self.state.sending if c != outcome.command_id)
+        self._write(msgspec.structs.replace(self.state, outcomes=outcomes, sending=sending))
+
+    def mark_sending(self, command_id: str) -> None:
+        """A command's code is about to go to the printer (durable before it does)."""
+        self._write(msgspec.structs.replace(self.state, sending=(*self.state.sending, command_id)))
+
+    def was_sending(self, command_id: str) -> bool:
+        """Whether a previous life of the poller may have sent this command without answering."""
+        return command_id in self.state.sending
 
     def _write(self, state: JournalState) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

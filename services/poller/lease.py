@@ -42,7 +42,7 @@ from gateway.errors import PrinterIOError, PrinterProtocolError, PrinterUnreacha
 from gateway.health import PrinterHealth, write_printer
 from gateway.ids import RecordIds
 from gateway.messages import Action, Event, PrinterState, Record, utc_now
-from services.poller.commands import Verdict, execute_action
+from services.poller.commands import Verdict, execute_action, verify_only
 from services.poller.events import Belief, Happening, on_failure, on_reading
 from services.poller.journal import CommandOutcome, Journal
 from services.poller.link import PrinterLink
@@ -309,9 +309,16 @@ class PrinterWatcher:
                 verdict = Verdict("rejected", f"printer not reachable: {err}")
             else:
                 try:
-                    verdict = await execute_action(
-                        link, action, self.limits, verify_within_s=self.tuning.verify_within_s
-                    )
+                    if self.journal.was_sending(command_id):
+                        verdict = await verify_only(link, action)
+                    else:
+                        verdict = await execute_action(
+                            link,
+                            action,
+                            self.limits,
+                            verify_within_s=self.tuning.verify_within_s,
+                            before_sending=lambda: self.journal.mark_sending(command_id),
+                        )
                 except (PrinterIOError, PrinterProtocolError) as err:
                     await self._drop_link()
                     verdict = Verdict(
