@@ -310,3 +310,38 @@ def test_sigterm_path_releases_the_printer(sim: SimulatorThread, tmp_path: Path)
         assert time.monotonic() - began < 3
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("paused", "outcome"), [(True, "done"), (False, "failed")])
+def test_a_command_sent_before_a_restart_is_only_verified_never_resent(
+    sim: SimulatorThread, tmp_path: Path, paused: bool, outcome: str
+) -> None:
+    from services.poller.journal import Journal
+
+    config = make_config(tmp_path, {"rex1": sim.port})
+    Journal(tmp_path / "data" / "poller" / "rex1.json").mark_sending("c-old")  # a killed life
+    start_print(sim)
+    if paused:
+        sim.call(sim.sim.model.pause)  # the earlier life's M25 did reach the printer
+
+    async def scenario() -> tuple[str, str]:
+        async with running_poller(config) as (poller, collector):
+            await wait_until(lambda: bool(collector.statuses()))
+            return await command(poller, "rex1", "c-old", Pause())
+
+    got, detail = asyncio.run(scenario())
+    assert got == outcome, detail
+    assert "before a poller restart" in detail
+    assert not any(e.text == "~M25" for e in sim.wire() if e.what == "in")
+
+
+def test_the_sending_mark_is_cleared_by_the_outcome(tmp_path: Path) -> None:
+    from services.poller.journal import CommandOutcome, Journal
+
+    journal = Journal(tmp_path / "p.json")
+    journal.mark_sending("c1")
+    assert Journal(tmp_path / "p.json").was_sending("c1")
+    journal.remember(CommandOutcome("c1", "done", "paused"))
+    reopened = Journal(tmp_path / "p.json")
+    assert not reopened.was_sending("c1")
+    assert reopened.outcome("c1") == CommandOutcome("c1", "done", "paused")
