@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,15 +22,10 @@ from pathlib import Path
 
 import requests
 
+from gateway.demo import free_port
 from gateway.simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
 
 TOKEN = "bench-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(condition: Callable[[], bool], within_s: float = 30.0) -> None:
@@ -56,7 +50,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SimulatorThread(PrinterSimulator(model)) as sim:
         root = Path(tmp)
         sim.call(lambda: model.start_print(PrintJob(duration_s=3600)))
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         config = root / "gateway.toml"
         config.write_text(

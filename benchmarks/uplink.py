@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import zmq.asyncio
 
 from gateway.bus import RecordSender, records_endpoint
 from gateway.config import Config, Secret, Token, parse_config
+from gateway.demo import free_port
 from gateway.messages import Status, Temperature, utc_now
 from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread, Uplink, queue_path
@@ -114,15 +114,9 @@ def _persist_queue_rate(root: Path, n: int) -> float:
     return n / (time.perf_counter() - began)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _drain_rate(root: Path, n: int) -> float:
     """The API runs as its own process, as it would in production (no shared GIL)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PRINTER_GATEWAY_TOKEN": "t"}
     command = [
         sys.executable,

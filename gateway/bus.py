@@ -229,20 +229,21 @@ class RecordSender:
     async def run(self, stop: asyncio.Event) -> None:
         """Send, re-send and collect acknowledgements until `stop` is set."""
         while not stop.is_set():
-            self._requeue_overdue(time.monotonic())
-            await self._send_some()
-            if await self._socket.poll(100):
-                await self._receive_acks()
+            await self._step(100)
 
     async def flush(self, within_s: float) -> bool:
         """Keep sending until nothing is pending or the time is up; True when all were acked."""
         deadline = time.monotonic() + within_s
         while self._pending and time.monotonic() < deadline:
-            self._requeue_overdue(time.monotonic())
-            await self._send_some()
-            if await self._socket.poll(50):
-                await self._receive_acks()
+            await self._step(50)
         return not self._pending
+
+    async def _step(self, wait_ms: int) -> None:
+        """Re-queue what is overdue, send what fits the window, take acks for up to wait_ms."""
+        self._requeue_overdue(time.monotonic())
+        await self._send_some()
+        if await self._socket.poll(wait_ms):
+            await self._receive_acks()
 
     def close(self) -> None:
         """Close the socket; what is pending is lost from memory (events stay in journals)."""

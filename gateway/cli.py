@@ -99,18 +99,24 @@ def _check_notify(config: Config) -> None:
     apprise_for(config)
 
 
-def check_config(args: argparse.Namespace) -> int:
-    """Print the effective config (token redacted) or one line naming the bad key; 2 if bad."""
+def _config(args: argparse.Namespace, *, for_services: bool = False) -> tuple[Path, Config]:
+    """The config named by the command line; with `for_services` also the checks every
+    service that talks to the API needs (a token, notification URLs Apprise understands).
+    A ConfigError propagates to main, which reports it in one line and exits 2."""
     path = find_config_path(args.config)
-    try:
-        config = load_config(path)
-        token = resolve_token(config)
+    config = load_config(path)
+    if for_services:
+        resolve_token(config)
         _check_notify(config)
-    except ConfigError as err:
-        return _config_error(path, err)
+    return path, config
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """Print the effective config (token redacted); 2 naming the bad key if it is bad."""
+    path, config = _config(args, for_services=True)
     document = {
         "config_file": str(path.resolve()),
-        "token": f"<redacted> (from {token.source})",
+        "token": f"<redacted> (from {resolve_token(config).source})",
         **msgspec.structs.asdict(redacted(config)),
     }
     sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n")
@@ -119,20 +125,15 @@ def check_config(args: argparse.Namespace) -> int:
 
 def run_service(args: argparse.Namespace) -> int:
     """``run poller|uplink|control``: one service in the foreground."""
-    path = find_config_path(args.config)
-    try:
-        config = load_config(path)
+    if args.service == "poller":  # the poller never talks to the API: no token needed
+        _, config = _config(args)
         if args.printer:
             config.printer(args.printer)
-        token = resolve_token(config) if args.service != "poller" else None
-        if args.service == "uplink":
-            _check_notify(config)
-    except ConfigError as err:
-        return _config_error(path, err)
-    if args.service == "poller" or token is None:
         from services.poller import service as poller_service
 
         return poller_service.run(config, args.printer)
+    _, config = _config(args, for_services=True)
+    token = resolve_token(config)
     if args.service == "uplink":
         from services.uplink import service as uplink_service
 
@@ -144,11 +145,7 @@ def run_service(args: argparse.Namespace) -> int:
 
 def run_tool(args: argparse.Namespace) -> int:
     """``queue ...`` and ``tap``: tools on the uplink's queue and tap."""
-    path = find_config_path(args.config)
-    try:
-        config = load_config(path)
-    except ConfigError as err:
-        return _config_error(path, err)
+    _, config = _config(args)
     from services.uplink import tools
 
     if args.verb == "tap":
@@ -158,13 +155,7 @@ def run_tool(args: argparse.Namespace) -> int:
 
 def run_up(args: argparse.Namespace) -> int:
     """``up``: supervisord in the foreground for the config (never returns on success)."""
-    path = find_config_path(args.config)
-    try:
-        config = load_config(path)
-        resolve_token(config)
-        _check_notify(config)
-    except ConfigError as err:
-        return _config_error(path, err)
+    path, config = _config(args, for_services=True)
     from gateway import deploy
 
     return deploy.up(path, config)
@@ -172,11 +163,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     """``status``: services, printers, queue; exit 1 when something is unhealthy."""
-    path = find_config_path(args.config)
-    try:
-        config = load_config(path)
-    except ConfigError as err:
-        return _config_error(path, err)
+    _, config = _config(args)
     from gateway import deploy
 
     report, healthy = deploy.status_report(config)
@@ -202,7 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": demo_cli.run,
         "tap": run_tool,
     }
-    return handlers[args.verb](args)
+    try:
+        return handlers[args.verb](args)
+    except ConfigError as err:
+        return _config_error(find_config_path(args.config), err)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from gateway.config import load_config
 from gateway.simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
 
@@ -36,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback right now (for the demo's and benchmarks' own servers)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                     PrintJob(file="benchy.gx", duration_s=args.print_duration)
                 )
             )
-            api_port = args.api_port or _free_port()
+            api_port = args.api_port or free_port()
             api_url = f"http://127.0.0.1:{api_port}"
             config_path = _write_config(root, api_url, sim.port)
             config = load_config(config_path)
@@ -134,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _follow(api_url: str, token: str, duration_s: float) -> int:
+    import requests  # here, not at import: every CLI start registers this verb's options
+
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
     began = time.monotonic()

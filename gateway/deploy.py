@@ -6,7 +6,6 @@ import dataclasses
 import http.client
 import os
 import sys
-import time
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
@@ -166,13 +165,3 @@ def format_report(report: dict[str, Any]) -> str:
         delivered, error = queue["last_delivery"] or "never", queue["last_error"] or "none"
         lines.append(f"  last delivery {delivered}; last error {error}")
     return "\n".join(lines)
-
-
-def wait_for_supervisor(config: Config, within_s: float) -> bool:
-    """Whether supervisord answers within the time (used by demo and tests)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if services_health(config) is not None:
-            return True
-        time.sleep(0.1)
-    return False

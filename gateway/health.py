@@ -7,10 +7,11 @@ poller (runtime_dir is tmpfs on a Pi: no fsync, no SD-card wear).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
+
+from gateway.files import write_atomically
 
 
 class PrinterHealth(msgspec.Struct, frozen=True):
@@ -30,7 +31,7 @@ def record_start(runtime_dir: str, service: str) -> int:
         count = int(path.read_text() or "0") + 1
     except (FileNotFoundError, ValueError):
         count = 1
-    _write(path, str(count).encode())
+    write_atomically(path, str(count).encode())
     return count
 
 
@@ -54,7 +55,7 @@ def write_printer(runtime_dir: str, health: PrinterHealth) -> None:
     """Rewrite one printer's health file."""
     path = Path(runtime_dir) / "printers" / f"{health.printer_id}.json"
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _write(path, msgspec.json.encode(health))
+    write_atomically(path, msgspec.json.encode(health))
 
 
 def read_printers(runtime_dir: str) -> list[PrinterHealth]:
@@ -67,13 +68,3 @@ def read_printers(runtime_dir: str) -> list[PrinterHealth]:
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             continue  # being rewritten, or from another version: skip this once
     return result
-
-
-def _write(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    partial.replace(path)

@@ -39,6 +39,11 @@ def utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+def utc_text(moment: datetime | None = None) -> str:
+    """RFC 3339 text with ``Z`` of a moment (default now, to the millisecond)."""
+    return (moment or utc_now()).isoformat().replace("+00:00", "Z")
+
+
 class Temperature(msgspec.Struct, frozen=True):
     """One heater: measured and target temperature in °C."""
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.files import write_atomically
 from gateway.simulator.model import PrinterModel, PrintJob
 from gateway.simulator.server import Faults, PrinterSimulator
 
@@ -95,10 +96,8 @@ async def _serve(args: argparse.Namespace, steps: list[tuple[float, str, Any]]) 
     if args.print_file:
         model.start_print(job)
     port = await sim.start()
-    if args.port_file:  # written whole (rename) before anyone is told the port
-        partial = args.port_file.with_name(args.port_file.name + ".partial")
-        partial.write_text(f"{port}\n")
-        partial.replace(args.port_file)
+    if args.port_file:  # written whole before anyone is told the port
+        write_atomically(args.port_file, f"{port}\n".encode())
     print(f"printer simulator listening on {args.host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

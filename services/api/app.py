@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hmac
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.messages import CommandResult, NewCommand, RecordBatch
+from gateway.messages import CommandResult, NewCommand, RecordBatch, utc_text
 from services.api.store import Store
 
 MAX_WAIT_S = 60.0
@@ -88,7 +87,7 @@ class Api:
             command = _command_decoder.decode(await request.body())
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             return _json({"error": f"invalid command: {err}"}, 400)
-        created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        created = utc_text()
         try:
             command_id = self.store.add_command(command, created)
         except sqlite3.IntegrityError as err:  # the id is already taken

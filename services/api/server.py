@@ -6,11 +6,12 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from services.api.app import create_app
 from services.api.store import Store
+
+if TYPE_CHECKING:
+    import uvicorn
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_server(store: Store, token: str, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server for the app (run it with ``server.run()`` or ``await server.serve()``)."""
+    import uvicorn  # here, not at import: every CLI start registers this verb's options
+
+    from services.api.app import create_app
+
     config = uvicorn.Config(
         create_app(store, token),
         host=host,

@@ -21,11 +21,11 @@ from an empty Belief, logging once.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import msgspec
 
+from gateway.files import write_atomically
 from gateway.messages import Event, Outcome
 from services.poller.events import Belief
 
@@ -118,17 +118,5 @@ class Journal:
 
     def _write(self, state: JournalState) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, _encoder.encode(state))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        partial.replace(self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_atomically(self.path, _encoder.encode(state), durable=True)
         self.state = state

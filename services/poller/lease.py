@@ -41,7 +41,7 @@ from gateway.config import LimitsSection, PrinterSection
 from gateway.errors import PrinterIOError, PrinterProtocolError, PrinterUnreachableError
 from gateway.health import PrinterHealth, write_printer
 from gateway.ids import RecordIds
-from gateway.messages import Action, Event, PrinterState, Record, utc_now
+from gateway.messages import Action, Event, PrinterState, Record, utc_now, utc_text
 from services.poller.commands import Verdict, execute_action, verify_only
 from services.poller.events import Belief, Happening, on_failure, on_reading
 from services.poller.journal import CommandOutcome, Journal
@@ -147,7 +147,7 @@ class PrinterWatcher:
             return self._after_failure(err)
         self._failures, self._unreachable_since = 0, None
         belief, happenings = on_reading(
-            self.journal.state.belief, observation, self._last_percent, _rfc3339()
+            self.journal.state.belief, observation, self._last_percent, utc_text()
         )
         self._record_events(belief, happenings)
         job_active = belief.job_phase != "none"
@@ -244,7 +244,7 @@ class PrinterWatcher:
             logger.info("printer %s: %s -> %s", self.printer.id, self.state or "start", state)
             self.state = state
         if state not in ("offline", "held_by_other_client"):
-            self.last_contact = utc_now().isoformat().replace("+00:00", "Z")
+            self.last_contact = utc_text()
 
     def _publish_health(self) -> None:
         """Leave the printer's state, lease and last contact for ``printer-gateway status``."""
@@ -336,10 +336,6 @@ class PrinterWatcher:
         )
         self._wake.set()
         return verdict
-
-
-def _rfc3339() -> str:
-    return utc_now().isoformat().replace("+00:00", "Z")
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, float], stop: asyncio.Event) -> float | None:

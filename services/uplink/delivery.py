@@ -87,27 +87,38 @@ class Deliverer:
     def post(self, batch: Batch) -> Answer:
         """One attempt to deliver a batch; never raises for network or HTTP trouble."""
         body = self._prefix + b",".join(batch.bodies) + b"]}"
-        try:
-            response = self.session.post(
-                self.endpoint,
-                data=body,
-                headers={"Idempotency-Key": batch.batch_id},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            return Answer(Verdict.RETRY, "timed out")
-        except requests.ConnectionError as err:
-            return Answer(Verdict.RETRY, f"connection failed: {type(err).__name__}")
-        except requests.RequestException as err:
-            return Answer(Verdict.RETRY, f"request failed: {type(err).__name__}")
-        return classify(
-            response.status_code, response.headers.get("Retry-After"), response.text[:200]
+        sent = post_once(
+            self.session, self.endpoint, body, self.timeout, {"Idempotency-Key": batch.batch_id}
         )
+        return sent if isinstance(sent, Answer) else classify_response(sent)
 
     def close(self) -> None:
         """Close the session's connections."""
         self.session.close()
+
+
+def post_once(
+    session: requests.Session,
+    url: str,
+    body: bytes,
+    timeout: tuple[float, float],
+    headers: dict[str, str] | None = None,
+) -> requests.Response | Answer:
+    """POST once without following redirects: the response, or a RETRY answer saying why
+    there is none (timeout, connection or other request failure)."""
+    try:
+        return session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    except requests.Timeout:
+        return Answer(Verdict.RETRY, "timed out")
+    except requests.ConnectionError as err:
+        return Answer(Verdict.RETRY, f"connection failed: {type(err).__name__}")
+    except requests.RequestException as err:
+        return Answer(Verdict.RETRY, f"request failed: {type(err).__name__}")
+
+
+def classify_response(response: requests.Response) -> Answer:
+    """Sort a response into delivered / retry / refused (see ``classify``)."""
+    return classify(response.status_code, response.headers.get("Retry-After"), response.text[:200])
 
 
 def classify(status: int, retry_after_header: str | None, text: str) -> Answer:

@@ -22,7 +22,8 @@ import requests
 
 from gateway.config import Secret
 from gateway.messages import Record, Status, Temperature, record_json_decoder
-from services.uplink.delivery import Answer, Verdict, classify
+from services.uplink.delivery import Answer, Verdict, classify_response, post_once
+from services.uplink.queue import Batch
 
 PauseHook = Callable[[str, int], None]  # (printer id, number of its print since tracking began)
 _ACTIVE = ("printing", "paused")
@@ -81,9 +82,9 @@ class LegacyDeliverer:
         self.state = state
         self.on_pause_request = on_pause_request
 
-    def post_bodies(self, bodies: tuple[bytes, ...]) -> Answer:
-        """Send what these queued records mean in the legacy flavor; stop at the first failure."""
-        for body in bodies:
+    def post(self, batch: Batch) -> Answer:
+        """Send what a claimed batch means in the legacy flavor; stop at the first failure."""
+        for body in batch.bodies:
             record: Record = record_json_decoder.decode(body)
             if not isinstance(record, Status) or record.printer_id is None:
                 continue
@@ -103,24 +104,14 @@ class LegacyDeliverer:
         return Answer(Verdict.DELIVERED, "legacy messages sent")
 
     def _post(self, message: dict[str, Any]) -> Answer:
-        try:
-            response = self.session.post(
-                self.url,
-                data=msgspec.json.encode(message),
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            return Answer(Verdict.RETRY, "timed out")
-        except requests.RequestException as err:
-            return Answer(Verdict.RETRY, f"connection failed: {type(err).__name__}")
-        if response.status_code == 418:
+        sent = post_once(self.session, self.url, msgspec.json.encode(message), self.timeout)
+        if isinstance(sent, Answer):
+            return sent
+        if sent.status_code == 418:
             printer = str(message["printer_id"])
             self.on_pause_request(printer, self.state.prints.get(printer, 0))
             return Answer(Verdict.DELIVERED, "HTTP 418: pause requested")
-        return classify(
-            response.status_code, response.headers.get("Retry-After"), response.text[:200]
-        )
+        return classify_response(sent)
 
     def close(self) -> None:
         """Close the session."""

@@ -143,10 +143,7 @@ class DurableQueue:
         self.max_bytes = max_bytes
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._conn = self._open_or_set_aside()
-        self._stored_bytes = int(
-            self._scalar("SELECT total(length(body)) FROM records")
-            + self._scalar("SELECT total(length(body)) FROM dead")
-        )
+        self._stored_bytes = _stored_size(self._conn)
         self._over_cap_logged = False
         self._pruned_at = -1e9
 
@@ -387,21 +384,7 @@ class DurableQueue:
 
     def stats(self) -> QueueStats:
         """Depth by kind, bytes, oldest age, dead letters, drops, last delivery and error."""
-        depth = dict(
-            self._conn.execute("SELECT kind, count(*) FROM records GROUP BY kind").fetchall()
-        )
-        oldest = self._conn.execute("SELECT min(accepted_at) FROM records").fetchone()[0]
-        notes = dict(self._conn.execute("SELECT name, value FROM notes").fetchall())
-        return QueueStats(
-            depth_by_kind=depth,
-            bytes=int(self._stored_bytes),
-            oldest_age_s=None if oldest is None else max(0.0, time.time() - oldest),
-            dead=int(self._scalar("SELECT count(*) FROM dead")),
-            dropped_status=self._counter("dropped_status"),
-            set_aside=self._counter("set_aside"),
-            last_delivery=notes.get("last_delivery"),
-            last_error=notes.get("last_error"),
-        )
+        return _stats_of(self._conn)
 
     def peek(self, limit: int) -> list[bytes]:
         """The bodies of the next records to deliver."""
@@ -438,10 +421,6 @@ class DurableQueue:
         self._stored_bytes = 0
         return removed
 
-    def _counter(self, name: str) -> int:
-        row = self._conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        return 0 if row is None else int(row[0])
-
     def _scalar(self, sql: str, args: Iterable[object] = ()) -> float:
         return float(self._conn.execute(sql, tuple(args)).fetchone()[0] or 0)
 
@@ -456,24 +435,31 @@ def read_stats(path: Path) -> QueueStats | None:
     except sqlite3.Error:
         return None
     try:
-        depth = dict(conn.execute("SELECT kind, count(*) FROM records GROUP BY kind").fetchall())
-        oldest = conn.execute("SELECT min(accepted_at) FROM records").fetchone()[0]
-        size = conn.execute(
-            "SELECT (SELECT total(length(body)) FROM records) "
-            "+ (SELECT total(length(body)) FROM dead)"
-        ).fetchone()[0]
-        notes = dict(conn.execute("SELECT name, value FROM notes").fetchall())
-        counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-        dead = conn.execute("SELECT count(*) FROM dead").fetchone()[0]
+        return _stats_of(conn)
     except sqlite3.Error:
         return None
     finally:
         conn.close()
+
+
+def _stored_size(conn: sqlite3.Connection) -> int:
+    """Bytes of record bodies kept (queue and dead letters): what the cap counts."""
+    row = conn.execute(
+        "SELECT (SELECT total(length(body)) FROM records) + (SELECT total(length(body)) FROM dead)"
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def _stats_of(conn: sqlite3.Connection) -> QueueStats:
+    depth = dict(conn.execute("SELECT kind, count(*) FROM records GROUP BY kind").fetchall())
+    oldest = conn.execute("SELECT min(accepted_at) FROM records").fetchone()[0]
+    notes = dict(conn.execute("SELECT name, value FROM notes").fetchall())
+    counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
     return QueueStats(
         depth_by_kind=depth,
-        bytes=int(size or 0),
+        bytes=_stored_size(conn),
         oldest_age_s=None if oldest is None else max(0.0, time.time() - oldest),
-        dead=int(dead),
+        dead=int(conn.execute("SELECT count(*) FROM dead").fetchone()[0]),
         dropped_status=int(counters.get("dropped_status", 0)),
         set_aside=int(counters.get("set_aside", 0)),
         last_delivery=notes.get("last_delivery"),

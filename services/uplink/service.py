@@ -91,15 +91,16 @@ class DeliveryThread(threading.Thread):
     ) -> None:
         super().__init__(name="uplink-delivery", daemon=True)
         self.queue = DurableQueue(queue_path(config), config.uplink.max_queue_mb * 1024 * 1024)
-        self.deliverer = Deliverer(
-            config.api.url, token.secret, config.gateway.id, config.api.timeout_s
-        )
-        self.legacy: LegacyDeliverer | None = None
+        self.poster: Deliverer | LegacyDeliverer
         if config.api.flavor == "legacy":
             state = msgspec.json.decode(self.queue.note("legacy_state") or "{}", type=LegacyState)
             hook = on_pause_request or pause_through_control(config.gateway.runtime_dir)
-            self.legacy = LegacyDeliverer(
+            self.poster = LegacyDeliverer(
                 config.api.url, token.secret, config.api.timeout_s, state, hook
+            )
+        else:
+            self.poster = Deliverer(
+                config.api.url, token.secret, config.gateway.id, config.api.timeout_s
             )
         self.work = work
         self.stopping = threading.Event()
@@ -124,18 +125,14 @@ class DeliveryThread(threading.Thread):
         finally:
             if batch is not None:
                 self.queue.release(batch)
-            self.deliverer.close()
-            if self.legacy is not None:
-                self.legacy.close()
+            self.poster.close()
             self.queue.close()
 
     def _attempt(self, batch: Batch) -> float | None:
         """Post once; None when the batch is settled, else the delay before trying it again."""
-        if self.legacy is not None:
-            answer = self.legacy.post_bodies(batch.bodies)
-            self.queue.set_note("legacy_state", msgspec.json.encode(self.legacy.state).decode())
-        else:
-            answer = self.deliverer.post(batch)
+        answer = self.poster.post(batch)
+        if isinstance(self.poster, LegacyDeliverer):  # which printers are mid-print survives
+            self.queue.set_note("legacy_state", msgspec.json.encode(self.poster.state).decode())
         if answer.verdict is Verdict.DELIVERED:
             self.queue.delivered(batch)
             self.backoff.reset()
