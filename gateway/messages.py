@@ -31,6 +31,21 @@ CommandType = Literal[
     "pause", "resume", "cancel", "set_nozzle_temperature", "set_bed_temperature", "light"
 ]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+# Bounds of measured values: what the printer parsers accept (a value outside is garbage and
+# never becomes a record), declared here so every decoder of a record (uplink, API) checks
+# them too. Non-finite numbers fail them as well: JSON has no infinity.
+MIN_CELSIUS, MAX_CELSIUS = -100.0, 1000.0
+MAX_COUNTER = 2**53 - 1  # byte counters of a print file; exact in every JSON reader
+MAX_LAYER = 1_000_000
+MAX_TEXT = 255  # a name, firmware, serial or file name: one line a person could read
+Celsius = Annotated[float, msgspec.Meta(ge=MIN_CELSIUS, le=MAX_CELSIUS)]
+Counter = Annotated[int, msgspec.Meta(ge=-MAX_COUNTER, le=MAX_COUNTER)]
+LayerNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_LAYER)]
+Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+# A command id names a result record and appears in logs: printable, bounded.
+CommandId = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 def utc_now() -> datetime:
@@ -41,37 +56,37 @@ def utc_now() -> datetime:
 
 def utc_text(moment: datetime | None = None) -> str:
     """RFC 3339 text with ``Z`` of a moment (default now, to the millisecond)."""
-    return (moment or utc_now()).isoformat().replace("+00:00", "Z")
+    return (moment or utc_now()).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class Temperature(msgspec.Struct, frozen=True):
     """One heater: measured and target temperature in °C."""
 
-    current: float
-    target: float
+    current: Celsius
+    target: Celsius
 
 
 class Progress(msgspec.Struct, frozen=True):
     """Progress as the printer counts it (totals of 100, 1000 or bytes are all seen)."""
 
-    done: int
-    total: int
+    done: Counter
+    total: Counter
 
 
 class Layer(msgspec.Struct, frozen=True):
     """Layer counter, where the firmware reports one (``Layer: 44/419``)."""
 
-    current: int
-    total: int
+    current: LayerNumber
+    total: LayerNumber
 
 
 class PrinterInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Who the printer says it is (M115); fields are null until read."""
 
-    name: str | None = None
-    model: str | None = None
-    firmware: str | None = None
-    serial: str | None = None
+    name: Text | None = None
+    model: Text | None = None
+    firmware: Text | None = None
+    serial: Text | None = None
 
 
 class _Record(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -90,10 +105,10 @@ class Status(_Record, frozen=True, kw_only=True, tag="status"):
     nozzle: Temperature | None = None
     bed: Temperature | None = None
     extra_nozzles: tuple[Temperature, ...] = ()
-    progress_percent: float | None = None
+    progress_percent: Percent | None = None
     progress: Progress | None = None
     layer: Layer | None = None
-    file: str | None = None
+    file: Text | None = None
     printer: PrinterInfo = msgspec.field(default_factory=PrinterInfo)
 
 
@@ -126,9 +141,9 @@ class RecordBatch(msgspec.Struct, frozen=True):
 class Command(msgspec.Struct, frozen=True, kw_only=True):
     """A command as the API serves it; ``type`` and ``params`` are validated by parse_action."""
 
-    id: str
-    printer_id: str
-    type: str
+    id: CommandId
+    printer_id: ShortText
+    type: ShortText
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     created_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
@@ -141,14 +156,16 @@ class CommandList(msgspec.Struct, frozen=True):
 
 
 class NewCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``POST /v1/commands``: what a person asks a printer to do."""
+    """Body of ``POST /v1/commands``: what a person asks a printer to do. The shapes are
+    checked (the gateway can only run what it can read); whether a type or a temperature is
+    allowed is the gateway's call, which answers ``rejected``."""
 
-    gateway_id: str
-    printer_id: str
-    type: str
+    gateway_id: ShortText
+    printer_id: ShortText
+    type: ShortText
     params: dict[str, Any] = msgspec.field(default_factory=dict)
-    expires_at: str | None = None
-    id: str | None = None
+    expires_at: AwareDatetime | None = None
+    id: CommandId | None = None
 
 
 # Actions are validated input, not wire evolution: unknown params are refused outright.

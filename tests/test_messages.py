@@ -12,6 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.messages import (
+    MAX_CELSIUS,
+    MIN_CELSIUS,
     Cancel,
     Command,
     CommandList,
@@ -176,9 +178,9 @@ def test_schema_document_is_current() -> None:
 
 # ------------------------------------------------------------------ property tests
 
-finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 text = st.text(max_size=20)
-temperatures = st.builds(Temperature, finite, finite)
+celsius = st.floats(MIN_CELSIUS, MAX_CELSIUS)  # the documented bounds of a reading
+temperatures = st.builds(Temperature, celsius, celsius)
 timestamps = st.datetimes(
     min_value=datetime(1970, 1, 2),
     max_value=datetime(2200, 1, 1),
@@ -200,7 +202,7 @@ statuses = st.builds(
     nozzle=st.none() | temperatures,
     bed=st.none() | temperatures,
     extra_nozzles=st.lists(temperatures, max_size=2).map(tuple),
-    progress_percent=st.none() | finite,
+    progress_percent=st.none() | st.floats(0.0, 100.0),
     progress=st.none() | st.builds(Progress, st.integers(-5, 2**40), st.integers(-5, 2**40)),
     layer=st.none() | st.builds(Layer, st.integers(0, 10**6), st.integers(0, 10**6)),
     file=st.none() | text,

@@ -23,6 +23,7 @@ UnexpectedPayloadError; they never return sentinels.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Sequence
 
@@ -34,9 +35,22 @@ from gateway.errors import (
     ReplyTooLargeError,
     UnexpectedPayloadError,
 )
-from gateway.messages import Layer, Temperature
+from gateway.messages import (
+    MAX_CELSIUS,
+    MAX_COUNTER,
+    MAX_LAYER,
+    MAX_TEXT,
+    MIN_CELSIUS,
+    Layer,
+    Temperature,
+)
 
 MAX_REPLY_BYTES = 64 * 1024
+# Plausible ranges (those of the records, gateway.messages): a value outside them is not a
+# reading but garbage or a hostile peer, and becomes UnexpectedPayloadError here, at the
+# boundary, before it can reach a record.
+TEMPERATURE_C = (MIN_CELSIUS, MAX_CELSIUS)
+MAX_TOOLS = 16
 _CODE = re.compile(r"^[MG]\d{1,4}$")
 _ANY_HEADER = re.compile(r"CMD [MG]\d+ Received\.$")
 # Another client's file-upload acknowledgements ("N0001 ok.") leak across connections
@@ -159,6 +173,34 @@ def _key_values(lines: Sequence[str]) -> dict[str, str]:
     return values
 
 
+def _int(text: str, low: int, high: int, what: str, lines: Sequence[str]) -> int:
+    """A decimal integer within [low, high], else UnexpectedPayloadError (never a huge int
+    that no encoder downstream can carry)."""
+    if len(text) > 20:  # checked before int(): a 10,000-digit number costs real CPU
+        raise _payload_error(f"{what} is not a plausible number", lines)
+    value = int(text)
+    if not low <= value <= high:
+        raise _payload_error(f"{what} {value} outside {low}..{high}", lines)
+    return value
+
+
+def _float(text: str, low: float, high: float, what: str, lines: Sequence[str]) -> float:
+    """A finite decimal number within [low, high], else UnexpectedPayloadError."""
+    value = float(text) if len(text) <= 40 else math.inf
+    if not (math.isfinite(value) and low <= value <= high):
+        raise _payload_error(f"{what} {text[:40]!r} outside {low:g}..{high:g}", lines)
+    return value
+
+
+def _text(value: str | None, what: str, lines: Sequence[str]) -> str | None:
+    """A short printable string (None when empty); longer is garbage, not a name."""
+    if not value:
+        return None
+    if len(value) > MAX_TEXT:
+        raise _payload_error(f"{what} longer than {MAX_TEXT} characters", lines)
+    return value
+
+
 class MachineInfo(msgspec.Struct, frozen=True, kw_only=True):
     """M115: identity and build volume."""
 
@@ -181,18 +223,21 @@ def parse_m115(lines: Sequence[str]) -> MachineInfo:
     for line in lines:
         match = _VOLUME.match(line)
         if match:
-            volume = (float(match[1]), float(match[2]), float(match[3]))
+            x, y, z = (
+                _float(match[i], 0.0, 10_000.0, "M115 build volume", lines) for i in (1, 2, 3)
+            )
+            volume = (x, y, z)
     tools = values.get("Tool Count")
     if tools is not None and not tools.isdigit():
         raise _payload_error("M115 Tool Count is not a number", lines)
     info = MachineInfo(
-        machine_type=values.get("Machine Type") or None,
-        name=values.get("Machine Name") or None,
-        firmware=values.get("Firmware") or None,
-        serial=values.get("SN") or None,
-        tool_count=int(tools) if tools is not None else None,
+        machine_type=_text(values.get("Machine Type"), "M115 Machine Type", lines),
+        name=_text(values.get("Machine Name"), "M115 Machine Name", lines),
+        firmware=_text(values.get("Firmware"), "M115 Firmware", lines),
+        serial=_text(values.get("SN"), "M115 SN", lines),
+        tool_count=None if tools is None else _int(tools, 0, MAX_TOOLS, "M115 Tool Count", lines),
         build_volume=volume,
-        mac=values.get("Mac Address") or None,
+        mac=_text(values.get("Mac Address"), "M115 Mac Address", lines),
     )
     if info.machine_type is None and info.name is None and info.firmware is None:
         raise _payload_error("M115 without machine type, name or firmware", lines)
@@ -214,11 +259,15 @@ def parse_m105(lines: Sequence[str]) -> Temperatures:
     nozzles: dict[int, Temperature] = {}
     bed = None
     for match in _HEATER.finditer(" ".join(lines)):
-        reading = Temperature(current=float(match[2]), target=float(match[3]))
+        reading = Temperature(
+            current=_float(match[2], *TEMPERATURE_C, f"M105 {match[1]} temperature", lines),
+            target=_float(match[3], *TEMPERATURE_C, f"M105 {match[1]} target", lines),
+        )
         if match[1] == "B":
             bed = bed or reading
         else:
-            nozzles.setdefault(int(match[1][1:] or 0), reading)
+            tool = _int(match[1][1:] or "0", 0, MAX_TOOLS - 1, "M105 tool number", lines)
+            nozzles.setdefault(tool, reading)
     if not nozzles:
         raise _payload_error("M105 without a nozzle temperature", lines)
     return Temperatures(tuple(nozzles[index] for index in sorted(nozzles)), bed)
@@ -249,9 +298,15 @@ def parse_m27(lines: Sequence[str]) -> PrintProgress:
     layer = None
     for line in lines:
         if (match := _SD_BYTE.search(line)) is not None:
-            progress = (int(match[1]), int(match[2]))
+            progress = (
+                _int(match[1], -MAX_COUNTER, MAX_COUNTER, "M27 byte count", lines),
+                _int(match[2], -MAX_COUNTER, MAX_COUNTER, "M27 byte total", lines),
+            )
         elif (match := _LAYER.match(line)) is not None:
-            layer = Layer(current=int(match[1]), total=int(match[2]))
+            layer = Layer(
+                current=_int(match[1], 0, MAX_LAYER, "M27 layer", lines),
+                total=_int(match[2], 0, MAX_LAYER, "M27 layer total", lines),
+            )
         elif line.lower().startswith("not sd printing"):
             progress = progress or (0, 0)
     if progress is None:
@@ -309,13 +364,17 @@ def parse_m119(lines: Sequence[str]) -> MachineStatus:
     if led is not None and led not in ("0", "1"):
         raise _payload_error("M119 LED is not 0 or 1", lines)
     return MachineStatus(
-        machine_status=machine_status,
-        move_mode=values.get("MoveMode") or None,
-        endstops={k: int(v) for k, v in _FLAG.findall(values.get("Endstop", ""))},
-        flags={k: int(v) for k, v in _FLAG.findall(values.get("Status", ""))},
+        machine_status=_text(machine_status, "M119 MachineStatus", lines) or machine_status,
+        move_mode=_text(values.get("MoveMode"), "M119 MoveMode", lines),
+        endstops=_flags(values.get("Endstop", ""), lines),
+        flags=_flags(values.get("Status", ""), lines),
         led=None if led is None else led == "1",
-        current_file=values.get("CurrentFile") or None,
+        current_file=_text(values.get("CurrentFile"), "M119 CurrentFile", lines),
     )
+
+
+def _flags(text: str, lines: Sequence[str]) -> dict[str, int]:
+    return {k: _int(v, -(2**31), 2**31 - 1, "M119 flag", lines) for k, v in _FLAG.findall(text)}
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -336,7 +395,7 @@ def parse_m114(lines: Sequence[str]) -> Position:
     axes: dict[str, float] = {}
     for line in lines:
         for axis, value in _AXIS.findall(line):
-            axes.setdefault(axis, float(value))
+            axes.setdefault(axis, _float(value, -100_000.0, 100_000.0, f"M114 {axis}", lines))
     if not {"X", "Y", "Z"} <= axes.keys():
         raise _payload_error("M114 without X, Y and Z", lines)
     return Position(axes["X"], axes["Y"], axes["Z"], axes.get("A"), axes.get("B"))
@@ -381,7 +440,8 @@ def parse_m23(lines: Sequence[str]) -> FileSelected:
     for line in lines:
         match = _FILE_OPENED.match(line)
         if match:
-            return FileSelected(match[1], int(match[2]) if match[2] else None)
+            size = _int(match[2], 0, MAX_COUNTER, "M23 size", lines) if match[2] else None
+            return FileSelected(_text(match[1], "M23 file name", lines) or match[1], size)
     raise _payload_error("M23 without 'File opened'", lines)
 
 
