@@ -11,7 +11,15 @@ import msgspec
 
 from gateway import __version__
 from gateway import demo as demo_cli
-from gateway.config import Config, find_config_path, load_config, redacted, resolve_token
+from gateway.config import (
+    Config,
+    find_config_path,
+    load_config,
+    redacted,
+    register_secrets,
+    resolve_token,
+    security_warnings,
+)
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
 from gateway.simulator import cli as sim_cli
@@ -105,15 +113,23 @@ def _config(args: argparse.Namespace, *, for_services: bool = False) -> tuple[Pa
     A ConfigError propagates to main, which reports it in one line and exits 2."""
     path = find_config_path(args.config)
     config = load_config(path)
+    register_secrets(config)  # before anything can be logged or printed
     if for_services:
         resolve_token(config)
         _check_notify(config)
     return path, config
 
 
+def _warn(config: Config, path: Path) -> None:
+    """Security warnings on stderr (they never stop anything)."""
+    for warning in security_warnings(config, path):
+        print(f"printer-gateway: warning: {warning}", file=sys.stderr)
+
+
 def check_config(args: argparse.Namespace) -> int:
     """Print the effective config (token redacted); 2 naming the bad key if it is bad."""
     path, config = _config(args, for_services=True)
+    _warn(config, path)
     document = {
         "config_file": str(path.resolve()),
         "token": f"<redacted> (from {resolve_token(config).source})",
@@ -158,6 +174,8 @@ def run_up(args: argparse.Namespace) -> int:
     path, config = _config(args, for_services=True)
     from gateway import deploy
 
+    for warning in [*security_warnings(config, path), *deploy.prepare_dirs(config)]:
+        print(f"printer-gateway: warning: {warning}", file=sys.stderr)
     return deploy.up(path, config)
 
 

@@ -7,6 +7,7 @@ start with one line naming the key path (``printers[0].port``) and the problem. 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -18,7 +19,13 @@ import msgspec
 import msgspec.inspect
 
 from gateway.errors import ConfigError
-from gateway.messages import EventName
+from gateway.messages import MAX_TEXT, EventName
+from gateway.redaction import (
+    redact,
+    register_secret,
+    register_url_credentials,
+    register_url_secrets,
+)
 
 CONFIG_ENV = "PRINTER_GATEWAY_CONFIG"
 TOKEN_ENV = "PRINTER_GATEWAY_TOKEN"
@@ -74,7 +81,9 @@ class PrinterSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
         str, msgspec.Meta(min_length=1, max_length=253, description="the printer's address")
     ]
     id: Annotated[Identifier, msgspec.Meta(description="stable id; default printer<N>")] = ""
-    name: Annotated[str, msgspec.Meta(description="display name; default the id")] = ""
+    name: Annotated[
+        str, msgspec.Meta(max_length=MAX_TEXT, description="display name; default the id")
+    ] = ""
     port: Annotated[Port, msgspec.Meta(description="the printer's TCP port")] = 8899
     probe_interval_s: Annotated[
         float, msgspec.Meta(gt=0, le=3600, description="idle: connect, look, let go this often")
@@ -226,12 +235,77 @@ def resolve_token(config: Config, environ: dict[str, str] | None = None) -> Toke
     raise ConfigError("api.token", f"no API token: set {TOKEN_ENV}, api.token_file or api.token")
 
 
+_LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() in _LOOPBACK_NAMES
+
+
+def _readable_by_others(path: Path) -> int | None:
+    """The file's mode when group or others may read it, else None (also when missing)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    return mode if mode & 0o044 else None
+
+
+def security_warnings(config: Config, config_path: Path) -> list[str]:
+    """What in this config exposes a secret: readable token or notification URLs, a token
+    sent in clear text over the network, a guessable token. One sentence each."""
+    warnings = []
+    config_mode = _readable_by_others(config_path)
+    if config_mode is not None and (config.api.token or config.notify.urls):
+        what = "api.token" if config.api.token else "notify.urls (they embed secrets)"
+        warnings.append(
+            f"{what} is in {config_path}, which other users can read (mode {config_mode:o}): "
+            "chmod 600 it, or keep the token in api.token_file (mode 600)"
+        )
+    if config.api.token_file:
+        mode = _readable_by_others(Path(config.api.token_file))
+        if mode is not None:
+            warnings.append(
+                f"api.token_file {config.api.token_file} can be read by other users "
+                f"(mode {mode:o}): chmod 600 it"
+            )
+    parts = urllib.parse.urlsplit(config.api.url)
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        warnings.append(
+            f"api.url sends the token in clear text to {parts.hostname}: use https:// "
+            "(anyone on the network path can read it)"
+        )
+    try:
+        token = resolve_token(config).secret.reveal()
+    except ConfigError:
+        token = None
+    if token is not None and len(token) < 16:
+        warnings.append(f"the API token is only {len(token)} characters: use 16 or more")
+    return warnings
+
+
+def register_secrets(config: Config) -> None:
+    """Tell the redaction routine every secret this config holds (token, URL credentials,
+    notification URLs), so no log line, status or stored reason can show them."""
+    try:
+        register_secret(resolve_token(config).secret.reveal())
+    except ConfigError:
+        pass  # no token: nothing to hide
+    register_url_credentials(config.api.url)
+    for url in config.notify.urls:
+        register_url_secrets(url)
+
+
 def redacted(config: Config) -> Config:
     """The config with the inline token and the notification URLs (they embed secrets)
     hidden, safe to print."""
     api = config.api
     if api.token is not None:
         api = msgspec.structs.replace(api, token="<redacted>")
+    api = msgspec.structs.replace(api, url=redact(api.url))
     urls = tuple(f"{url.split('://', 1)[0]}://<redacted>" for url in config.notify.urls)
     notify = msgspec.structs.replace(config.notify, urls=urls)
     return msgspec.structs.replace(config, api=api, notify=notify)

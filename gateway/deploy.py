@@ -14,7 +14,9 @@ import msgspec
 from supervisor.xmlrpc import SupervisorTransport
 
 from gateway.config import CONFIG_ENV, Config
-from gateway.health import read_printers, reset_starts, starts
+from gateway.files import private_dir
+from gateway.health import read_printers, read_problems, reset_starts, starts
+from gateway.redaction import safe
 from services.uplink.queue import read_stats
 from services.uplink.service import queue_path
 
@@ -44,11 +46,17 @@ def supervisor_environment(config_path: Path, config: Config) -> dict[str, str]:
     }
 
 
-def prepare_dirs(config: Config) -> None:
-    """Create data, runtime and log directories, owner-only."""
+def prepare_dirs(config: Config) -> list[str]:
+    """Create data, runtime and log directories owner-only (an existing one keeps its mode);
+    returns a warning for each that other users can reach."""
+    warnings = []
     for folder in (config.gateway.data_dir, config.gateway.runtime_dir, str(log_dir(config))):
-        Path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)
+        if private_dir(Path(folder)):
+            warnings.append(
+                f"{folder} is accessible to other users: the gateway's files in it are "
+                "owner-only, but a directory of its own (mode 700) is safer"
+            )
+    return warnings
 
 
 def supervisord_command() -> list[str]:
@@ -57,8 +65,8 @@ def supervisord_command() -> list[str]:
 
 
 def up(config_path: Path, config: Config) -> int:
-    """Replace this process by supervisord (Ctrl-C or SIGTERM stops every service cleanly)."""
-    prepare_dirs(config)
+    """Replace this process by supervisord (Ctrl-C or SIGTERM stops every service cleanly);
+    the directories must exist (``prepare_dirs``)."""
     reset_starts(config.gateway.runtime_dir)
     command = supervisord_command()
     os.execve(command[0], command, supervisor_environment(config_path, config))
@@ -117,18 +125,28 @@ def status_report(config: Config) -> tuple[dict[str, Any], bool]:
     """Everything ``status`` shows, and whether the gateway is healthy."""
     services = services_health(config)
     queue = read_stats(queue_path(config))
+    if queue is not None:  # the last error quotes the server: make it safe to show
+        queue = dataclasses.replace(
+            queue, last_error=None if queue.last_error is None else safe(queue.last_error)
+        )
     printers = read_printers(config.gateway.runtime_dir)
     problems = []
     if services is None:
         problems.append("supervisord not reachable (is `printer-gateway up` running?)")
     else:
         problems += [f"service {s.name} is {s.state}" for s in services if not s.running]
-    if (
-        queue is not None
-        and queue.oldest_age_s is not None
-        and queue.oldest_age_s > STALLED_QUEUE_S
-    ):
-        problems.append(f"oldest queued record is {queue.oldest_age_s:.0f} s old: delivery stalled")
+    for service in read_problems(config.gateway.runtime_dir):
+        problems += [f"{service.service}: {p.reason} (since {p.since})" for p in service.problems]
+    if queue is not None:
+        if queue.oldest_age_s is not None and queue.oldest_age_s > STALLED_QUEUE_S:
+            problems.append(
+                f"oldest queued record is {queue.oldest_age_s:.0f} s old: delivery stalled"
+            )
+        if queue.dead:
+            problems.append(
+                f"{queue.dead} records in the dead-letter store, not delivered "
+                "(`queue dead` shows them, `queue retry` sends them again)"
+            )
     report = {
         "healthy": not problems,
         "problems": problems,
@@ -152,6 +170,8 @@ def format_report(report: dict[str, Any]) -> str:
         lease = "lease held" if p["lease_held"] else "no lease"
         contact = p["last_contact"] or "never"
         lines.append(f"  {p['printer_id']:<10} {p['state']:<22} {lease:<11} last contact {contact}")
+        if p.get("detail"):
+            lines.append(f"    {p['detail']}")
     queue = report["queue"]
     if queue is None:
         lines.append("queue: none yet")

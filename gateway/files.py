@@ -1,4 +1,4 @@
-"""Writing a small file so readers never see it half-written."""
+"""Private directories, and writing a small file so readers never see it half-written."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def write_atomically(path: Path, data: bytes, *, durable: bool = False) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def private_dir(path: Path) -> bool:
+    """Make sure `path` exists; a directory this call creates is owner-only (0700). An
+    existing one is left as it is (it may be shared, e.g. /run or /tmp: changing its mode
+    would break others); returns whether it is accessible to other users."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        return bool(path.stat().st_mode & 0o077)
+    os.chmod(path, 0o700)  # the mode given to mkdir is filtered by the umask
+    return False

@@ -2,16 +2,22 @@
 
 ``starts/<service>`` counts starts since ``up`` began (restarts = starts - 1);
 ``printers/<id>.json`` is each printer's state, lease and last contact, rewritten by the
-poller (runtime_dir is tmpfs on a Pi: no fsync, no SD-card wear).
+poller; ``problems/<service>.json`` is what a service currently finds wrong (a loop failing,
+the API refusing the token, delivery stalled), rewritten only when that set changes.
+runtime_dir is tmpfs on a Pi: no fsync, no SD-card wear.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import msgspec
 
 from gateway.files import write_atomically
+from gateway.messages import utc_text
+from gateway.redaction import safe
 
 
 class PrinterHealth(msgspec.Struct, frozen=True):
@@ -21,6 +27,7 @@ class PrinterHealth(msgspec.Struct, frozen=True):
     state: str
     lease_held: bool
     last_contact: str | None
+    detail: str | None = None  # why it could not be read (redacted, escaped), while it cannot
 
 
 def record_start(runtime_dir: str, service: str) -> int:
@@ -55,6 +62,8 @@ def write_printer(runtime_dir: str, health: PrinterHealth) -> None:
     """Rewrite one printer's health file."""
     path = Path(runtime_dir) / "printers" / f"{health.printer_id}.json"
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if health.detail is not None:
+        health = msgspec.structs.replace(health, detail=safe(health.detail))
     write_atomically(path, msgspec.json.encode(health))
 
 
@@ -68,3 +77,89 @@ def read_printers(runtime_dir: str) -> list[PrinterHealth]:
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             continue  # being rewritten, or from another version: skip this once
     return result
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """Something a service finds wrong: a stable key, why (redacted), since when (RFC 3339)."""
+
+    key: str
+    reason: str
+    since: str
+
+
+class ServiceProblems(msgspec.Struct, frozen=True):
+    """The content of ``problems/<service>.json``."""
+
+    service: str
+    pid: int
+    problems: tuple[Problem, ...] = ()
+
+
+class Problems:
+    """A service's current problems, mirrored to ``runtime_dir`` whenever they change.
+
+    Thread-safe (the uplink's delivery thread and its event loop both report). Without a
+    runtime_dir (tests that build services in-process) the problems are kept in memory only.
+    A reason is passed through ``redaction.safe``: it may quote a server or a printer.
+    """
+
+    def __init__(self, runtime_dir: str | None, service: str) -> None:
+        self.service = service
+        self._path = None if runtime_dir is None else Path(runtime_dir) / "problems" / service
+        self._lock = threading.Lock()
+        self._current: dict[str, Problem] = {}
+        self._write()  # a new life starts with a clean slate
+
+    def report(self, key: str, reason: str) -> None:
+        """Say (or update) what is wrong under `key`; the first report sets ``since``."""
+        reason = safe(reason)
+        with self._lock:
+            old = self._current.get(key)
+            if old is not None and old.reason == reason:
+                return
+            since = old.since if old is not None else utc_text()
+            self._current[key] = Problem(key, reason, since)
+            self._write()
+
+    def clear(self, key: str) -> None:
+        """The problem under `key` is over."""
+        with self._lock:
+            if self._current.pop(key, None) is not None:
+                self._write()
+
+    def current(self) -> tuple[Problem, ...]:
+        """What is wrong now, in the order it was first reported."""
+        with self._lock:
+            return tuple(self._current.values())
+
+    def _write(self) -> None:
+        if self._path is None:
+            return
+        report = ServiceProblems(self.service, os.getpid(), tuple(self._current.values()))
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomically(self._path.with_suffix(".json"), msgspec.json.encode(report))
+
+
+def read_problems(runtime_dir: str) -> list[ServiceProblems]:
+    """The problems of every service whose process is still alive (a dead one's file is
+    stale: supervisord shows it down)."""
+    folder = Path(runtime_dir) / "problems"
+    result = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            report = msgspec.json.decode(path.read_bytes(), type=ServiceProblems)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if _alive(report.pid):
+            result.append(report)
+    return result
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

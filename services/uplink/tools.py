@@ -11,12 +11,18 @@ import msgspec
 import zmq
 
 from gateway.config import Config
+from gateway.redaction import escape, redact, safe
 from services.uplink.queue import DurableQueue
 from services.uplink.service import queue_path, tap_endpoint
 
 
 def _out(data: object) -> None:
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n")
+    _line(msgspec.json.format(msgspec.json.encode(data), indent=2))
+
+
+def _line(data: bytes) -> None:
+    """Write one output line, redacted (a stored reason may quote a server's error page)."""
+    sys.stdout.buffer.write(redact(data.decode("utf-8", "replace")).encode() + b"\n")
 
 
 def queue_command(config: Config, args: argparse.Namespace) -> int:
@@ -35,15 +41,14 @@ def queue_command(config: Config, args: argparse.Namespace) -> int:
 def _act(queue: DurableQueue, path: Path, args: argparse.Namespace) -> int:
     if args.action == "stats":
         stats = queue.stats()
-        _out({"queue": str(path), **dataclasses.asdict(stats)})
+        last_error = None if stats.last_error is None else safe(stats.last_error)
+        _out({"queue": str(path), **dataclasses.asdict(stats), "last_error": last_error})
     elif args.action == "peek":
         for body in queue.peek(args.limit):
-            sys.stdout.buffer.write(body + b"\n")
+            _line(body)
     elif args.action == "dead":
         for reason, body in queue.dead_letters(args.limit):
-            sys.stdout.buffer.write(
-                msgspec.json.encode({"reason": reason, "record": msgspec.Raw(body)}) + b"\n"
-            )
+            _line(msgspec.json.encode({"reason": safe(reason), "record": msgspec.Raw(body)}))
     elif args.action == "retry":
         print(f"{queue.retry_dead()} dead-lettered records moved back to the queue")
     elif args.action == "purge":
@@ -74,7 +79,8 @@ def tap_command(config: Config, args: argparse.Namespace) -> int:
                 record = msgspec.json.decode(data)
                 what = record.get("state") or record.get("event") or record.get("outcome")
                 printer = record.get("printer_id") or "-"
-                print(f"{record.get('ts')} {record.get('kind'):<14} {printer:<10} {what}")
+                line = f"{record.get('ts')} {record.get('kind'):<14} {printer:<10} {what}"
+                print(escape(redact(line)))  # a printer's text must not drive the terminal
             sys.stdout.flush()
     except KeyboardInterrupt:
         pass
