@@ -11,15 +11,18 @@ Two channels, both over ``ipc://`` files in ``runtime_dir`` (made 0700):
   same id and the poller answers it from its memory instead of acting twice.
 
 Messages are msgpack-encoded tagged unions (``op``); encoders and decoders are built once.
-Every socket has LINGER=0 and every receive a timeout.
+Every socket has LINGER=0 and every receive a timeout. Records travel each encoded on its
+own (``msgspec.Raw``): a record that cannot be encoded is refused by its sender alone, and
+one the uplink cannot decode is set aside alone (dead-lettered, acknowledged), never the
+batch around it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +32,18 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from gateway.messages import Action, Command, Outcome, Record, Status
+from gateway.files import private_dir
+from gateway.health import Problems
+from gateway.loops import LoopGuard, guarded_loop
+from gateway.messages import (
+    Action,
+    Command,
+    Outcome,
+    Record,
+    Status,
+    msgpack_encoder,
+    record_msgpack_decoder,
+)
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -40,9 +54,10 @@ class _Message(msgspec.Struct, frozen=True, tag_field="op"):
 
 
 class Submit(_Message, frozen=True, tag="submit"):
-    """Records for the uplink to make durable."""
+    """Records for the uplink to make durable, each one msgpack-encoded on its own (the
+    bytes are those of a tuple of records, so either side may be the older version)."""
 
-    records: tuple[Record, ...]
+    records: tuple[msgspec.Raw, ...]
 
 
 class Ack(_Message, frozen=True, tag="ack"):
@@ -91,10 +106,10 @@ def decode(data: bytes) -> Message:
 
 
 def prepare_runtime_dir(runtime_dir: str) -> Path:
-    """Create ``runtime_dir`` readable by its owner only (the ipc files live there)."""
+    """Create ``runtime_dir`` readable by its owner only, if missing (the ipc files live
+    there; the services' umask keeps the sockets themselves owner-only either way)."""
     path = Path(runtime_dir)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    private_dir(path)
     return path
 
 
@@ -194,10 +209,12 @@ class RecordSender:
         self._on_ack = on_ack
         self._batch_size, self._window = batch_size, window
         self._resend_after_s, self._max_pending = resend_after_s, max_pending
-        self._pending: collections.OrderedDict[str, Record] = collections.OrderedDict()
+        # id -> (is a status, the record's msgpack bytes): encoded once, at submit
+        self._pending: collections.OrderedDict[str, tuple[bool, bytes]] = collections.OrderedDict()
         self._unsent: collections.deque[str] = collections.deque()
         self._in_flight: dict[str, float] = {}
         self.dropped_status = 0
+        self.unencodable = 0
         self.acknowledged = 0
 
     @property
@@ -205,18 +222,27 @@ class RecordSender:
         """Records not yet acknowledged."""
         return len(self._pending)
 
-    def submit(self, record: Record) -> None:
-        """Queue a record for the uplink (a record with a known id replaces nothing)."""
+    def submit(self, record: Record) -> bool:
+        """Queue a record for the uplink (a record with a known id replaces nothing); False
+        when the record cannot be encoded (logged and counted, never raised: one bad value
+        must not stop the caller's loop)."""
         if record.id in self._pending:
-            return
-        self._pending[record.id] = record
+            return True
+        try:
+            data = msgpack_encoder.encode(record)
+        except (OverflowError, ValueError, TypeError, msgspec.EncodeError) as err:
+            self.unencodable += 1
+            logger.error("record %s cannot be encoded, not sent: %s", record.id, err)
+            return False
+        self._pending[record.id] = (isinstance(record, Status), data)
         self._unsent.append(record.id)
         if len(self._pending) > self._max_pending:
             self._drop_oldest_status()
+        return True
 
     def _drop_oldest_status(self) -> None:
-        for record_id, record in self._pending.items():
-            if isinstance(record, Status):
+        for record_id, (is_status, _) in self._pending.items():
+            if is_status:
                 del self._pending[record_id]
                 self._in_flight.pop(record_id, None)
                 self.dropped_status += 1
@@ -226,10 +252,10 @@ class RecordSender:
                     )
                 return
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, problems: Problems | None = None) -> None:
         """Send, re-send and collect acknowledgements until `stop` is set."""
-        while not stop.is_set():
-            await self._step(100)
+        guard = LoopGuard("record sender", problems or Problems(None, "sender"))
+        await guarded_loop(guard, lambda: self._step(100), stop)
 
     async def flush(self, within_s: float) -> bool:
         """Keep sending until nothing is pending or the time is up; True when all were acked."""
@@ -259,22 +285,24 @@ class RecordSender:
 
     async def _send_some(self) -> None:
         while self._unsent and len(self._in_flight) < self._window:
-            batch: list[Record] = []
+            ids: list[str] = []
+            batch: list[msgspec.Raw] = []
             while self._unsent and len(batch) < self._batch_size:
                 record_id = self._unsent.popleft()
-                record = self._pending.get(record_id)
-                if record is not None and record_id not in self._in_flight:
-                    batch.append(record)
+                pending = self._pending.get(record_id)
+                if pending is not None and record_id not in self._in_flight:
+                    ids.append(record_id)
+                    batch.append(msgspec.Raw(pending[1]))
             if not batch:
                 return
             try:
                 await self._socket.send(encode(Submit(tuple(batch))), flags=zmq.NOBLOCK)
             except zmq.Again:  # no uplink connected (IMMEDIATE): try again later
-                self._unsent.extendleft(reversed([record.id for record in batch]))
+                self._unsent.extendleft(reversed(ids))
                 return
             sent_at = time.monotonic()
-            for record in batch:
-                self._in_flight[record.id] = sent_at
+            for record_id in ids:
+                self._in_flight[record_id] = sent_at
 
     async def _receive_acks(self) -> None:
         while True:
@@ -296,6 +324,53 @@ class RecordSender:
                     self._on_ack(acked)
 
 
+@dataclass(frozen=True)
+class InvalidRecord:
+    """A record the uplink could not decode: kept (as JSON when possible) with the reason."""
+
+    record_id: str
+    kind: str
+    scope: str
+    body: bytes
+    reason: str
+
+
+@dataclass(frozen=True)
+class Received:
+    """One batch from one sender: the records that decoded, and those that did not."""
+
+    peer: bytes
+    records: tuple[Record, ...]
+    invalid: tuple[InvalidRecord, ...] = ()
+
+    @property
+    def ids(self) -> list[str]:
+        """Every id in the batch, valid or not (all of them are acknowledged once stored)."""
+        return [r.id for r in self.records] + [r.record_id for r in self.invalid]
+
+
+def _invalid_record(data: bytes, err: Exception) -> InvalidRecord:
+    """What can be read of a record that failed to decode, for the dead-letter store."""
+    try:
+        loose = msgspec.msgpack.decode(data)
+        body = msgspec.json.encode(loose)
+    except (msgspec.DecodeError, msgspec.EncodeError, ValueError, TypeError, OverflowError):
+        loose, body = None, msgspec.json.encode({"undecodable_msgpack": data.hex()[:4096]})
+    fields = loose if isinstance(loose, dict) else {}
+
+    def text(key: str, default: str) -> str:
+        value = fields.get(key)
+        return value[:200] if isinstance(value, str) else default
+
+    return InvalidRecord(
+        record_id=text("id", f"invalid:{hashlib.sha256(data).hexdigest()[:32]}"),
+        kind=text("kind", "unknown"),
+        scope=text("printer_id", ""),
+        body=body,
+        reason=f"record failed validation in the uplink: {err}"[:500],
+    )
+
+
 class RecordReceiver:
     """The uplink's side of the records channel: receive batches, acknowledge after durable."""
 
@@ -303,8 +378,9 @@ class RecordReceiver:
         self._socket = _socket(ctx, zmq.ROUTER)
         _bind(self._socket, endpoint)
 
-    async def receive(self, timeout_s: float) -> tuple[bytes, tuple[Record, ...]] | None:
-        """The next batch and its sender's identity, or None after timeout_s."""
+    async def receive(self, timeout_s: float) -> Received | None:
+        """The next batch and its sender's identity, or None after timeout_s. Each record is
+        decoded on its own: one that fails is returned among ``invalid``, never dropped."""
         if not await self._socket.poll(int(timeout_s * 1000)):
             return None
         frames = await self._socket.recv_multipart()
@@ -319,7 +395,16 @@ class RecordReceiver:
         if not isinstance(message, Submit):
             logger.warning("ignoring %s on the records channel", type(message).__name__)
             return None
-        return frames[0], message.records
+        records: list[Record] = []
+        invalid: list[InvalidRecord] = []
+        for raw in message.records:
+            data = bytes(raw)
+            try:
+                records.append(record_msgpack_decoder.decode(data))
+            except (msgspec.DecodeError, msgspec.ValidationError) as err:
+                invalid.append(_invalid_record(data, err))
+                logger.error("record %s is invalid: %s", invalid[-1].record_id, err)
+        return Received(frames[0], tuple(records), tuple(invalid))
 
     async def acknowledge(self, peer: bytes, ids: list[str]) -> None:
         """Tell a sender these ids are durable."""
@@ -342,28 +427,35 @@ class CommandServer:
         self._handler = handler
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, problems: Problems | None = None) -> None:
         """Serve until `stop`; then wait (bounded) for commands already running."""
-        while not stop.is_set():
-            if not await self._socket.poll(100):
-                continue
-            frames = await self._socket.recv_multipart()
-            try:
-                request = decode(frames[-1])
-            except (msgspec.DecodeError, msgspec.ValidationError) as err:
-                logger.warning("ignoring undecodable command request: %s", err)
-                continue
-            if not isinstance(request, Execute):
-                logger.warning("ignoring %s on the commands channel", type(request).__name__)
-                continue
-            task = asyncio.create_task(self._serve(frames[:-1], request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        guard = LoopGuard("command server", problems or Problems(None, "commands"))
+        await guarded_loop(guard, self._take_one, stop)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=15)
 
+    async def _take_one(self) -> None:
+        if not await self._socket.poll(100):
+            return
+        frames = await self._socket.recv_multipart()
+        try:
+            request = decode(frames[-1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            logger.warning("ignoring undecodable command request: %s", err)
+            return
+        if not isinstance(request, Execute):
+            logger.warning("ignoring %s on the commands channel", type(request).__name__)
+            return
+        task = asyncio.create_task(self._serve(frames[:-1], request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _serve(self, envelope: list[bytes], request: Execute) -> None:
-        answer = await self._handler(request)
+        try:
+            answer = await self._handler(request)
+        except Exception as err:
+            logger.exception("command %s: unexpected error", request.command_id)
+            answer = Executed(request.command_id, "failed", f"internal error: {err}"[:300])
         await self._socket.send_multipart([*envelope, encode(answer)])
 
     def close(self) -> None:

@@ -58,10 +58,10 @@ class Collector:
             got = await self.receiver.receive(0.05)
             if got is None:
                 continue
-            peer, records = got
-            self.received.extend(records)
+            assert not got.invalid, got.invalid
+            self.received.extend(got.records)
             if self.acking:
-                await self.receiver.acknowledge(peer, [record.id for record in records])
+                await self.receiver.acknowledge(got.peer, got.ids)
 
     def unique(self) -> list[Record]:
         """Records in arrival order, each id once (re-sends share the id)."""

@@ -59,8 +59,8 @@ def test_records_are_resent_until_acknowledged(tmp_path: Path) -> None:
         assert first is not None
         again = await receiver.receive(2)  # so the same records come again
         assert again is not None
-        assert [r.id for r in again[1]] == [r.id for r in first[1]] == ["s0", "s1", "s2"]
-        await receiver.acknowledge(again[0], ["s0", "s1", "s2"])
+        assert again.ids == first.ids == ["s0", "s1", "s2"]
+        await receiver.acknowledge(again.peer, ["s0", "s1", "s2"])
         await wait_until(lambda: acked == {"s0", "s1", "s2"})
         assert sender.pending == 0
         stop.set()
@@ -82,7 +82,7 @@ def test_sender_waits_for_a_late_receiver(tmp_path: Path) -> None:
         receiver = RecordReceiver(ctx, endpoint)
         got = await receiver.receive(3)
         assert got is not None
-        await receiver.acknowledge(got[0], [r.id for r in got[1]])
+        await receiver.acknowledge(got.peer, got.ids)
         await wait_until(lambda: acked == {"e1"})
         stop.set()
         await task

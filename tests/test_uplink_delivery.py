@@ -29,10 +29,13 @@ from tests.poller_harness import make_config
         (500, Verdict.RETRY),
         (503, Verdict.RETRY),
         (302, Verdict.RETRY),
-        (400, Verdict.REFUSED),
-        (401, Verdict.REFUSED),
+        (400, Verdict.SPLIT),  # one bad record must not take its batch with it
+        (401, Verdict.UNAUTHORIZED),
+        (403, Verdict.UNAUTHORIZED),
         (404, Verdict.REFUSED),
-        (422, Verdict.REFUSED),
+        (410, Verdict.REFUSED),
+        (413, Verdict.SPLIT),
+        (422, Verdict.SPLIT),
     ],
 )
 def test_classify(status: int, verdict: Verdict) -> None:
@@ -118,8 +121,8 @@ def test_503_with_retry_after_then_recovery_same_idempotency_key(tmp_path: Path)
     assert queue.stats().last_delivery is not None
 
 
-def test_permanent_400_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None:
-    script = Script(answers=[(400, {}), (200, {})])
+def test_permanent_404_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None:
+    script = Script(answers=[(404, {}), (200, {})])
     with scripted_api(script) as url:
         thread = _fill(tmp_path, url, 2)
         thread.start()
@@ -135,5 +138,5 @@ def test_permanent_400_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None
     stats = queue.stats()
     assert stats.dead == 2
     assert stats.depth_by_kind == {}
-    assert "HTTP 400" in (stats.last_error or "")
+    assert "HTTP 404" in (stats.last_error or "")
     assert b'"late"' in script.requests[1][1]

@@ -16,14 +16,19 @@ too, so the gateway *leases* it:
   without a status. Only after ``retry_attempts`` consecutive failures is the printer
   reported: connect timeouts / no route mean **offline** (temperatures and progress null,
   never stale); refused connections, starved replies, resets and garbled or interleaved
-  replies mean another client has the printer: **held_by_other_client**. Then the watcher
+  replies mean another client has the printer: **held_by_other_client**; framed replies
+  whose content cannot be read (a value outside its plausible range, a reply that never
+  ends) mean the printer answers but not sensibly: **error**, with the reason in the
+  printer's health file, and no connectivity event (it is reachable). Then the watcher
   backs off to the probe interval (a job in progress is re-checked faster, so the printer's
   return and ``printer_lost_while_printing`` after ``lost_grace_s`` are seen in time).
   Every state change is logged once; retries are not.
 
 Commands run between cycles under the same lock, on the held link or on a short lease of
 their own, and wake the loop so the next status shows their effect. Events come from
-``events.py`` and are written to the journal before they are sent.
+``events.py`` and are written to the journal before they are sent. A cycle that fails in a
+way nobody foresaw (a bug, a full disk under the journal) drops the link and is retried
+with a growing pause by a LoopGuard: one printer's surprise never stops the others.
 """
 
 from __future__ import annotations
@@ -38,9 +43,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.config import LimitsSection, PrinterSection
-from gateway.errors import PrinterIOError, PrinterProtocolError, PrinterUnreachableError
-from gateway.health import PrinterHealth, write_printer
+from gateway.errors import (
+    PrinterIOError,
+    PrinterProtocolError,
+    PrinterUnreachableError,
+    ReplyTooLargeError,
+    UnexpectedPayloadError,
+)
+from gateway.health import PrinterHealth, Problems, write_printer
 from gateway.ids import RecordIds
+from gateway.loops import LoopGuard
 from gateway.messages import Action, Event, PrinterState, Record, utc_now, utc_text
 from services.poller.commands import Verdict, execute_action, verify_only
 from services.poller.events import Belief, Happening, on_failure, on_reading
@@ -89,9 +101,10 @@ class PrinterWatcher:
         limits: LimitsSection,
         gateway_id: str,
         journal: Journal,
-        emit: Callable[[Record], None],
+        emit: Callable[[Record], object],
         tuning: Tuning | None = None,
         runtime_dir: str | None = None,
+        problems: Problems | None = None,
     ) -> None:
         self.printer = printer
         self.limits = limits
@@ -109,7 +122,13 @@ class PrinterWatcher:
         self._commands: dict[str, asyncio.Task[Verdict]] = {}
         self.state: PrinterState | None = None
         self.last_contact: str | None = None
+        self.detail: str | None = None  # why the printer could not be read, while it cannot
         self.runtime_dir = runtime_dir
+        self._guard = LoopGuard(
+            f"printer {printer.id} polling",
+            problems or Problems(None, "poller"),
+            cap_s=max(1.0, printer.probe_interval_s),
+        )
 
     @property
     def lease_held(self) -> bool:
@@ -122,14 +141,21 @@ class PrinterWatcher:
             self._emit(event)
         try:
             while not stop.is_set():
-                async with self._busy:
-                    delay = await _unless_stopped(self._cycle(), stop)
-                if delay is None:
-                    break
-                self._publish_health()
+                try:
+                    async with self._busy:
+                        delay = await _unless_stopped(self._cycle(), stop)
+                    if delay is None:
+                        break
+                    self._publish_health()
+                except Exception as err:  # noqa: BLE001 - one printer's surprise, not the process's
+                    await self._drop_link()
+                    delay = self._guard.failed(err)
+                else:
+                    self._guard.succeeded()
                 self._wake.clear()
                 await _sleep_until(delay, stop, self._wake)
         finally:
+            self._guard.ended(stop.is_set())
             async with self._busy:
                 await self._drop_link()
 
@@ -145,7 +171,7 @@ class PrinterWatcher:
         except (PrinterIOError, PrinterProtocolError) as err:
             await self._drop_link()
             return self._after_failure(err)
-        self._failures, self._unreachable_since = 0, None
+        self._failures, self._unreachable_since, self.detail = 0, None, None
         belief, happenings = on_reading(
             self.journal.state.belief, observation, self._last_percent, utc_text()
         )
@@ -212,17 +238,22 @@ class PrinterWatcher:
         if self._failures < self.tuning.retry_attempts:
             backoff = self.tuning.retry_backoff_s * 2 ** (self._failures - 1)
             return jittered(min(backoff, self.tuning.retry_backoff_cap_s))
-        verdict: Literal["offline", "held"] = (
-            "offline" if isinstance(err, PrinterUnreachableError) else "held"
-        )
-        belief, happenings = on_failure(
-            self.journal.state.belief,
-            verdict,
-            now - self._unreachable_since,
-            self.tuning.lost_grace_s,
-        )
-        self._record_events(belief, happenings)
-        state: PrinterState = "offline" if verdict == "offline" else "held_by_other_client"
+        self.detail = str(err)
+        state: PrinterState
+        if isinstance(err, UnexpectedPayloadError | ReplyTooLargeError):
+            state = "error"  # it answers, but not sensibly: reachable, so no connectivity event
+        else:
+            verdict: Literal["offline", "held"] = (
+                "offline" if isinstance(err, PrinterUnreachableError) else "held"
+            )
+            belief, happenings = on_failure(
+                self.journal.state.belief,
+                verdict,
+                now - self._unreachable_since,
+                self.tuning.lost_grace_s,
+            )
+            self._record_events(belief, happenings)
+            state = "offline" if verdict == "offline" else "held_by_other_client"
         if state != self.state:
             logger.warning("printer %s: %s (%s)", self.printer.id, state, err)
         self._set_state(state)
@@ -235,7 +266,7 @@ class PrinterWatcher:
                 info=printer_info(self.printer.name, self._info),
             )
         )
-        if belief.job_phase != "none":
+        if self.journal.state.belief.job_phase != "none":
             return jittered(min(self.tuning.active_recheck_s, self.printer.probe_interval_s))
         return jittered(self.printer.probe_interval_s)
 
@@ -249,7 +280,9 @@ class PrinterWatcher:
     def _publish_health(self) -> None:
         """Leave the printer's state, lease and last contact for ``printer-gateway status``."""
         if self.runtime_dir is not None and self.state is not None:
-            health = PrinterHealth(self.printer.id, self.state, self.lease_held, self.last_contact)
+            health = PrinterHealth(
+                self.printer.id, self.state, self.lease_held, self.last_contact, self.detail
+            )
             write_printer(self.runtime_dir, health)
 
     def _record_events(self, belief: Belief, happenings: list[Happening]) -> None:

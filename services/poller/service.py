@@ -28,6 +28,7 @@ from gateway.bus import (
     records_endpoint,
 )
 from gateway.config import Config, PrinterSection
+from gateway.health import Problems
 from services.poller.journal import Journal
 from services.poller.lease import PrinterWatcher, Tuning
 
@@ -49,8 +50,10 @@ class Poller:
         printers: tuple[PrinterSection, ...],
         ctx: zmq.asyncio.Context,
         tuning: Tuning | None = None,
+        problems: Problems | None = None,
     ) -> None:
         prepare_runtime_dir(config.gateway.runtime_dir)
+        self.problems = problems or Problems(None, "poller")
         self.sender = RecordSender(
             ctx, records_endpoint(config.gateway.runtime_dir), self._acknowledged
         )
@@ -63,6 +66,7 @@ class Poller:
                 self.sender.submit,
                 tuning,
                 config.gateway.runtime_dir,
+                self.problems,
             )
             for printer in printers
         }
@@ -93,11 +97,11 @@ class Poller:
         """Run until `stop`, then release every printer and flush what the uplink will take."""
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.sender.run(stop))
+                group.create_task(self.sender.run(stop, self.problems))
                 for watcher in self.watchers.values():
                     group.create_task(watcher.run(stop))
                 for server in self.servers:
-                    group.create_task(server.run(stop))
+                    group.create_task(server.run(stop, self.problems))
             if not await self.sender.flush(FLUSH_ON_STOP_S):
                 logger.info(
                     "%d records not acknowledged at exit (events stay in the journal)",
@@ -113,8 +117,8 @@ def run(config: Config, printer_id: str | None) -> int:
     """Run the poller until SIGTERM or SIGINT; 0 on a clean stop."""
     printers = (config.printer(printer_id),) if printer_id else config.printers
 
-    async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event) -> None:
-        poller = Poller(config, printers, ctx)
+    async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event, problems: Problems) -> None:
+        poller = Poller(config, printers, ctx, problems=problems)
         logger.info("poller started for %s", ", ".join(p.id for p in printers))
         await poller.run(stop)
 

@@ -1,8 +1,14 @@
 """Posting claimed batches to ``{url}/v1/records`` and sorting every outcome.
 
-2xx: delivered. 408, 429, 5xx, connection errors, timeouts, redirects: retry later (honouring
-``Retry-After``, seconds or an HTTP date). Any other 4xx: refused for good (dead letter).
-One ``requests.Session`` (keep-alive), explicit connect/read timeouts, TLS verified.
+2xx: delivered. 408, 429, 5xx, connection errors, timeouts, redirects: retry later
+(honouring ``Retry-After``, seconds or an HTTP date). 401/403: the API refuses the
+credentials, a condition of the whole gateway: nothing is dead-lettered, the caller keeps
+trying at least every 15 s (a token fixed on the server works without a restart). 413: the
+batch is too large: split it. 400/422: the server finds something in the batch invalid:
+split it too, so one bad record is refused alone instead of taking its batch with it (a
+single record refused so is dead-lettered). Any other 4xx: the batch is refused for good
+(dead letter). Every reason is redacted and escaped: a server may echo the Authorization
+header in its error page.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ import time
 from dataclasses import dataclass
 
 import msgspec
-import requests
 
 from gateway.config import Secret
+from gateway.http import HttpAnswer, HttpClient, HttpError
+from gateway.redaction import safe
 from services.uplink.queue import Batch
 
 MAX_RETRY_AFTER_S = 3600.0
+AUTH_RETRY_S = 15.0  # the contract: keep trying at least this often while refused
+ERROR_BODY_BYTES = 4096  # of an error page, kept for the reason (the rest is dropped)
 
 
 class Verdict(enum.Enum):
@@ -27,16 +36,22 @@ class Verdict(enum.Enum):
 
     DELIVERED = "delivered"
     RETRY = "retry"
-    REFUSED = "refused"
+    UNAUTHORIZED = "unauthorized"  # 401/403: keep the batch, retry, report the condition
+    SPLIT = "split"  # 413/400/422: halve the batch; a single record is dead-lettered
+    REFUSED = "refused"  # other 4xx: dead-letter the batch
 
 
 @dataclass(frozen=True)
 class Answer:
-    """One attempt's verdict, the server's requested delay if any, and why."""
+    """One attempt's verdict, the server's requested delay if any, and why (safe to show).
+    ``unreadable``: indexes of records the poster could not even read (legacy flavor); they
+    are dead-lettered alone while the rest of the batch is settled by the verdict."""
 
     verdict: Verdict
     reason: str
     retry_after_s: float | None = None
+    unreadable: tuple[int, ...] = ()
+    status: int | None = None  # the HTTP status, when there was an answer
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -77,9 +92,8 @@ class Deliverer:
 
     def __init__(self, url: str, token: Secret, gateway_id: str, timeout_s: float) -> None:
         self.endpoint = url.rstrip("/") + "/v1/records"
-        self.timeout = (min(timeout_s, 10.0), timeout_s)
-        self.session = requests.Session()
-        self.session.headers.update(
+        self.timeout_s = timeout_s
+        self.client = HttpClient(
             {"Authorization": f"Bearer {token.reveal()}", "Content-Type": "application/json"}
         )
         self._prefix = b'{"gateway_id":' + msgspec.json.encode(gateway_id) + b',"records":['
@@ -87,45 +101,46 @@ class Deliverer:
     def post(self, batch: Batch) -> Answer:
         """One attempt to deliver a batch; never raises for network or HTTP trouble."""
         body = self._prefix + b",".join(batch.bodies) + b"]}"
-        sent = post_once(
-            self.session, self.endpoint, body, self.timeout, {"Idempotency-Key": batch.batch_id}
+        return post_once(
+            self.client, self.endpoint, body, self.timeout_s, {"Idempotency-Key": batch.batch_id}
         )
-        return sent if isinstance(sent, Answer) else classify_response(sent)
 
     def close(self) -> None:
         """Close the session's connections."""
-        self.session.close()
+        self.client.close()
 
 
 def post_once(
-    session: requests.Session,
+    client: HttpClient,
     url: str,
     body: bytes,
-    timeout: tuple[float, float],
+    timeout_s: float,
     headers: dict[str, str] | None = None,
-) -> requests.Response | Answer:
-    """POST once without following redirects: the response, or a RETRY answer saying why
-    there is none (timeout, connection or other request failure)."""
+) -> Answer:
+    """POST once (no redirect followed, `timeout_s` for the whole exchange) and classify."""
     try:
-        return session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-    except requests.Timeout:
-        return Answer(Verdict.RETRY, "timed out")
-    except requests.ConnectionError as err:
-        return Answer(Verdict.RETRY, f"connection failed: {type(err).__name__}")
-    except requests.RequestException as err:
-        return Answer(Verdict.RETRY, f"request failed: {type(err).__name__}")
+        answer = client.exchange(
+            "POST", url, body=body, headers=headers, total_s=timeout_s, max_body=ERROR_BODY_BYTES
+        )
+    except HttpError as err:
+        return Answer(Verdict.RETRY, safe(str(err)))
+    return classify_answer(answer)
 
 
-def classify_response(response: requests.Response) -> Answer:
-    """Sort a response into delivered / retry / refused (see ``classify``)."""
-    return classify(response.status_code, response.headers.get("Retry-After"), response.text[:200])
+def classify_answer(answer: HttpAnswer) -> Answer:
+    """Sort an HTTP answer into the verdicts (see ``classify``)."""
+    return classify(answer.status, answer.headers.get("Retry-After"), answer.text())
 
 
 def classify(status: int, retry_after_header: str | None, text: str) -> Answer:
-    """Sort an HTTP status into delivered / retry / refused."""
+    """Sort an HTTP status into a verdict; the reason quotes the server, made safe."""
     if 200 <= status < 300:
-        return Answer(Verdict.DELIVERED, f"HTTP {status}")
-    reason = f"HTTP {status}: {text.strip()}" if text.strip() else f"HTTP {status}"
+        return Answer(Verdict.DELIVERED, f"HTTP {status}", status=status)
+    reason = safe(f"HTTP {status}: {text.strip()}" if text.strip() else f"HTTP {status}")
     if status in (408, 429) or status >= 500 or status < 200 or 300 <= status < 400:
-        return Answer(Verdict.RETRY, reason, retry_after(retry_after_header))
-    return Answer(Verdict.REFUSED, reason)
+        return Answer(Verdict.RETRY, reason, retry_after(retry_after_header), status=status)
+    if status in (401, 403):
+        return Answer(Verdict.UNAUTHORIZED, reason, status=status)
+    if status in (400, 413, 422):
+        return Answer(Verdict.SPLIT, reason, status=status)
+    return Answer(Verdict.REFUSED, reason, status=status)

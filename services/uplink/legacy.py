@@ -10,20 +10,29 @@ are not posted in this flavor. An answer 418 means "pause this printer now": it 
 ``on_pause_request`` with the printer and the number of its current print, so every 418
 during one print names the same pause command (``legacy-418:<printer>:<print>``), which
 control executes once.
+
+Each queued record is decoded on its own: one that cannot be read is set aside (dead letter)
+alone, and a message the server refuses for good (a 4xx other than 401/403/408/429/418) is
+skipped alone (a status is never worth stopping the stream for). Retries, 401/403 and
+connection failures stop the batch, to be posted again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import requests
 
 from gateway.config import Secret
+from gateway.http import HttpClient
 from gateway.messages import Record, Status, Temperature, record_json_decoder
-from services.uplink.delivery import Answer, Verdict, classify_response, post_once
+from services.uplink.delivery import Answer, Verdict, post_once
 from services.uplink.queue import Batch
+
+logger = logging.getLogger(__name__)
 
 PauseHook = Callable[[str, int], None]  # (printer id, number of its print since tracking began)
 _ACTIVE = ("printing", "paused")
@@ -76,43 +85,57 @@ class LegacyDeliverer:
         on_pause_request: PauseHook,
     ) -> None:
         self.url = url
-        self.timeout = (min(timeout_s, 10.0), timeout_s)
-        self.session = requests.Session()
-        self.session.headers.update({"key": token.reveal(), "Content-Type": "application/json"})
+        self.timeout_s = timeout_s
+        self.client = HttpClient({"key": token.reveal(), "Content-Type": "application/json"})
         self.state = state
         self.on_pause_request = on_pause_request
+        self.skipped = 0
 
     def post(self, batch: Batch) -> Answer:
-        """Send what a claimed batch means in the legacy flavor; stop at the first failure."""
-        for body in batch.bodies:
-            record: Record = record_json_decoder.decode(body)
+        """Send what a claimed batch means in the legacy flavor; stop at the first failure
+        that is worth retrying."""
+        unreadable: list[int] = []
+        for index, body in enumerate(batch.bodies):
+            try:
+                record: Record = record_json_decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as err:
+                logger.error("queued record %d cannot be read, set aside: %s", index, err)
+                unreadable.append(index)
+                continue
             if not isinstance(record, Status) or record.printer_id is None:
                 continue
-            printer = record.printer_id
-            message = legacy_message(record, printer in self.state.active)
-            if message is None:
-                continue
-            if record.state in _ACTIVE and printer not in self.state.active:
-                self.state.prints[printer] = self.state.prints.get(printer, 0) + 1
-            answer = self._post(message)
+            answer = self._send(record, record.printer_id)
             if answer.verdict is not Verdict.DELIVERED:
-                return answer
+                return dataclasses.replace(answer, unreadable=tuple(unreadable))
+        return Answer(Verdict.DELIVERED, "legacy messages sent", unreadable=tuple(unreadable))
+
+    def _send(self, record: Status, printer: str) -> Answer:
+        message = legacy_message(record, printer in self.state.active)
+        if message is None:
+            return Answer(Verdict.DELIVERED, "nothing to send")
+        if record.state in _ACTIVE and printer not in self.state.active:
+            self.state.prints[printer] = self.state.prints.get(printer, 0) + 1
+        answer = self._post(message)
+        if answer.verdict in (Verdict.SPLIT, Verdict.REFUSED):  # this message, for good
+            self.skipped += 1
+            if self.skipped in (1, 10) or self.skipped % 100 == 0:
+                logger.warning("legacy API refused %d messages (%s)", self.skipped, answer.reason)
+            answer = Answer(Verdict.DELIVERED, answer.reason)
+        if answer.verdict is Verdict.DELIVERED:
             if record.state in _ACTIVE:
                 self.state.active.add(printer)
             else:
                 self.state.active.discard(printer)
-        return Answer(Verdict.DELIVERED, "legacy messages sent")
+        return answer
 
     def _post(self, message: dict[str, Any]) -> Answer:
-        sent = post_once(self.session, self.url, msgspec.json.encode(message), self.timeout)
-        if isinstance(sent, Answer):
-            return sent
-        if sent.status_code == 418:
+        answer = post_once(self.client, self.url, msgspec.json.encode(message), self.timeout_s)
+        if answer.status == 418:
             printer = str(message["printer_id"])
             self.on_pause_request(printer, self.state.prints.get(printer, 0))
             return Answer(Verdict.DELIVERED, "HTTP 418: pause requested")
-        return classify_response(sent)
+        return answer
 
     def close(self) -> None:
         """Close the session."""
-        self.session.close()
+        self.client.close()

@@ -17,6 +17,8 @@ import apprise
 
 from gateway.config import Config
 from gateway.errors import ConfigError
+from gateway.health import Problems
+from gateway.loops import LoopGuard
 from gateway.messages import Event, EventName, Record
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,9 @@ def apprise_for(config: Config) -> apprise.Apprise:
 class Notifier:
     """Sends one notification per chosen, newly stored event."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, problems: Problems | None = None) -> None:
         self.apprise = apprise_for(config)
+        self.guard = LoopGuard("notifications", problems or Problems(None, "notify"))
         self.events = set(config.notify.events)
         self.names = {printer.id: printer.name for printer in config.printers}
         self.backlog: queue.Queue[Event] = queue.Queue(maxsize=BACKLOG)
@@ -93,7 +96,12 @@ class Notifier:
                 event = self.backlog.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._send(event)
+            try:
+                self._send(event)
+            except Exception as err:  # noqa: BLE001 - a notification service must not end us
+                self._stopping.wait(self.guard.failed(err))
+            else:
+                self.guard.succeeded()
 
     def _send(self, event: Event) -> None:
         name = self.names.get(event.printer_id or "", event.printer_id or "gateway")

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import msgspec
 
+from gateway.bus import InvalidRecord
 from gateway.errors import GatewayError
 from gateway.messages import Record
 
@@ -193,14 +194,19 @@ class DurableQueue:
         """Store new records with their seq in one transaction; returns how many were new."""
         return len(self.accept_new(records))
 
-    def accept_new(self, records: Sequence[Record]) -> list[Record]:
+    def accept_new(
+        self, records: Sequence[Record], invalid: Sequence[InvalidRecord] = ()
+    ) -> list[Record]:
         """Store new records with their seq in one transaction; returns the new ones (known
-        ids are skipped), as given (``seq`` is in the stored copy)."""
+        ids are skipped), as given (``seq`` is in the stored copy). Records that failed to
+        decode go straight to the dead letters in the same commit (once per id)."""
         now = time.time()
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 stored = self._insert(records, now)
+                if invalid:
+                    self._set_aside_invalid(invalid, now)
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:  # SQLite may already have rolled back (FULL)
@@ -243,10 +249,28 @@ class DurableQueue:
         self._make_room()
         return fresh
 
-    def _unknown(self, records: Sequence[Record]) -> list[Record]:
-        """The records whose id is neither known nor repeated earlier in `records`."""
+    def _set_aside_invalid(self, invalid: Sequence[InvalidRecord], now: float) -> None:
+        """Dead-letter records that could not be decoded. They take a position in ``records``
+        first, so a later ``retry`` moves them back without colliding; they get no seq."""
+        known = self._known([item.record_id for item in invalid])
+        for item in invalid:
+            if item.record_id in known:
+                continue
+            known.add(item.record_id)
+            pos = self._conn.execute(
+                "INSERT INTO records (id, scope, seq, kind, body, accepted_at) "
+                "VALUES (?, ?, 0, ?, ?, ?)",
+                (item.record_id, item.scope, item.kind, item.body, now),
+            ).lastrowid
+            self._bury("pos = ?", (pos,), item.reason, now)
+            self._conn.execute(
+                "INSERT INTO known_ids VALUES (?, ?, 'event')", (item.record_id, now)
+            )
+            self._stored_bytes += len(item.body)
+
+    def _known(self, ids: Sequence[str]) -> set[str]:
+        """Which of these ids the queue has seen (stored, delivered or set aside)."""
         known: set[str] = set()
-        ids = [record.id for record in records]
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -256,6 +280,11 @@ class DurableQueue:
                     f"SELECT id FROM known_ids WHERE id IN ({marks})", chunk
                 )
             )
+        return known
+
+    def _unknown(self, records: Sequence[Record]) -> list[Record]:
+        """The records whose id is neither known nor repeated earlier in `records`."""
+        known = self._known([record.id for record in records])
         fresh = []
         for record in records:
             if record.id not in known:
@@ -347,6 +376,37 @@ class DurableQueue:
                 "DELETE FROM known_ids WHERE kind = ? AND at < ?", (kind, wall - ttl)
             )
 
+    def split(self, batch: Batch) -> tuple[Batch, Batch]:
+        """Halve a claimed batch of two or more records; each half gets its own batch id (an
+        Idempotency-Key names one body) and keeps the order."""
+        half = len(batch.positions) // 2
+        halves = []
+        self._conn.execute("BEGIN IMMEDIATE")
+        for part in (slice(None, half), slice(half, None)):
+            positions = batch.positions[part]
+            batch_id = uuid.uuid4().hex
+            self._conn.executemany(
+                "UPDATE records SET batch_id = ? WHERE pos = ?", [(batch_id, p) for p in positions]
+            )
+            halves.append(Batch(batch_id, positions, batch.bodies[part]))
+        self._conn.execute("COMMIT")
+        return halves[0], halves[1]
+
+    def dead_letter_some(self, batch: Batch, indexes: Sequence[int], reason: str) -> Batch:
+        """Dead-letter some records of a claimed batch; returns the batch without them."""
+        chosen = set(indexes)
+        now = time.time()
+        self._conn.execute("BEGIN IMMEDIATE")
+        for index in sorted(chosen):
+            self._bury("pos = ?", (batch.positions[index],), reason, now)
+        self._conn.execute("COMMIT")
+        keep = [i for i in range(len(batch.positions)) if i not in chosen]
+        return Batch(
+            batch.batch_id,
+            tuple(batch.positions[i] for i in keep),
+            tuple(batch.bodies[i] for i in keep),
+        )
+
     def release(self, batch: Batch) -> None:
         """Un-claim a batch (it will be claimed again, possibly under another id)."""
         self._conn.execute(
@@ -355,15 +415,18 @@ class DurableQueue:
 
     def dead_letter(self, batch: Batch, reason: str) -> None:
         """The API refused the batch for good: keep it aside, counted, and go on."""
-        now = time.time()
         self._conn.execute("BEGIN IMMEDIATE")
+        self._bury("batch_id = ?", (batch.batch_id,), reason, time.time())
+        self._conn.execute("COMMIT")
+
+    def _bury(self, where: str, args: tuple[object, ...], reason: str, now: float) -> None:
+        """Move the records matching `where` to the dead letters (inside a transaction)."""
         self._conn.execute(
             "INSERT INTO dead SELECT pos, id, scope, seq, kind, body, accepted_at, ?, ? "
-            "FROM records WHERE batch_id = ?",
-            (reason, now, batch.batch_id),
+            f"FROM records WHERE {where}",
+            (reason, now, *args),
         )
-        self._conn.execute("DELETE FROM records WHERE batch_id = ?", (batch.batch_id,))
-        self._conn.execute("COMMIT")
+        self._conn.execute(f"DELETE FROM records WHERE {where}", args)
 
     def note(self, name: str) -> str | None:
         """A small named value kept in the queue file (e.g. the legacy flavor's state)."""

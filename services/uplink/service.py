@@ -30,6 +30,7 @@ import zmq.asyncio
 
 from gateway import runner
 from gateway.bus import (
+    Received,
     RecordReceiver,
     control_endpoint,
     inject_command,
@@ -37,8 +38,11 @@ from gateway.bus import (
     records_endpoint,
 )
 from gateway.config import Config, Token
-from gateway.messages import Command, Record, json_encoder
-from services.uplink.delivery import Backoff, Deliverer, Verdict
+from gateway.health import Problems
+from gateway.loops import LoopGuard, guarded_loop
+from gateway.messages import Command, json_encoder
+from gateway.redaction import safe
+from services.uplink.delivery import AUTH_RETRY_S, Backoff, Deliverer, Verdict
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
 from services.uplink.notify import Notifier
 from services.uplink.queue import Batch, DurableQueue, QueueFullError
@@ -47,6 +51,8 @@ logger = logging.getLogger(__name__)
 GROUP_RECORDS = 5000
 BATCH_RECORDS = 1000
 BATCH_BYTES = 2 * 1024 * 1024
+MIN_BATCH_BYTES = 16 * 1024
+STALLED_AFTER_S = 60.0  # an outage this long is reported by `status`
 
 
 def queue_path(config: Config) -> Path:
@@ -80,7 +86,14 @@ def pause_through_control(runtime_dir: str) -> PauseHook:
 
 
 class DeliveryThread(threading.Thread):
-    """Drains the queue into the API until stopped."""
+    """Drains the queue into the API until stopped.
+
+    Batches to post are kept on a stack: a claimed batch, or the halves of a batch the API
+    found too large (413) or invalid (400/422), the first half on top, so order is kept and a
+    bad record ends up alone. A retry posts the same batch (same Idempotency-Key) again. The
+    API refusing the token (401/403) is a condition, not a verdict on the records: they stay,
+    the condition is reported, and the same batch is tried again at least every 15 s.
+    """
 
     def __init__(
         self,
@@ -88,9 +101,11 @@ class DeliveryThread(threading.Thread):
         token: Token,
         work: threading.Event,
         on_pause_request: PauseHook | None = None,
+        problems: Problems | None = None,
     ) -> None:
         super().__init__(name="uplink-delivery", daemon=True)
         self.queue = DurableQueue(queue_path(config), config.uplink.max_queue_mb * 1024 * 1024)
+        self.problems = problems or Problems(None, "uplink")
         self.poster: Deliverer | LegacyDeliverer
         if config.api.flavor == "legacy":
             state = msgspec.json.decode(self.queue.note("legacy_state") or "{}", type=LegacyState)
@@ -105,63 +120,121 @@ class DeliveryThread(threading.Thread):
         self.work = work
         self.stopping = threading.Event()
         self.backoff = Backoff()
+        self.guard = LoopGuard("delivery", self.problems)
         self.outage_since: float | None = None
+        self.batch_bytes = BATCH_BYTES
+        self._todo: list[Batch] = []  # the top is posted next
 
     def run(self) -> None:
         """Claim, post, settle; sleep when there is nothing to do or the API is down."""
-        batch: Batch | None = None
         try:
             while not self.stopping.is_set():
-                batch = batch or self.queue.claim(BATCH_RECORDS, BATCH_BYTES)
-                if batch is None:
-                    self.work.wait(1.0)
-                    self.work.clear()
-                    continue
-                delay = self._attempt(batch)
-                if delay is None:
-                    batch = None
+                try:
+                    delay = self._step()
+                except Exception as err:  # noqa: BLE001 - the delivery loop must outlive any bug
+                    delay = self.guard.failed(err)
                 else:
+                    self.guard.succeeded()
+                if delay:
                     self.stopping.wait(delay)
         finally:
-            if batch is not None:
+            self.guard.ended(self.stopping.is_set())
+            for batch in self._todo:
                 self.queue.release(batch)
             self.poster.close()
             self.queue.close()
 
+    def _step(self) -> float | None:
+        """One attempt on the batch on top of the stack; the pause before the next one
+        (None: go on at once). The batch leaves the stack only once settled, so an
+        unexpected error leaves it there to be tried again."""
+        if not self._todo:
+            batch = self.queue.claim(BATCH_RECORDS, self.batch_bytes)
+            if batch is None:
+                self.work.wait(1.0)
+                self.work.clear()
+                return None
+            self._todo.append(batch)
+        return self._attempt(self._todo[-1])
+
     def _attempt(self, batch: Batch) -> float | None:
-        """Post once; None when the batch is settled, else the delay before trying it again."""
+        """Post once and settle what the answer says; the delay before the next attempt."""
         answer = self.poster.post(batch)
         if isinstance(self.poster, LegacyDeliverer):  # which printers are mid-print survives
             self.queue.set_note("legacy_state", msgspec.json.encode(self.poster.state).decode())
+        if answer.unreadable:
+            batch = self._todo[-1] = self.queue.dead_letter_some(
+                batch, answer.unreadable, "the queued record cannot be read"
+            )
         if answer.verdict is Verdict.DELIVERED:
             self.queue.delivered(batch)
-            self.backoff.reset()
-            if self.outage_since is not None:
-                logger.info("delivery recovered after %.0f s", time.monotonic() - self.outage_since)
-                self.outage_since = None
+            self._todo.pop()
+            self._recovered()
             return None
         self.queue.note_error(answer.reason)
-        if answer.verdict is Verdict.REFUSED:
+        if answer.verdict is Verdict.UNAUTHORIZED:
+            return self._unauthorized(answer.reason)
+        if answer.verdict is Verdict.SPLIT and len(batch.positions) > 1:
+            if answer.status == 413:
+                self._shrink(batch)
+            first, second = self.queue.split(batch)
+            self._todo[-1:] = [second, first]
+            return None
+        if answer.verdict in (Verdict.SPLIT, Verdict.REFUSED):
             logger.error(
-                "API refused a batch of %d records for good (%s): dead-lettered",
+                "API refused %d record(s) for good (%s): dead-lettered",
                 len(batch.bodies),
                 answer.reason,
             )
             self.queue.dead_letter(batch, answer.reason)
+            self._todo.pop()
             return None
+        return self._failing(answer.reason, answer.retry_after_s)  # the same batch again
+
+    def _recovered(self) -> None:
+        self.backoff.reset()
+        self.problems.clear("api auth")
+        self.problems.clear("delivery")
+        if self.outage_since is not None:
+            logger.info("delivery recovered after %.0f s", time.monotonic() - self.outage_since)
+            self.outage_since = None
+
+    def _failing(self, reason: str, retry_after_s: float | None) -> float:
+        now = time.monotonic()
         if self.outage_since is None:
-            self.outage_since = time.monotonic()
-            logger.warning("delivery failing (%s): retrying with backoff", answer.reason)
-        return (
-            answer.retry_after_s if answer.retry_after_s is not None else self.backoff.next_delay()
-        )
+            self.outage_since = now
+            logger.warning("delivery failing (%s): retrying with backoff", reason)
+        elif now - self.outage_since >= STALLED_AFTER_S:
+            self.problems.report("delivery", f"the API is not taking records: {reason}")
+        return retry_after_s if retry_after_s is not None else self.backoff.next_delay()
+
+    def _unauthorized(self, reason: str) -> float:
+        if "api auth" not in {p.key for p in self.problems.current()}:
+            logger.error("the API refuses the token (%s): records are kept, retrying", reason)
+        self.problems.report("api auth", f"the API refuses the token: {reason}")
+        return min(self.backoff.next_delay(), AUTH_RETRY_S)
+
+    def _shrink(self, batch: Batch) -> None:
+        """A 413: later claims stay under half of what was refused."""
+        size = sum(len(body) for body in batch.bodies)
+        smaller = max(MIN_BATCH_BYTES, size // 2)
+        if smaller < self.batch_bytes:
+            logger.warning("API said 413 to %d bytes: batches now up to %d", size, smaller)
+            self.batch_bytes = smaller
 
 
 class Uplink:
     """The receiving side, the tap and the delivery thread."""
 
-    def __init__(self, config: Config, token: Token, ctx: zmq.asyncio.Context) -> None:
+    def __init__(
+        self,
+        config: Config,
+        token: Token,
+        ctx: zmq.asyncio.Context,
+        problems: Problems | None = None,
+    ) -> None:
         prepare_runtime_dir(config.gateway.runtime_dir)
+        self.problems = problems or Problems(None, "uplink")
         self.queue = DurableQueue(queue_path(config), config.uplink.max_queue_mb * 1024 * 1024)
         released = self.queue.release_stale_claims()
         if released:
@@ -174,8 +247,8 @@ class Uplink:
         self.tap.setsockopt(zmq.SNDHWM, 10_000)
         self.tap.bind(tap_endpoint(config.gateway.runtime_dir))
         self.work = threading.Event()
-        self.delivery = DeliveryThread(config, token, self.work)
-        self.notifier = Notifier(config)
+        self.delivery = DeliveryThread(config, token, self.work, problems=self.problems)
+        self.notifier = Notifier(config, self.problems)
         self._full_since: float | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -183,10 +256,7 @@ class Uplink:
         self.delivery.start()
         self.notifier.start()
         try:
-            while not stop.is_set():
-                got = await self.receiver.receive(0.2)
-                if got is not None:
-                    await self._store_group([got])
+            await guarded_loop(LoopGuard("receiving", self.problems), self._receive_once, stop)
         finally:
             self.delivery.stopping.set()
             self.notifier.stop()
@@ -196,25 +266,33 @@ class Uplink:
             self.tap.close(linger=0)
             self.queue.close()
 
-    async def _store_group(self, group: list[tuple[bytes, tuple[Record, ...]]]) -> None:
-        count = len(group[0][1])
+    async def _receive_once(self) -> None:
+        got = await self.receiver.receive(0.2)
+        if got is not None:
+            await self._store_group([got])
+
+    async def _store_group(self, group: list[Received]) -> None:
+        count = len(group[0].ids)
         while count < GROUP_RECORDS and (more := await self.receiver.receive(0)) is not None:
             group.append(more)
-            count += len(more[1])
-        records = [record for _, batch in group for record in batch]
+            count += len(more.ids)
+        records = [record for received in group for record in received.records]
+        invalid = [item for received in group for item in received.invalid]
         try:
-            new = await asyncio.to_thread(self.queue.accept_new, records)
+            new = await asyncio.to_thread(self.queue.accept_new, records, invalid)
         except QueueFullError as err:
             if self._full_since is None:
                 self._full_since = time.monotonic()
                 logger.error("queue cannot grow (%s): not acknowledging until space returns", err)
+            self.problems.report("queue full", f"the queue cannot grow: {err}")
             await asyncio.sleep(1.0)
             return
         if self._full_since is not None:
             logger.info("queue writable again after %.0f s", time.monotonic() - self._full_since)
             self._full_since = None
-        for peer, batch in group:
-            await self.receiver.acknowledge(peer, [record.id for record in batch])
+            self.problems.clear("queue full")
+        for received in group:
+            await self.receiver.acknowledge(received.peer, received.ids)
         self.work.set()
         self.notifier.offer(new)
         for record in records:
@@ -225,9 +303,9 @@ class Uplink:
 def run(config: Config, token: Token) -> int:
     """Run the uplink until SIGTERM or SIGINT; 0 on a clean stop."""
 
-    async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event) -> None:
-        uplink = Uplink(config, token, ctx)
-        logger.info("uplink started: queue %s, API %s", queue_path(config), config.api.url)
+    async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event, problems: Problems) -> None:
+        uplink = Uplink(config, token, ctx, problems)
+        logger.info("uplink started: queue %s, API %s", queue_path(config), safe(config.api.url))
         await uplink.run(stop)
 
     return runner.run("uplink", config.gateway.runtime_dir, body)
