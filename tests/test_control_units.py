@@ -16,7 +16,7 @@ import pytest
 from gateway.config import Secret
 from gateway.messages import Command, Pause, SetNozzleTemperature
 from services.control.ledger import Ledger
-from services.control.service import FetchThread, check
+from services.control.service import FetchThread, LatestAnswer, check
 from services.control.source import CommandSource, FetchError, seconds_until
 from tests.poller_harness import make_config
 
@@ -149,7 +149,7 @@ def test_fetch_works_against_a_server_that_ignores_wait() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "status"), [(b"{not json", 200), (b'{"commands": [{"id": 1}]}', 200), (b"{}", 503)]
+    ("body", "status"), [(b"{not json", 200), (b'{"commands": {"id": 1}}', 200), (b"{}", 503)]
 )
 def test_fetch_errors_are_typed_and_never_show_the_token(body: bytes, status: int) -> None:
     with command_server(body, status) as (url, _):
@@ -165,7 +165,7 @@ def test_fetching_does_not_spin_on_commands_already_held() -> None:
     with command_server(body) as (url, paths):
         source = CommandSource(url, Secret("t"), "gw", wait_s=25)
         loop = asyncio.new_event_loop()
-        fetcher = FetchThread(source, loop, asyncio.Queue())
+        fetcher = FetchThread(source, LatestAnswer(loop))
         fetcher.start()
         time.sleep(2.5)
         fetcher.stopping.set()

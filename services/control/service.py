@@ -37,6 +37,8 @@ from gateway.bus import (
 )
 from gateway.clock import boot_seconds
 from gateway.config import Config, Token
+from gateway.health import Problems
+from gateway.loops import LoopGuard, guarded_loop
 from gateway.messages import (
     Action,
     Command,
@@ -47,15 +49,24 @@ from gateway.messages import (
     parse_action,
     utc_now,
 )
+from gateway.redaction import safe
 from services.control.ledger import Entry, Ledger
-from services.control.source import CommandSource, Fetched, FetchError, seconds_until
-from services.uplink.delivery import Backoff
+from services.control.source import (
+    AuthRefused,
+    CommandSource,
+    Fetched,
+    FetchError,
+    InvalidCommand,
+    seconds_until,
+)
+from services.uplink.delivery import AUTH_RETRY_S, Backoff
 
 logger = logging.getLogger(__name__)
 WAIT_S = 25.0
 ANSWER_TIMEOUT_S = 15.0  # a command's read-back takes up to ~5 s on the poller
 EMPTY_POLL_GAP_S = 1.0
 SILENT_POLLER_S = 60.0
+STALLED_AFTER_S = 60.0  # fetching failing this long is reported by `status`
 
 
 def ledger_path(config: Config) -> Path:
@@ -79,66 +90,119 @@ def check(command: Command, config: Config) -> Action | str:
     return action
 
 
+class LatestAnswer:
+    """The newest command list, handed from the fetch thread to the event loop.
+
+    The API lists every command until its result arrives, so a newer answer supersedes an
+    older one: only the latest is kept (memory is one answer, however far the loop is
+    behind), and the loop admits what it has not seen in the answer it took before.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._answer: Fetched | None = None
+        self.ready = asyncio.Event()
+
+    def put(self, answer: Fetched) -> None:
+        """From the fetch thread: replace the answer and wake the loop."""
+        with self._lock:
+            self._answer = answer
+        with contextlib.suppress(RuntimeError):  # the loop is gone: we are stopping
+            self._loop.call_soon_threadsafe(self.ready.set)
+
+    def take(self) -> Fetched | None:
+        """From the loop: the newest answer not taken yet."""
+        self.ready.clear()
+        with self._lock:
+            answer, self._answer = self._answer, None
+        return answer
+
+
 class FetchThread(threading.Thread):
     """Long-polls the API and hands each answer to the event loop."""
 
     def __init__(
-        self,
-        source: CommandSource,
-        loop: asyncio.AbstractEventLoop,
-        deliver: asyncio.Queue[Fetched],
+        self, source: CommandSource, latest: LatestAnswer, problems: Problems | None = None
     ) -> None:
         super().__init__(name="control-fetch", daemon=True)
-        self.source, self.loop, self.deliver = source, loop, deliver
+        self.source, self.latest = source, latest
+        self.problems = problems or Problems(None, "control")
         self.stopping = threading.Event()
         self.backoff = Backoff(base_s=1.0, cap_s=60.0)
-        self.seen: set[str] = set()
+        self.guard = LoopGuard("command fetching", self.problems)
+        self._failing_since: float | None = None
+        self._previous: frozenset[str] = frozenset()
+        self._idle_answers = 0
 
     def run(self) -> None:
         """Fetch until stopped; failures back off, a bug is logged and retried, never fatal."""
-        failing = False
-        idle_answers = 0
-        while not self.stopping.is_set():
-            began = boot_seconds()
-            try:
-                fetched = self.source.fetch()
-            except FetchError as err:
-                if not failing:
-                    logger.warning("fetching commands failed (%s): retrying with backoff", err)
-                    failing = True
-                self.stopping.wait(self.backoff.next_delay())
-                continue
-            except Exception:  # top of the thread: log, back off, go on
-                logger.exception("unexpected error while fetching commands")
-                self.stopping.wait(self.backoff.next_delay())
-                continue
-            if failing:
-                logger.info("fetching commands works again")
-                failing = False
-            self.backoff.reset()
-            with contextlib.suppress(RuntimeError):  # the loop is gone: we are stopping
-                self.loop.call_soon_threadsafe(self.deliver.put_nowait, fetched)
-            new = {command.id for command in fetched.commands} - self.seen
-            if len(self.seen) > 10_000:
-                self.seen.clear()
-            self.seen |= new
-            if not new and boot_seconds() - began < self.source.wait_s / 2:
-                # Nothing new came back at once: a server that ignores `wait`, or commands we
-                # hold already, listed until their results arrive. Do not spin on the API:
-                # wait a little, longer each time (a new command is still picked up fast).
-                self.stopping.wait(min(EMPTY_POLL_GAP_S, 0.05 * 2**idle_answers))
-                idle_answers += 1
-            else:
-                idle_answers = 0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    delay = self._fetch_once()
+                except Exception as err:  # noqa: BLE001 - top of the thread: log, back off, go on
+                    delay = self.guard.failed(err)
+                else:
+                    self.guard.succeeded()
+                if delay:
+                    self.stopping.wait(delay)
+        finally:
+            self.guard.ended(self.stopping.is_set())
+
+    def _fetch_once(self) -> float:
+        """One long poll; the pause before the next one."""
+        began = boot_seconds()
+        try:
+            fetched = self.source.fetch()
+        except AuthRefused as err:
+            self._failed(err)
+            self.problems.report("api auth", f"the API refuses the token: {err}")
+            return min(self.backoff.next_delay(), AUTH_RETRY_S)
+        except FetchError as err:
+            self._failed(err)
+            return self.backoff.next_delay()
+        if self._failing_since is not None:
+            logger.info("fetching commands works again")
+            self._failing_since = None
+        self.problems.clear("api auth")
+        self.problems.clear("commands")
+        self.backoff.reset()
+        self.latest.put(fetched)
+        unchanged = fetched.ids == self._previous
+        self._previous = fetched.ids
+        if unchanged and boot_seconds() - began < self.source.wait_s / 2:
+            # Nothing new came back at once: a server that ignores `wait`, or commands we
+            # hold already, listed until their results arrive. Do not spin on the API:
+            # wait a little, longer each time (a new command is still picked up fast).
+            self._idle_answers += 1
+            return float(min(EMPTY_POLL_GAP_S, 0.05 * 2 ** (self._idle_answers - 1)))
+        self._idle_answers = 0
+        return 0.0
+
+    def _failed(self, err: FetchError) -> None:
+        now = boot_seconds()
+        if self._failing_since is None:
+            self._failing_since = now
+            logger.warning("fetching commands failed (%s): retrying with backoff", err)
+        elif now - self._failing_since >= STALLED_AFTER_S:
+            self.problems.report("commands", f"commands cannot be fetched: {err}")
 
 
 class Control:
     """Admits, checks, routes and reports commands."""
 
-    def __init__(self, config: Config, token: Token, ctx: zmq.asyncio.Context) -> None:
+    def __init__(
+        self,
+        config: Config,
+        token: Token,
+        ctx: zmq.asyncio.Context,
+        problems: Problems | None = None,
+    ) -> None:
         prepare_runtime_dir(config.gateway.runtime_dir)
         self.config = config
         self.ctx = ctx
+        self.problems = problems or Problems(None, "control")
         self.ledger = Ledger(ledger_path(config))
         self.source = CommandSource(config.api.url, token.secret, config.gateway.id, WAIT_S)
         self.sender = RecordSender(
@@ -147,6 +211,7 @@ class Control:
         self.injected = InjectReceiver(ctx, control_endpoint(config.gateway.runtime_dir))
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        self._taken: frozenset[str] = frozenset()  # ids in the answer admitted last
 
     def result_id(self, command_id: str) -> str:
         """The one record id of a command's result (the same on every re-send)."""
@@ -159,22 +224,25 @@ class Control:
             self._report(entry)
         for entry in self.ledger.in_state("received", "handed"):
             self._start(entry)
-        fetched: asyncio.Queue[Fetched] = asyncio.Queue()
-        fetcher = FetchThread(self.source, asyncio.get_running_loop(), fetched)
+        latest = LatestAnswer(asyncio.get_running_loop())
+        fetcher = FetchThread(self.source, latest, self.problems)
         if self.config.api.flavor == "v1":  # the legacy API has no command list: 418s only
             fetcher.start()
-        sending = asyncio.create_task(self.sender.run(stop))
-        injected = asyncio.create_task(self._take_injected(stop))
+        sending = asyncio.create_task(self.sender.run(stop, self.problems))
+        injected = asyncio.create_task(
+            guarded_loop(LoopGuard("injected commands", self.problems), self._take_injected, stop)
+        )
         try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    answer = await asyncio.wait_for(fetched.get(), 0.2)
-                    for command in answer.commands:
-                        self._admit(command, answer)
+            await guarded_loop(
+                LoopGuard("command admission", self.problems),
+                lambda: self._take_latest(latest),
+                stop,
+            )
         finally:
             fetcher.stopping.set()
             self.source.close()
             await injected
+            self.injected.close()
             if self._tasks:
                 await asyncio.wait(self._tasks.values(), timeout=5)
             await sending
@@ -182,13 +250,35 @@ class Control:
             self.sender.close()
             self.ledger.close()
 
-    async def _take_injected(self, stop: asyncio.Event) -> None:
+    async def _take_latest(self, latest: LatestAnswer) -> None:
+        """Admit what the newest command list holds that the one before did not."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(latest.ready.wait(), 0.2)
+        answer = latest.take()
+        if answer is None:
+            return
+        for command in answer.commands:
+            if command.id not in self._taken:
+                self._admit(command, answer)
+        for item in answer.invalid:
+            if item.id not in self._taken:
+                self._admit_invalid(item)
+        self._taken = answer.ids
+
+    async def _take_injected(self) -> None:
         """Commands other services hand in (the legacy flavor's 418 -> pause)."""
-        while not stop.is_set():
-            command = await self.injected.receive(0.2)
-            if command is not None:
-                self._admit(command, Fetched((command,), None))
-        self.injected.close()
+        command = await self.injected.receive(0.2)
+        if command is not None:
+            self._admit(command, Fetched((command,), None))
+
+    def _admit_invalid(self, item: InvalidCommand) -> None:
+        """A listed command that cannot be read: admitted once, answered ``rejected``."""
+        placeholder = Command(id=item.id, printer_id=item.printer_id or "-", type=item.type or "-")
+        entry, new = self.ledger.admit(placeholder, boot_seconds())
+        if new:
+            self._answer(entry, "rejected", item.reason)
+        elif entry.state == "answered":
+            self._report(entry)
 
     def _admit(self, command: Command, fetched: Fetched) -> None:
         left = seconds_until(
@@ -208,6 +298,13 @@ class Control:
             task.add_done_callback(lambda _: self._tasks.pop(entry.command.id, None))
 
     async def _settle(self, entry: Entry) -> None:
+        try:
+            await self._settle_checked(entry)
+        except Exception as err:
+            logger.exception("command %s: unexpected error", entry.command.id)
+            self._answer(entry, "failed", f"internal error in control: {err}")
+
+    async def _settle_checked(self, entry: Entry) -> None:
         checked = check(entry.command, self.config)
         if isinstance(checked, str):
             self._answer(entry, "rejected", checked)
@@ -282,9 +379,9 @@ class Control:
 def run(config: Config, token: Token) -> int:
     """Run control until SIGTERM or SIGINT; 0 on a clean stop."""
 
-    async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event) -> None:
-        control = Control(config, token, ctx)
-        logger.info("control started: commands from %s", config.api.url)
+    async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event, problems: Problems) -> None:
+        control = Control(config, token, ctx, problems)
+        logger.info("control started: commands from %s", safe(config.api.url))
         await control.run(stop)
 
     return runner.run("control", config.gateway.runtime_dir, body)

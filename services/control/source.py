@@ -1,8 +1,15 @@
 """Fetching commands: ``GET {url}/v1/commands?gateway_id=..&wait=N`` (architecture §4.3).
 
-The request timeout is ``wait`` plus a margin, so a server that holds the long poll is not
-cut off, and a server that ignores ``wait`` and answers at once is not hammered: an empty
-answer that came back early is followed by a pause. Failures back off with full jitter.
+The request's total deadline is ``wait`` plus a margin, so a server that holds the long poll
+is not cut off and one that drips or stalls is; the answer is read up to
+``MAX_LIST_BYTES`` (a larger one is an error, not a truncated list); redirects are not
+followed (the token stays with the configured origin). 401/403 raise ``AuthRefused``: a
+condition of the whole gateway, reported and retried, not a reason to stop.
+
+Each listed command is decoded on its own (``parse_command_list``): one that is malformed
+(a bad ``expires_at``, a missing field, a wrong type) is returned among ``invalid`` with its
+id, so control answers it ``rejected`` with the reason, and every other command runs.
+An entry without a usable id cannot be answered: it is counted and logged once.
 The server's ``Date`` header is kept with each answer so ``expires_at`` can be turned into
 "seconds left" on the server's own clock, never on the Pi's.
 """
@@ -10,31 +17,122 @@ The server's ``Date`` header is kept with each answer so ``expires_at`` can be t
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import msgspec
-import requests
 
 from gateway.config import Secret
-from gateway.messages import Command, command_list_json_decoder
+from gateway.errors import GatewayError
+from gateway.http import HttpClient, HttpError
+from gateway.messages import Command, CommandId
+from gateway.redaction import safe
 
 logger = logging.getLogger(__name__)
 MARGIN_S = 10.0
+MAX_LIST_BYTES = 4 * 1024 * 1024
+MAX_COMMANDS = 10_000  # per answer; the rest are listed again once these have results
+_REMEMBERED_UNIDENTIFIED = 1000
+
+
+@dataclass(frozen=True)
+class InvalidCommand:
+    """A listed command that cannot be read: its id, printer (when usable) and why."""
+
+    id: str
+    printer_id: str | None
+    type: str
+    reason: str
 
 
 @dataclass(frozen=True)
 class Fetched:
-    """One answer: the commands, when it arrived (boot clock) and the server's time if sent."""
+    """One answer: the commands, those that cannot be read, and the server's time if sent."""
 
     commands: tuple[Command, ...]
     server_time: datetime | None
+    invalid: tuple[InvalidCommand, ...] = ()
+
+    @property
+    def ids(self) -> frozenset[str]:
+        """Every command id in the answer, readable or not."""
+        return frozenset(c.id for c in self.commands) | {c.id for c in self.invalid}
 
 
-class FetchError(Exception):
+class FetchError(GatewayError):
     """The command source could not be read this time (network, HTTP status, bad body)."""
+
+
+class AuthRefused(FetchError):
+    """The API refuses the token (401/403)."""
+
+
+class _Listing(msgspec.Struct):
+    commands: list[msgspec.Raw]
+
+
+_listing_decoder = msgspec.json.Decoder(_Listing)
+_command_decoder = msgspec.json.Decoder(Command)
+_loose_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+@dataclass(frozen=True)
+class CommandList:
+    """A command list read item by item: the readable commands, the malformed ones that can
+    be answered, and (digest, problem) of those without a usable id."""
+
+    commands: list[Command]
+    invalid: list[InvalidCommand]
+    unidentified: list[tuple[str, str]]
+
+
+def parse_command_list(body: bytes) -> CommandList:
+    """The commands of a ``GET /v1/commands`` answer, each decoded on its own; FetchError
+    only when the answer as a whole is not a command list."""
+    try:
+        listing = _listing_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise FetchError(f"malformed command list: {err}") from err
+    if len(listing.commands) > MAX_COMMANDS:
+        logger.warning(
+            "the API lists %d commands: taking the first %d", len(listing.commands), MAX_COMMANDS
+        )
+    parsed = CommandList([], [], [])
+    for raw in listing.commands[:MAX_COMMANDS]:
+        try:
+            parsed.commands.append(_command_decoder.decode(raw))
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            item = _invalid(bytes(raw), str(err))
+            if isinstance(item, InvalidCommand):
+                parsed.invalid.append(item)
+            else:
+                parsed.unidentified.append((hashlib.sha256(raw).hexdigest(), item))
+    return parsed
+
+
+def _invalid(raw: bytes, problem: str) -> InvalidCommand | str:
+    """What can be answered of a malformed command, or only the problem when it has no
+    usable id (then nobody can be told: it is logged)."""
+    try:
+        fields = _loose_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        fields = {}
+    try:
+        command_id = msgspec.convert(fields.get("id"), CommandId)
+    except msgspec.ValidationError:
+        return safe(f"{problem} (id {str(fields.get('id'))[:40]!r})")
+    printer = fields.get("printer_id")
+    kind = fields.get("type")
+    return InvalidCommand(
+        id=command_id,
+        printer_id=printer if isinstance(printer, str) and 0 < len(printer) <= 64 else None,
+        type=kind if isinstance(kind, str) and 0 < len(kind) <= 64 else "",
+        reason=safe(f"malformed command: {problem}"),
+    )
 
 
 class CommandSource:
@@ -44,30 +142,46 @@ class CommandSource:
         self.endpoint = url.rstrip("/") + "/v1/commands"
         self.gateway_id = gateway_id
         self.wait_s = wait_s
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token.reveal()}"
+        self.client = HttpClient({"Authorization": f"Bearer {token.reveal()}"})
+        self._unidentified_seen: dict[str, None] = {}  # bounded: log each one once
 
     def fetch(self) -> Fetched:
         """One long poll; FetchError on any trouble (never the token in the message)."""
         try:
-            response = self.session.get(
+            answer = self.client.exchange(
+                "GET",
                 self.endpoint,
                 params={"gateway_id": self.gateway_id, "wait": f"{self.wait_s:g}"},
-                timeout=(10.0, self.wait_s + MARGIN_S),
+                total_s=self.wait_s + MARGIN_S,
+                max_body=MAX_LIST_BYTES,
+                must_fit=True,
             )
-        except requests.RequestException as err:
-            raise FetchError(f"{type(err).__name__}") from err
-        if response.status_code != 200:
-            raise FetchError(f"HTTP {response.status_code}")
-        try:
-            listing = command_list_json_decoder.decode(response.content)
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
-            raise FetchError(f"malformed command list: {err}") from err
-        return Fetched(listing.commands, _server_time(response.headers.get("Date")))
+        except HttpError as err:
+            raise FetchError(safe(str(err))) from err
+        if answer.status in (401, 403):
+            raise AuthRefused(safe(f"HTTP {answer.status}: {answer.text()}"))
+        if 300 <= answer.status < 400:
+            raise FetchError(f"HTTP {answer.status}: redirect not followed")
+        if answer.status != 200:
+            raise FetchError(safe(f"HTTP {answer.status}: {answer.text()}"))
+        parsed = parse_command_list(answer.body)
+        for digest, problem in parsed.unidentified:
+            self._log_unidentified(digest, problem)
+        server_time = _server_time(answer.headers.get("Date"))
+        return Fetched(tuple(parsed.commands), server_time, tuple(parsed.invalid))
+
+    def _log_unidentified(self, digest: str, problem: str) -> None:
+        """A command without a usable id is listed again on every fetch: log it once."""
+        if digest in self._unidentified_seen:
+            return
+        if len(self._unidentified_seen) >= _REMEMBERED_UNIDENTIFIED:
+            self._unidentified_seen.pop(next(iter(self._unidentified_seen)))
+        self._unidentified_seen[digest] = None
+        logger.warning("the API lists a command without a usable id, ignored: %s", problem)
 
     def close(self) -> None:
         """Close the session."""
-        self.session.close()
+        self.client.close()
 
 
 def _server_time(header: str | None) -> datetime | None:
