@@ -53,14 +53,21 @@ def _json(name: str, description: str) -> dict[str, Any]:
 
 
 def _query(
-    name: str, description: str, kind: str = "string", required: bool = False
+    name: str,
+    description: str,
+    kind: str = "string",
+    required: bool = False,
+    bounds: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    if bounds is not None:
+        schema |= {"minimum": bounds[0], "maximum": bounds[1]}
     return {
         "name": name,
         "in": "query",
         "required": required,
         "description": description,
-        "schema": {"type": kind},
+        "schema": schema,
     }
 
 
@@ -112,6 +119,7 @@ def openapi() -> dict[str, Any]:
                         "200": _json("StoredCount", "all records stored"),
                         "400": bad,
                         "401": unauthorized,
+                        "413": _json("Error", "body over 16 MiB: split the batch"),
                     },
                 },
                 "get": {
@@ -120,8 +128,10 @@ def openapi() -> dict[str, Any]:
                         gateway,
                         _query("printer_id", "one printer"),
                         _query("kind", "status, event or command_result"),
-                        _query("after_seq", "only seq above this", "integer"),
-                        _query("limit", "at most", "integer"),
+                        _query(
+                            "after_seq", "only seq above this", "integer", bounds=(0, 2**63 - 1)
+                        ),
+                        _query("limit", "at most", "integer", bounds=(1, 10_000)),
                     ],
                     "responses": {"200": records_list, "400": bad, "401": unauthorized},
                 },
@@ -132,7 +142,10 @@ def openapi() -> dict[str, Any]:
                     "parameters": [
                         gateway,
                         _query(
-                            "wait", "seconds to hold the request until a command exists", "number"
+                            "wait",
+                            "seconds to hold the request until a command exists",
+                            "number",
+                            bounds=(0, 60),
                         ),
                     ],
                     "responses": {
@@ -151,6 +164,7 @@ def openapi() -> dict[str, Any]:
                         "201": _json("Created", "queued"),
                         "400": bad,
                         "401": unauthorized,
+                        "413": _json("Error", "body over 64 KiB"),
                         "409": _json("Error", "the id is taken"),
                     },
                 },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 import uuid
@@ -10,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.messages import CommandResult, NewCommand, Record, Status, json_encoder
+from gateway.messages import CommandResult, NewCommand, Record, Status, json_encoder, utc_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -51,6 +52,8 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Created owner-only before SQLite opens it: SQLite gives -wal/-shm the same mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -121,7 +124,7 @@ class Store:
                 command.type,
                 msgspec.json.encode(command.params).decode(),
                 created_at,
-                command.expires_at,
+                None if command.expires_at is None else utc_text(command.expires_at),
             ),
         )
         return command_id
