@@ -12,6 +12,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import random
 import socket
 import threading
 import time
@@ -28,6 +29,38 @@ T = TypeVar("T")
 # Junk a real link shows before a reply: binary noise, a bare "ok" (ends a naive reader early),
 # another client's upload ack and a complete reply to a command nobody on this socket sent.
 _GARBAGE = b"\x00\xff\xfe\x1b[garbage]\r\nok\r\nN0001 ok.\r\n"
+
+
+# A hostile or broken printer: replies well framed, with content no honest firmware sends.
+Hostility = Literal["none", "huge_numbers", "non_finite", "binary", "endless", "nasty_text"]
+_HUGE = "99999999999999999999999"  # above 2**64
+_INFINITE = "9" * 400  # float() of this is inf
+NASTY_NAME = "<img src=x onerror=alert(1)>"
+NASTY_FILE = '"; $(touch /tmp/pwned) `id` \x1b[2J\x1b]0;owned\x07<b>x</b>.gx'
+
+
+def _hostile_lines(mode: Hostility, lines: list[str]) -> list[str]:
+    """The reply lines (header and ok included) a hostile printer sends instead."""
+    code = lines[0].split()[1]
+    payload = lines[1:-1]
+    if mode == "huge_numbers" and code == "M27":
+        payload = [f"SD printing byte {_HUGE}/1", f"Layer: {_HUGE}/1"]
+    elif mode == "huge_numbers" and code == "M105":
+        payload = [f"T0:{_HUGE} /0 B:20/0"]
+    elif mode == "non_finite" and code == "M105":
+        payload = [f"T0:{_INFINITE}/0 B:{_INFINITE}/0"]
+    elif mode == "non_finite" and code == "M27":
+        payload = [f"SD printing byte {_INFINITE}/100"]
+    elif mode == "nasty_text" and code == "M115":
+        named = ("Machine Name:", "Machine Type:")
+        payload = [
+            f"{p.split(':')[0]}: {NASTY_NAME}" if p.startswith(named) else p for p in payload
+        ]
+    elif mode == "nasty_text" and code == "M119":
+        payload = [
+            f"CurrentFile: {NASTY_FILE}" if p.startswith("CurrentFile:") else p for p in payload
+        ]
+    return [lines[0], *payload, lines[-1]]
 
 
 def _foreign_reply(code: str) -> bytes:
@@ -61,6 +94,7 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     drop: Literal["never", "before_reply", "mid_reply"] = "never"  # close the connection
     cross_talk: bool = False  # every reply is also written to every other open connection
     hang: bool = False  # read requests, never answer
+    hostile: Hostility = "none"  # content no honest firmware sends (see _hostile_lines)
 
 
 class WireEntry(msgspec.Struct, frozen=True):
@@ -91,6 +125,7 @@ class PrinterSimulator:
         self._blackhole: _Blackhole | None = None
         self._writers: dict[int, asyncio.StreamWriter] = {}
         self._ids = itertools.count(1)
+        self._noise = random.Random(8899)  # the binary fault's bytes, the same every run
 
     @property
     def open_connections(self) -> int:
@@ -172,7 +207,13 @@ class PrinterSimulator:
     async def _send(self, conn: int, writer: asyncio.StreamWriter, lines: list[str]) -> bool:
         """Write one reply under the current faults; False when the connection was cut."""
         faults = self.faults
+        if faults.hostile == "endless":
+            return await self._endless(writer, lines[0])
+        if faults.hostile != "none":
+            lines = _hostile_lines(faults.hostile, lines)
         data = ("\r\n".join(lines) + "\r\n").encode()
+        if faults.hostile == "binary":
+            data = f"{lines[0]}\r\n".encode() + self._noise.randbytes(256) + b"\r\nok\r\n"
         if faults.garbage_lines:
             data = _GARBAGE + _foreign_reply(lines[0].split()[1]) + data
         if faults.reply_delay_s:
@@ -197,6 +238,18 @@ class PrinterSimulator:
             writer.write(data)
             await writer.drain()
         return True
+
+    async def _endless(self, writer: asyncio.StreamWriter, header: str) -> bool:
+        """A reply that never ends: payload lines until the client hangs up (or 16 MB)."""
+        line = b"Endstop: X-max:1 Y-max:0 Z-max:0 and so on and so forth\r\n"
+        writer.write(f"{header}\r\n".encode())
+        try:
+            for _ in range(16 * 1024 * 1024 // len(line)):
+                writer.write(line * 64)
+                await writer.drain()
+        except ConnectionError:
+            return False
+        return False
 
 
 class SimulatorThread:

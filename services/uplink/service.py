@@ -42,7 +42,7 @@ from gateway.health import Problems
 from gateway.loops import LoopGuard, guarded_loop
 from gateway.messages import Command, json_encoder
 from gateway.redaction import safe
-from services.uplink.delivery import AUTH_RETRY_S, Backoff, Deliverer, Verdict
+from services.uplink.delivery import AUTH_RETRY_S, Answer, Backoff, Deliverer, Verdict
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
 from services.uplink.notify import Notifier
 from services.uplink.queue import Batch, DurableQueue, QueueFullError
@@ -122,6 +122,7 @@ class DeliveryThread(threading.Thread):
         self.backoff = Backoff()
         self.guard = LoopGuard("delivery", self.problems)
         self.outage_since: float | None = None
+        self._failure_kind: int | str | None = None
         self.batch_bytes = BATCH_BYTES
         self._todo: list[Batch] = []  # the top is posted next
 
@@ -189,7 +190,7 @@ class DeliveryThread(threading.Thread):
             self.queue.dead_letter(batch, answer.reason)
             self._todo.pop()
             return None
-        return self._failing(answer.reason, answer.retry_after_s)  # the same batch again
+        return self._failing(answer)  # the same batch again
 
     def _recovered(self) -> None:
         self.backoff.reset()
@@ -198,19 +199,30 @@ class DeliveryThread(threading.Thread):
         if self.outage_since is not None:
             logger.info("delivery recovered after %.0f s", time.monotonic() - self.outage_since)
             self.outage_since = None
+            self._failure_kind = None
 
-    def _failing(self, reason: str, retry_after_s: float | None) -> float:
+    def _failing(self, answer: Answer) -> float:
+        """A retry: logged when an outage starts and when the kind of failure changes (an
+        HTTP status, or the error), reported by `status` once it lasts."""
         now = time.monotonic()
+        kind = answer.status if answer.status is not None else answer.reason
         if self.outage_since is None:
             self.outage_since = now
-            logger.warning("delivery failing (%s): retrying with backoff", reason)
-        elif now - self.outage_since >= STALLED_AFTER_S:
-            self.problems.report("delivery", f"the API is not taking records: {reason}")
-        return retry_after_s if retry_after_s is not None else self.backoff.next_delay()
+            logger.warning("delivery failing (%s): retrying with backoff", answer.reason)
+        elif kind != self._failure_kind:
+            logger.warning("delivery still failing, now: %s", answer.reason)
+        self._failure_kind = kind
+        if now - self.outage_since >= STALLED_AFTER_S:
+            self.problems.report("delivery", f"the API is not taking records: {answer.reason}")
+        if answer.retry_after_s is not None:
+            return answer.retry_after_s
+        return self.backoff.next_delay()
 
     def _unauthorized(self, reason: str) -> float:
-        if "api auth" not in {p.key for p in self.problems.current()}:
+        if self._failure_kind != "unauthorized":
             logger.error("the API refuses the token (%s): records are kept, retrying", reason)
+            self._failure_kind = "unauthorized"
+            self.outage_since = self.outage_since or time.monotonic()
         self.problems.report("api auth", f"the API refuses the token: {reason}")
         return min(self.backoff.next_delay(), AUTH_RETRY_S)
 

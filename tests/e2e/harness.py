@@ -1,15 +1,21 @@
-"""The gateway's three services as real processes, for end-to-end tests."""
+"""The gateway's services as real processes (alone, or under supervisord via `up`), for
+end-to-end tests."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+import xmlrpc.client
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from gateway.deploy import supervisor_call
 from gateway.simulator import SimulatorThread
 from tests.api_harness import TOKEN, ApiThread
 
@@ -26,14 +32,19 @@ class Gateway:
         sim: SimulatorThread,
         ttl_s: float = 120,
         flavor: str = "v1",
+        more_printers: dict[str, int] | None = None,
     ) -> None:
         self.config = tmp_path / "gateway.toml"
+        printers = {"rex1": sim.port, **(more_printers or {})}
         self.config.write_text(
             f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
             f'[api]\nurl = "{api_url}"\ntoken = "{TOKEN}"\nflavor = "{flavor}"\n'
             f"[control]\ncommand_ttl_s = {ttl_s}\n"
-            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
-            "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
+            + "".join(
+                f'[[printers]]\nid = "{name}"\nhost = "127.0.0.1"\nport = {port}\n'
+                "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
+                for name, port in printers.items()
+            )
         )
         self.log: IO[bytes] = (tmp_path / "services.log").open("ab")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -74,3 +85,56 @@ def running(
         finally:
             codes = gateway.stop_all()
         assert all(code == 0 for code in codes), (tmp_path / "services.log").read_text()
+
+
+def wait_for(condition: Callable[..., Any], within_s: float = 30) -> Any:
+    """Poll a condition until it is truthy (returned) or fail at the deadline."""
+    deadline = time.monotonic() + within_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.1)
+    return value
+
+
+def supervised_pid(runtime: Path, name: str) -> int | None:
+    """The pid of a service supervisord reports RUNNING, else None."""
+    try:
+        info = supervisor_call(str(runtime), "getProcessInfo", name)
+    except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+        return None
+    return int(info["pid"]) if info["statename"] == "RUNNING" else None
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """One `printer-gateway --config CONFIG ARGS...` run, output captured."""
+    return subprocess.run(
+        [*CLI, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def status(config: Path) -> tuple[int, dict[str, Any]]:
+    """`status --json`: exit code and report."""
+    result = cli(config, "status", "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+@contextmanager
+def supervised(config: Path, runtime: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`up` on this config until the block ends (SIGTERM, exit 0 expected)."""
+    up = subprocess.Popen(
+        [*CLI, "--config", str(config), "up"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for name in ("uplink", "poller", "control"):
+            wait_for(lambda name=name: supervised_pid(runtime, name))
+        yield up
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=40) == 0

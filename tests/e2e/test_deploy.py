@@ -2,52 +2,21 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-import xmlrpc.client
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.deploy import supervisor_call
 from gateway.simulator import PrintJob, SimulatorThread
 from tests.api_harness import TOKEN, ApiThread
+from tests.e2e.harness import status, supervised_pid, wait_for
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "gateway.cli"]
-
-
-def wait_for(condition: Any, within_s: float = 30) -> Any:
-    deadline = time.monotonic() + within_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.1)
-    return value
-
-
-def running(runtime: Path, name: str) -> int | None:
-    try:
-        info = supervisor_call(str(runtime), "getProcessInfo", name)
-    except (OSError, xmlrpc.client.Error, http.client.HTTPException):
-        return None
-    return int(info["pid"]) if info["statename"] == "RUNNING" else None
-
-
-def status(config: Path) -> tuple[int, dict[str, Any]]:
-    result = subprocess.run(
-        [*CLI, "--config", str(config), "status", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return result.returncode, json.loads(result.stdout)
 
 
 def test_up_restarts_killed_services_loses_nothing_and_status_tells(
@@ -70,17 +39,19 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
         )
         try:
             for name in ("uplink", "poller", "control"):
-                wait_for(lambda name=name: running(runtime, name))
+                wait_for(lambda name=name: supervised_pid(runtime, name))
             wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
             code, report = status(config)
             assert code == 0, report
             assert [s["name"] for s in report["services"]] == ["control", "poller", "uplink"]
             assert report["printers"][0]["lease_held"] is True
             for name in ("uplink", "poller", "control"):
-                pid = running(runtime, name)
+                pid = supervised_pid(runtime, name)
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
-                wait_for(lambda name=name, pid=pid: running(runtime, name) not in (None, pid))
+                wait_for(
+                    lambda name=name, pid=pid: supervised_pid(runtime, name) not in (None, pid)
+                )
             code, report = status(config)
             assert code == 0
             assert {s["name"]: s["restarts"] for s in report["services"]} == {
