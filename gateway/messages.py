@@ -44,7 +44,7 @@ LayerNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_LAYER)]
 Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 # A command id names a result record and appears in logs: printable, bounded.
-CommandId = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
+CommandId = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]{1,128}$(?!\n)")]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 

@@ -87,7 +87,7 @@ class HostileApi:
         with self.lock:
             self.requests.append(request)
         reply = (self.records if method == "POST" else self.commands)(request)
-        if method == "POST" and 200 <= reply.status < 300:
+        if method == "POST" and 200 <= reply.status < 300 and body.startswith(b'{"gateway_id"'):
             with self.lock:
                 for record in json.loads(body)["records"]:
                     self.stored.setdefault(record["id"], record)

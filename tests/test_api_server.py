@@ -119,3 +119,76 @@ def test_command_ids_are_unique(tmp_path: Path) -> None:
         assert api.post("/v1/commands", command).status_code == 201
         assert api.post("/v1/commands", command).status_code == 409
         assert api.post("/v1/commands", {"printer_id": "rex1"}).status_code == 400
+
+
+def test_query_parameters_are_checked(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        api.post("/v1/records", batch(status(1, 1), status(2, 2)))
+        for params in ({"limit": -1}, {"limit": 0}, {"limit": "x"}, {"after_seq": -5}):
+            assert api.get("/v1/records", gateway_id="gw", **params).status_code == 400, params
+        huge = api.get("/v1/records", gateway_id="gw", after_seq="9" * 40)
+        assert (huge.status_code, huge.json()) == (200, {"records": []})  # not a 500
+        assert len(api.get("/v1/records", gateway_id="gw", limit=10**9).json()["records"]) == 2
+        for wait in ("nan", "inf", "-1", "soon"):
+            assert api.get("/v1/commands", gateway_id="gw", wait=wait).status_code == 400, wait
+
+
+def test_bodies_are_bounded_and_commands_validated(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        big = {
+            "gateway_id": "gw",
+            "printer_id": "rex1",
+            "type": "pause",
+            "params": {"x": "y" * 70_000},
+        }
+        assert api.post("/v1/commands", big).status_code == 413
+        too_many = b'{"gateway_id": "gw", "records": [' + b" " * (17 * 2**20) + b"]}"
+        response = requests.post(
+            f"{api.url}/v1/records",
+            data=too_many,
+            headers={"Authorization": f"Bearer {api.token}"},
+            timeout=30,
+        )
+        assert response.status_code == 413
+        command = {"gateway_id": "gw", "printer_id": "rex1", "type": "pause"}
+        for bad in (
+            {**command, "expires_at": "tomorrow"},
+            {**command, "expires_at": "2026-11-30T10:00:00"},  # no time zone
+            {**command, "id": "c\n1"},
+            {**command, "id": "c1\n"},
+            {**command, "id": "x" * 200},
+            {**command, "printer_id": ""},
+            {**command, "params": [1]},
+        ):
+            assert api.post("/v1/commands", bad).status_code == 400, bad
+        ok = api.post("/v1/commands", {**command, "expires_at": "2026-11-30T12:00:00+02:00"})
+        assert ok.status_code == 201
+        listed = api.get("/v1/commands", gateway_id="gw").json()["commands"]
+        assert listed[0]["expires_at"] == "2026-11-30T10:00:00Z"  # stored as RFC 3339 UTC
+        nozzle = {"celsius": 1e300}  # a shape the gateway can read and will reject by its limits
+        assert api.post("/v1/commands", {**command, "params": nozzle}).status_code == 201
+
+
+def test_security_headers_on_every_answer(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        for response in (
+            requests.get(f"{api.url}/ui/gw", timeout=5),
+            requests.get(f"{api.url}/healthz", timeout=5),
+            requests.get(f"{api.url}/v1/printers", timeout=5),  # a 401 too
+        ):
+            headers = response.headers
+            assert headers["X-Frame-Options"] == "DENY"
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert headers["Referrer-Policy"] == "no-referrer"
+            policy = headers["Content-Security-Policy"]
+            assert "default-src 'none'" in policy
+            assert "frame-ancestors 'none'" in policy
+            assert "'sha256-" in policy
+            assert "unsafe-inline" not in policy
+
+
+def test_the_database_is_private(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        api.post("/v1/records", batch(status(1, 1)))
+        for path in tmp_path.glob("api.db*"):
+            assert path.stat().st_mode & 0o077 == 0, path

@@ -16,6 +16,7 @@ from gateway.bus import (
     Executed,
     RecordReceiver,
     RecordSender,
+    Submit,
     decode,
     encode,
     request_command,
@@ -174,3 +175,39 @@ def test_messages_round_trip() -> None:
     assert decode(encode(message)) == message
     with pytest.raises(msgspec.ValidationError, match="Invalid value 'nope'"):
         decode(msgspec.msgpack.encode({"op": "nope"}))
+
+
+def test_an_invalid_record_is_returned_alone_and_the_others_decode(tmp_path: Path) -> None:
+    async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
+        receiver = RecordReceiver(ctx, endpoint)
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(endpoint)
+        good = msgspec.msgpack.encode(status(1))
+        bad = msgspec.msgpack.encode(  # a temperature no printer has: outside the bounds
+            {**msgspec.to_builtins(status(2)), "nozzle": {"current": 1e300, "target": 0}}
+        )
+        await dealer.send(encode(Submit((msgspec.Raw(good), msgspec.Raw(bad)))))
+        got = await receiver.receive(2)
+        assert got is not None
+        assert [r.id for r in got.records] == ["s1"]
+        assert [(i.record_id, i.kind, i.scope) for i in got.invalid] == [("s2", "status", "p")]
+        assert "nozzle" in got.invalid[0].reason
+        assert got.ids == ["s1", "s2"]  # both acknowledged once stored (s2 as a dead letter)
+        dealer.close()
+        receiver.close()
+
+    run(tmp_path, scenario)
+
+
+def test_a_record_that_cannot_be_encoded_is_refused_alone(tmp_path: Path) -> None:
+    async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
+        sender = RecordSender(ctx, endpoint, lambda ids: None)
+        huge = Event(id="e-huge", printer_id="p", ts=utc_now(), event="printer_online")
+        huge = msgspec.structs.replace(huge, detail={"n": 10**30})  # no msgpack integer is this big
+        assert sender.submit(huge) is False
+        assert sender.submit(event(1)) is True
+        assert (sender.pending, sender.unencodable) == (1, 1)
+        sender.close()
+
+    run(tmp_path, scenario)

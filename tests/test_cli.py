@@ -178,3 +178,33 @@ def test_check_config_hides_notification_urls_and_refuses_bad_ones(tmp_path: Pat
     result = run("--config", str(tmp_path / "g.toml"), "check-config")
     assert result.returncode == 2
     assert "notify.urls[0]" in result.stderr
+
+
+def test_check_config_warns_about_exposed_secrets_but_still_passes(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("short")
+    token_file.chmod(0o644)
+    config = tmp_path / "g.toml"
+    config.write_text(
+        '[api]\nurl = "http://user:hunter2222@printers.example.org/api?key=qwerty123"\n'
+        f'token_file = "{token_file}"\n[[printers]]\nhost = "127.0.0.1"\n'
+    )
+    config.chmod(0o644)
+    result = run("--config", str(config), "check-config")
+    assert result.returncode == 0, result.stderr
+    warnings = result.stderr
+    assert f"api.token_file {token_file} can be read by other users" in warnings
+    assert "clear text to printers.example.org" in warnings
+    assert "only 5 characters" in warnings
+    for secret in ("hunter2222", "qwerty123", "short"):
+        assert secret not in result.stdout
+
+
+def test_inline_token_in_a_readable_config_is_warned_about(tmp_path: Path) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text(GOOD.replace("http://127.0.0.1:9", "https://api.example.org"))
+    config.chmod(0o644)
+    result = run("--config", str(config), "check-config")
+    assert "api.token is in" in result.stderr
+    config.chmod(0o600)
+    assert "api.token is in" not in run("--config", str(config), "check-config").stderr

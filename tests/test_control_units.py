@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import zmq.asyncio
 
-from gateway.config import Secret
+from gateway.config import Secret, Token
 from gateway.messages import Command, Pause, SetNozzleTemperature
 from services.control.ledger import Ledger
-from services.control.service import FetchThread, LatestAnswer, check
+from services.control.service import Control, FetchThread, LatestAnswer, check
 from services.control.source import CommandSource, FetchError, seconds_until
+from tests.hostile_api import echo, hostile_api, no_commands
 from tests.poller_harness import make_config
 
 CONFIG = make_config(Path("/tmp"), {"rex1": 1})
@@ -173,3 +176,61 @@ def test_fetching_does_not_spin_on_commands_already_held() -> None:
         source.close()
         loop.close()
     assert 2 <= len(paths) <= 9  # backing off to one request a second, not hundreds
+
+
+def test_a_malformed_command_is_rejected_alone_and_reported(tmp_path: Path) -> None:
+    config = make_config(tmp_path, {"rex1": 1})
+    body = json.dumps(
+        {
+            "commands": [
+                {"id": "bad", "printer_id": "rex1", "type": "pause", "expires_at": "tomorrow"},
+                {"id": "good", "printer_id": "rex1", "type": "pause"},
+                {"printer_id": "rex1", "type": "pause"},
+            ]
+        }
+    ).encode()
+
+    async def main() -> None:
+        ctx = zmq.asyncio.Context()
+        control = Control(config, Token(Secret("t"), "test"), ctx)
+        latest = LatestAnswer(asyncio.get_running_loop())
+        with command_server(body) as (url, _):
+            source = CommandSource(url, Secret("t"), "gw", wait_s=1)
+            latest.put(source.fetch())
+            source.close()
+        await control._take_latest(latest)
+        bad = control.ledger.get("bad")
+        assert bad is not None
+        assert (bad.state, bad.outcome) == ("answered", "rejected")
+        assert "expires_at" in (bad.detail or "")
+        good = control.ledger.get("good")
+        assert good is not None
+        assert good.state in ("received", "handed")  # on its way to the poller
+        assert control.sender.pending == 1  # the rejection's result record
+        for task in list(control._tasks.values()):
+            task.cancel()
+        control.sender.close()
+        control.injected.close()
+        control.ledger.close()
+        control.source.close()
+        ctx.term()
+
+    asyncio.run(main())
+
+
+def test_a_refused_token_is_reported_while_it_lasts() -> None:
+    with hostile_api() as api:
+        api.commands = echo(401)
+        source = CommandSource(api.url, Secret("t0k3n-secret"), "gw", wait_s=1)
+        loop = asyncio.new_event_loop()
+        fetcher = FetchThread(source, LatestAnswer(loop))
+        assert fetcher._fetch_once() <= 15.0
+        (problem,) = fetcher.problems.current()
+        assert problem.key == "api auth"
+        assert "HTTP 401" in problem.reason
+        assert "t0k3n-secret" not in problem.reason
+        api.commands = no_commands
+        fetcher._fetch_once()
+        assert fetcher.problems.current() == ()
+        source.close()
+        loop.close()

@@ -105,6 +105,7 @@ def test_the_printer_recovers_when_it_talks_sense_again(
             bad.set_faults(hostile="none")
             await wait_until(lambda: poller.watchers["bad"].state == "printing")
             assert poller.watchers["bad"].detail is None
+            await wait_until(lambda: "print_started" in collector.events("bad"))
             assert collector.events("bad").count("print_started") == 1
 
     asyncio.run(main())

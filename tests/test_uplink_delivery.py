@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 
@@ -11,10 +13,11 @@ import pytest
 
 from gateway.config import Secret, Token
 from gateway.messages import Event, utc_now
-from services.uplink.delivery import Backoff, Deliverer, Verdict, classify, retry_after
+from services.uplink.delivery import Answer, Backoff, Deliverer, Verdict, classify, retry_after
 from services.uplink.queue import Batch, DurableQueue
 from services.uplink.service import DeliveryThread, queue_path
 from tests.api_harness import Script, scripted_api
+from tests.hostile_api import Reply, echo, hostile_api
 from tests.poller_harness import make_config
 
 
@@ -140,3 +143,83 @@ def test_permanent_404_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None
     assert stats.depth_by_kind == {}
     assert "HTTP 404" in (stats.last_error or "")
     assert b'"late"' in script.requests[1][1]
+
+
+def _run_until(thread: DeliveryThread, condition: Callable[[], bool], within_s: float = 10) -> None:
+    thread.start()
+    deadline = time.monotonic() + within_s
+    try:
+        while not condition():
+            assert time.monotonic() < deadline, "condition not met before the deadline"
+            thread.stopping.wait(0.02)
+    finally:
+        thread.stopping.set()
+        thread.join(10)
+
+
+def _queue(tmp_path: Path) -> DurableQueue:
+    return DurableQueue(queue_path(make_config(tmp_path, {"p": 1})), 10**8)
+
+
+def test_a_refused_token_keeps_every_record_and_is_reported(tmp_path: Path) -> None:
+    with hostile_api() as api:
+        api.records = echo(401)
+        thread = _fill(tmp_path, api.url, 5)
+        _run_until(thread, lambda: len(api.posts()) >= 3)
+        problems = {p.key: p.reason for p in thread.problems.current()}
+    assert "api auth" in problems
+    assert "HTTP 401" in problems["api auth"]
+    assert "Bearer t" not in problems["api auth"]
+    stats = _queue(tmp_path).stats()
+    assert stats.dead == 0
+    assert stats.depth_by_kind == {"event": 5}  # all kept, to be sent once the token works
+
+
+def test_while_refused_it_asks_again_at_least_every_15_s(tmp_path: Path) -> None:
+    thread = _fill(tmp_path, "http://127.0.0.1:9", 1)
+    thread.backoff = Backoff(base_s=1000, cap_s=1000)
+    assert all(thread._unauthorized("HTTP 401") <= 15.0 for _ in range(50))
+    thread.queue.close()
+    thread.poster.close()
+
+
+def test_413_splits_until_batches_fit_and_nothing_is_dead(tmp_path: Path) -> None:
+    with hostile_api() as api:
+        api.records = lambda r: Reply(413) if len(r.body) > 1000 else Reply(200)
+        thread = _fill(tmp_path, api.url, 40)
+        _run_until(thread, lambda: len(api.stored_records()) == 40)
+    assert _queue(tmp_path).stats().dead == 0
+    assert thread.batch_bytes < 2 * 1024 * 1024  # later claims are smaller
+    ids = [r["id"] for r in api.stored_records()]
+    assert ids == [f"e{i}" for i in range(40)]  # in order
+
+
+def test_one_bad_record_is_refused_alone(tmp_path: Path) -> None:
+    with hostile_api() as api:
+        api.records = lambda r: Reply(400, b"bad e7") if b'"e7"' in r.body else Reply(200)
+        thread = _fill(tmp_path, api.url, 20)
+        _run_until(thread, lambda: len(api.stored_records()) == 19)
+    queue = _queue(tmp_path)
+    dead = queue.dead_letters(10)
+    assert [msgspec.json.decode(body)["id"] for _, body in dead] == ["e7"]
+    assert "bad e7" in dead[0][0]
+    assert queue.stats().depth_by_kind == {}
+
+
+def test_the_delivery_loop_outlives_an_unexpected_error(tmp_path: Path) -> None:
+    with hostile_api() as api:
+        thread = _fill(tmp_path, api.url, 3)
+        real_post = thread.poster.post
+        calls: list[int] = []
+
+        def flaky(batch: Batch) -> Answer:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in one iteration")
+            return real_post(batch)
+
+        thread.poster.post = flaky  # type: ignore[method-assign]
+        thread.guard.base_s = 0.01
+        _run_until(thread, lambda: len(api.stored_records()) == 3)
+    assert thread.guard.failures == 0
+    assert thread.problems.current() == ()  # reported while failing, cleared after

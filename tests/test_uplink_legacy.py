@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -118,3 +119,30 @@ def test_offline_message_survives_a_restart(tmp_path: Path) -> None:
     assert [msgspec.json.decode(body)["printer_status"] for _, body in script.requests] == [
         "inactive"
     ]
+
+
+def test_an_unreadable_queued_record_is_set_aside_and_delivery_goes_on(tmp_path: Path) -> None:
+    path = queue_path(make_config(tmp_path, {"rex1": 1}))
+    queue = DurableQueue(path, 10**8)
+    queue.accept([status(1, "printing", 10), status(2, "printing", 20)])
+    with sqlite3.connect(path) as conn:  # a body this version cannot read (e.g. a newer one's)
+        conn.execute("UPDATE records SET body = ? WHERE id = 's1'", (b'{"kind": "status", "x"',))
+    queue.close()
+    script = Script()
+    _run(tmp_path, script, 1, [])
+    assert [msgspec.json.decode(body)["printer_progress"] for _, body in script.requests] == ["20"]
+    queue = DurableQueue(path, 10**8)
+    assert queue.stats().depth_by_kind == {}
+    reasons = [reason for reason, _ in queue.dead_letters(10)]
+    assert reasons == ["the queued record cannot be read"]
+
+
+def test_a_message_refused_for_good_is_skipped_alone(tmp_path: Path) -> None:
+    queue = DurableQueue(queue_path(make_config(tmp_path, {"rex1": 1})), 10**8)
+    queue.accept([status(1, "printing", 10), status(2, "printing", 20)])
+    queue.close()
+    script = Script(answers=[(422, {}), (200, {})])
+    _run(tmp_path, script, 2, [])
+    queue = DurableQueue(queue_path(make_config(tmp_path, {"rex1": 1})), 10**8)
+    assert queue.stats().depth_by_kind == {}  # the second went out; the first is not retried
+    assert len(script.requests) == 2

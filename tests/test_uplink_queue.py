@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from gateway.bus import InvalidRecord
 from gateway.messages import CommandResult, Event, Record, Status, record_json_decoder, utc_now
 from services.uplink.queue import DurableQueue, QueueFullError
 
@@ -175,3 +176,33 @@ def test_json_bodies_are_the_v1_shape(tmp_path: Path) -> None:
     assert list(body)[:5] == ["kind", "id", "printer_id", "seq", "ts"]
     assert body["seq"] == 1
     assert sqlite3.sqlite_version_info >= (3, 35)
+
+
+def test_undecodable_records_are_dead_lettered_once_beside_good_ones(tmp_path: Path) -> None:
+    queue = open_queue(tmp_path)
+    bad = InvalidRecord("e-bad", "event", "p1", b'{"kind":"event","id":"e-bad"}', "no ts")
+    assert len(queue.accept_new([event(1)], [bad])) == 1
+    assert len(queue.accept_new([event(2)], [bad])) == 1  # a re-send is not stored again
+    stats = queue.stats()
+    assert (stats.dead, stats.depth_by_kind) == (1, {"event": 2})
+    assert queue.dead_letters(5) == [("no ts", b'{"kind":"event","id":"e-bad"}')]
+    assert [r.seq for r in decoded(queue.peek(5))] == [1, 2]  # the bad one took no seq
+    assert queue.retry_dead() == 1  # moved back without colliding with a record's position
+    assert len(queue.peek(5)) == 3
+
+
+def test_split_keeps_order_and_gives_each_half_its_own_key(tmp_path: Path) -> None:
+    queue = open_queue(tmp_path)
+    queue.accept([event(n) for n in range(5)])
+    batch = queue.claim(10, 10**6)
+    assert batch is not None
+    first, second = queue.split(batch)
+    assert len({batch.batch_id, first.batch_id, second.batch_id}) == 3
+    assert [r.id for r in decoded([*first.bodies, *second.bodies])] == [
+        r.id for r in decoded(batch.bodies)
+    ]
+    queue.delivered(first)
+    left = queue.dead_letter_some(second, [0], "refused")
+    queue.delivered(left)
+    assert queue.stats().depth_by_kind == {}
+    assert queue.stats().dead == 1

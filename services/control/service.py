@@ -157,7 +157,7 @@ class FetchThread(threading.Thread):
             fetched = self.source.fetch()
         except AuthRefused as err:
             self._failed(err)
-            self.problems.report("api auth", f"the API refuses the token: {err}")
+            self.problems.report("api auth", f"the API refuses the token ({err})")
             return min(self.backoff.next_delay(), AUTH_RETRY_S)
         except FetchError as err:
             self._failed(err)

@@ -223,7 +223,7 @@ class DeliveryThread(threading.Thread):
             logger.error("the API refuses the token (%s): records are kept, retrying", reason)
             self._failure_kind = "unauthorized"
             self.outage_since = self.outage_since or time.monotonic()
-        self.problems.report("api auth", f"the API refuses the token: {reason}")
+        self.problems.report("api auth", f"the API refuses the token ({reason})")
         return min(self.backoff.next_delay(), AUTH_RETRY_S)
 
     def _shrink(self, batch: Batch) -> None:

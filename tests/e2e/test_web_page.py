@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.simulator import PrintJob, SimulatorThread
+from gateway.simulator.server import NASTY_FILE
 from tests.api_harness import TOKEN
 from tests.e2e.harness import running
 
@@ -40,6 +41,8 @@ def test_page_shows_the_print_live_and_pauses_it(sim: SimulatorThread, tmp_path:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 900, "height": 420})
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(f"{api.url}/ui/gw#token={TOKEN}")
             card = page.locator("#p-rex1")
             expect(card.locator(".state")).to_have_text("printing", timeout=20_000)
@@ -54,6 +57,12 @@ def test_page_shows_the_print_live_and_pauses_it(sim: SimulatorThread, tmp_path:
             expect(card.locator(".result")).to_contain_text("pause: done", timeout=20_000)
             expect(card.locator(".state")).to_have_text("paused", timeout=10_000)
             page.screenshot(path=str(screenshot))
+            # A file name made of markup and escape codes is shown as text, never run.
+            sim.set_faults(hostile="nasty_text")
+            expect(card.locator(".file")).to_have_text(f"file {NASTY_FILE}", timeout=10_000)
+            assert page.locator("img").count() == 0
+            assert card.locator(".file b").count() == 0
+            assert not [m for m in console if "Content Security Policy" in m], console
             other = browser.new_page()
             other.goto(f"{api.url}/ui/gw")  # no token: the data stays behind the login
             expect(other.locator("#login")).to_be_visible(timeout=10_000)

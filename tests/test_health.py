@@ -1,0 +1,80 @@
+"""What services tell `status`: the problems board, the loop guard, and the status report."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import msgspec
+
+from gateway.deploy import format_report, prepare_dirs, status_report
+from gateway.health import Problems, ServiceProblems, read_problems
+from gateway.loops import LoopGuard, guarded_loop
+from tests.poller_harness import make_config
+
+
+def test_problems_are_mirrored_on_change_and_cleared(tmp_path: Path) -> None:
+    board = Problems(str(tmp_path), "uplink")
+    path = tmp_path / "problems" / "uplink.json"
+    assert msgspec.json.decode(path.read_bytes(), type=ServiceProblems).problems == ()
+    board.report("api auth", "the API refuses the token (HTTP 401: Bearer abcdef123)")
+    written = path.stat().st_mtime_ns
+    board.report("api auth", "the API refuses the token (HTTP 401: Bearer abcdef123)")
+    assert path.stat().st_mtime_ns == written  # unchanged: not rewritten
+    (problem,) = read_problems(str(tmp_path))[0].problems
+    assert "abcdef123" not in problem.reason  # reasons are made safe
+    board.clear("api auth")
+    assert read_problems(str(tmp_path))[0].problems == ()
+
+
+def test_a_dead_services_problems_are_not_reported(tmp_path: Path) -> None:
+    Problems(str(tmp_path), "poller").report("loop x", "failing")
+    path = tmp_path / "problems" / "poller.json"
+    report = msgspec.json.decode(path.read_bytes(), type=ServiceProblems)
+    dead = msgspec.structs.replace(report, pid=2**22 + 12345)  # above any pid_max: no process
+    path.write_bytes(msgspec.json.encode(dead))
+    assert read_problems(str(tmp_path)) == []
+
+
+def test_status_reports_problems_and_dead_letters_as_unhealthy(tmp_path: Path) -> None:
+    config = make_config(tmp_path, {"rex1": 1})
+    board = Problems(config.gateway.runtime_dir, "control")
+    board.report("commands", "commands cannot be fetched: HTTP 500")
+    report, healthy = status_report(config)
+    assert not healthy
+    assert any(p.startswith("control: commands cannot be fetched") for p in report["problems"])
+    assert "control: commands cannot be fetched" in format_report(report)
+
+
+def test_a_failing_loop_backs_off_is_reported_and_recovers(tmp_path: Path) -> None:
+    board = Problems(str(tmp_path), "poller")
+    guard = LoopGuard("demo loop", board, base_s=0.01, cap_s=0.04)
+    calls = []
+
+    async def step() -> None:
+        calls.append(1)
+        if len(calls) <= 4:
+            raise ValueError(f"bad value {len(calls)}")
+        if len(calls) == 6:
+            stop.set()
+
+    stop = asyncio.Event()
+    delays = [guard.failed(ValueError("x")) for _ in range(4)]
+    assert delays == [0.01, 0.02, 0.04, 0.04]
+    guard.succeeded()
+    asyncio.run(guarded_loop(guard, step, stop))
+    assert len(calls) == 6
+    assert board.current() == ()
+
+
+def test_up_leaves_a_shared_directory_alone_and_says_so(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    config = make_config(tmp_path, {"rex1": 1})
+    gateway = msgspec.structs.replace(config.gateway, runtime_dir=str(shared))
+    warnings = prepare_dirs(msgspec.structs.replace(config, gateway=gateway))
+    assert shared.stat().st_mode & 0o7777 == 0o1777
+    assert [w for w in warnings if str(shared) in w]
+    assert (Path(config.gateway.data_dir).stat().st_mode & 0o777) == 0o700  # created: private
