@@ -67,6 +67,7 @@ ANSWER_TIMEOUT_S = 15.0  # a command's read-back takes up to ~5 s on the poller
 EMPTY_POLL_GAP_S = 1.0
 SILENT_POLLER_S = 60.0
 STALLED_AFTER_S = 60.0  # fetching failing this long is reported by `status`
+ROUTES_PER_PRINTER = 4
 
 
 def ledger_path(config: Config) -> Path:
@@ -169,9 +170,11 @@ class FetchThread(threading.Thread):
         self.problems.clear("commands")
         self.backoff.reset()
         self.latest.put(fetched)
-        unchanged = fetched.ids == self._previous
+        nothing_new = fetched.ids <= self._previous  # commands only left the list, or none
         self._previous = fetched.ids
-        if unchanged and boot_seconds() - began < self.source.wait_s / 2:
+        if fetched.capped:
+            return EMPTY_POLL_GAP_S  # a backlog of thousands: a second more costs nothing
+        if nothing_new and boot_seconds() - began < self.source.wait_s / 2:
             # Nothing new came back at once: a server that ignores `wait`, or commands we
             # hold already, listed until their results arrive. Do not spin on the API:
             # wait a little, longer each time (a new command is still picked up fast).
@@ -212,6 +215,7 @@ class Control:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._taken: frozenset[str] = frozenset()  # ids in the answer admitted last
+        self._slots: dict[str, asyncio.Semaphore] = {}  # per configured printer
 
     def result_id(self, command_id: str) -> str:
         """The one record id of a command's result (the same on every re-send)."""
@@ -308,14 +312,23 @@ class Control:
         checked = check(entry.command, self.config)
         if isinstance(checked, str):
             self._answer(entry, "rejected", checked)
-        elif entry.state == "received" and entry.expired():
-            self._answer(
-                entry, "expired", "not executed: its time to live ran out before it could be sent"
-            )
-        else:
+            return
+        # A few commands per printer in flight (its poller runs them one at a time anyway):
+        # thousands of open commands wait here, not as thousands of sockets.
+        slot = self._slots.setdefault(
+            entry.command.printer_id, asyncio.Semaphore(ROUTES_PER_PRINTER)
+        )
+        async with slot:
+            if entry.state == "received" and entry.expired():
+                self._answer(
+                    entry,
+                    "expired",
+                    "not executed: its time to live ran out before it could be sent",
+                )
+                return
             answer = await self._route(entry, checked)
-            if answer is not None:
-                self._answer(entry, *answer)
+        if answer is not None:
+            self._answer(entry, *answer)
 
     async def _route(self, entry: Entry, action: Action) -> tuple[Outcome, str] | None:
         """Ask the poller (same id every time) until it answers; None when stopping first.

@@ -56,6 +56,7 @@ class Fetched:
     commands: tuple[Command, ...]
     server_time: datetime | None
     invalid: tuple[InvalidCommand, ...] = ()
+    capped: bool = False  # the API listed more than MAX_COMMANDS: the rest come later
 
     @property
     def ids(self) -> frozenset[str]:
@@ -88,6 +89,7 @@ class CommandList:
     commands: list[Command]
     invalid: list[InvalidCommand]
     unidentified: list[tuple[str, str]]
+    listed: int  # entries in the answer; more than MAX_COMMANDS means some were left for later
 
 
 def parse_command_list(body: bytes) -> CommandList:
@@ -97,11 +99,7 @@ def parse_command_list(body: bytes) -> CommandList:
         listing = _listing_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as err:
         raise FetchError(f"malformed command list: {err}") from err
-    if len(listing.commands) > MAX_COMMANDS:
-        logger.warning(
-            "the API lists %d commands: taking the first %d", len(listing.commands), MAX_COMMANDS
-        )
-    parsed = CommandList([], [], [])
+    parsed = CommandList([], [], [], len(listing.commands))
     for raw in listing.commands[:MAX_COMMANDS]:
         try:
             parsed.commands.append(_command_decoder.decode(raw))
@@ -144,6 +142,7 @@ class CommandSource:
         self.wait_s = wait_s
         self.client = HttpClient({"Authorization": f"Bearer {token.reveal()}"})
         self._unidentified_seen: dict[str, None] = {}  # bounded: log each one once
+        self._capped = False
 
     def fetch(self) -> Fetched:
         """One long poll; FetchError on any trouble (never the token in the message)."""
@@ -167,8 +166,14 @@ class CommandSource:
         parsed = parse_command_list(answer.body)
         for digest, problem in parsed.unidentified:
             self._log_unidentified(digest, problem)
+        capped = parsed.listed > MAX_COMMANDS
+        if capped and not self._capped:
+            logger.warning(
+                "the API lists %d commands: taking the first %d", parsed.listed, MAX_COMMANDS
+            )
+        self._capped = capped
         server_time = _server_time(answer.headers.get("Date"))
-        return Fetched(tuple(parsed.commands), server_time, tuple(parsed.invalid))
+        return Fetched(tuple(parsed.commands), server_time, tuple(parsed.invalid), capped)
 
     def _log_unidentified(self, digest: str, problem: str) -> None:
         """A command without a usable id is listed again on every fetch: log it once."""
