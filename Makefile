@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.uplink
 	$(BIN)/python -m benchmarks.control
+	$(BIN)/python -m benchmarks.backlog
 
 schema: $(STAMP)
 	$(BIN)/python -m gateway.schema > docs/records.schema.json
