@@ -9,6 +9,7 @@ runtime_dir is tmpfs on a Pi: no fsync, no SD-card wear.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -18,6 +19,8 @@ import msgspec
 from gateway.files import write_atomically
 from gateway.messages import utc_text
 from gateway.redaction import safe
+
+logger = logging.getLogger(__name__)
 
 
 class PrinterHealth(msgspec.Struct, frozen=True):
@@ -108,6 +111,7 @@ class Problems:
         self._path = None if runtime_dir is None else Path(runtime_dir) / "problems" / service
         self._lock = threading.Lock()
         self._current: dict[str, Problem] = {}
+        self._write_failed = False
         self._write()  # a new life starts with a clean slate
 
     def report(self, key: str, reason: str) -> None:
@@ -133,11 +137,22 @@ class Problems:
             return tuple(self._current.values())
 
     def _write(self) -> None:
+        """Mirror the problems to the file; a failure to write (tmpfs full, runtime_dir gone)
+        must never become one more exception in the loop that reports: logged once."""
         if self._path is None:
             return
         report = ServiceProblems(self.service, os.getpid(), tuple(self._current.values()))
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomically(self._path.with_suffix(".json"), msgspec.json.encode(report))
+        try:
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomically(self._path.with_suffix(".json"), msgspec.json.encode(report))
+        except OSError as err:
+            if not self._write_failed:
+                logger.error(
+                    "cannot write %s for `status` (%s): problems kept in memory", self._path, err
+                )
+            self._write_failed = True
+        else:
+            self._write_failed = False
 
 
 def read_problems(runtime_dir: str) -> list[ServiceProblems]:

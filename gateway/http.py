@@ -39,6 +39,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from gateway.errors import GatewayError
 
 _local = threading.local()
+AUTH_RETRY_S = 15.0  # §4.3: while the API refuses the token, ask again at least this often
 
 
 class HttpError(GatewayError):

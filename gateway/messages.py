@@ -34,7 +34,10 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 # Bounds of measured values: what the printer parsers accept (a value outside is garbage and
 # never becomes a record), declared here so every decoder of a record (uplink, API) checks
 # them too. Non-finite numbers fail them as well: JSON has no infinity.
-MIN_CELSIUS, MAX_CELSIUS = -100.0, 1000.0
+# Physical bounds, not operating ones: a firmware sentinel for a missing sensor (-273, 999)
+# passes as the printer said it; only what no sensor can read (below absolute zero,
+# hotter than any hotend, not a number) is refused as garbage.
+MIN_CELSIUS, MAX_CELSIUS = -273.15, 1500.0
 MAX_COUNTER = 2**53 - 1  # byte counters of a print file; exact in every JSON reader
 MAX_LAYER = 1_000_000
 MAX_TEXT = 255  # a name, firmware, serial or file name: one line a person could read

@@ -10,7 +10,7 @@ import msgspec
 
 from gateway.deploy import format_report, prepare_dirs, status_report
 from gateway.health import Problems, ServiceProblems, read_problems
-from gateway.loops import LoopGuard, guarded_loop
+from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop
 from tests.poller_harness import make_config
 
 
@@ -78,3 +78,20 @@ def test_up_leaves_a_shared_directory_alone_and_says_so(tmp_path: Path) -> None:
     assert shared.stat().st_mode & 0o7777 == 0o1777
     assert [w for w in warnings if str(shared) in w]
     assert (Path(config.gateway.data_dir).stat().st_mode & 0o777) == 0o700  # created: private
+
+
+def test_delays_never_overflow_however_long_a_failure_lasts(tmp_path: Path) -> None:
+    guard = LoopGuard("forever", Problems(None, "x"), base_s=0.5, cap_s=30)
+    guard.failures = 10**6  # a year of failures at a few a minute
+    assert guard.failed(RuntimeError("still")) == 30.0
+    backoff = Backoff(base_s=1, cap_s=60)
+    backoff.failures = 10**6
+    assert 0 <= backoff.next_delay() <= 60
+    assert doubling(0.05, 10**9, 1.0) == 1.0
+
+
+def test_a_problems_file_that_cannot_be_written_is_not_an_error(tmp_path: Path) -> None:
+    (tmp_path / "problems").write_text("a file where the folder should be")  # as if broken
+    board = Problems(str(tmp_path), "uplink")
+    board.report("loop x", "failing")  # must not raise into the loop that reports
+    assert [p.key for p in board.current()] == ["loop x"]

@@ -12,8 +12,9 @@ import msgspec
 import pytest
 
 from gateway.config import Secret, Token
+from gateway.loops import Backoff
 from gateway.messages import Event, utc_now
-from services.uplink.delivery import Answer, Backoff, Deliverer, Verdict, classify, retry_after
+from services.uplink.delivery import Answer, Deliverer, Verdict, classify, retry_after
 from services.uplink.queue import Batch, DurableQueue
 from services.uplink.service import DeliveryThread, queue_path
 from tests.api_harness import Script, scripted_api

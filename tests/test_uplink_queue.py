@@ -206,3 +206,17 @@ def test_split_keeps_order_and_gives_each_half_its_own_key(tmp_path: Path) -> No
     queue.delivered(left)
     assert queue.stats().depth_by_kind == {}
     assert queue.stats().dead == 1
+
+
+def test_a_failed_write_leaves_no_transaction_open(tmp_path: Path) -> None:
+    queue = open_queue(tmp_path)
+    queue.accept([event(n) for n in range(4)])
+    batch = queue.claim(10, 10**6)
+    assert batch is not None
+    queue._conn.execute("PRAGMA query_only = ON")  # every write now fails, as on a broken disk
+    with pytest.raises(sqlite3.OperationalError):
+        queue.split(batch)
+    assert not queue._conn.in_transaction
+    queue._conn.execute("PRAGMA query_only = OFF")
+    first, second = queue.split(batch)  # the connection is usable again
+    assert len(first.bodies) + len(second.bodies) == 4

@@ -38,7 +38,8 @@ from gateway.bus import (
 from gateway.clock import boot_seconds
 from gateway.config import Config, Token
 from gateway.health import Problems
-from gateway.loops import LoopGuard, guarded_loop
+from gateway.http import AUTH_RETRY_S
+from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop, guarded_thread_loop
 from gateway.messages import (
     Action,
     Command,
@@ -59,7 +60,6 @@ from services.control.source import (
     InvalidCommand,
     seconds_until,
 )
-from services.uplink.delivery import AUTH_RETRY_S, Backoff
 
 logger = logging.getLogger(__name__)
 WAIT_S = 25.0
@@ -138,18 +138,7 @@ class FetchThread(threading.Thread):
 
     def run(self) -> None:
         """Fetch until stopped; failures back off, a bug is logged and retried, never fatal."""
-        try:
-            while not self.stopping.is_set():
-                try:
-                    delay = self._fetch_once()
-                except Exception as err:  # noqa: BLE001 - top of the thread: log, back off, go on
-                    delay = self.guard.failed(err)
-                else:
-                    self.guard.succeeded()
-                if delay:
-                    self.stopping.wait(delay)
-        finally:
-            self.guard.ended(self.stopping.is_set())
+        guarded_thread_loop(self.guard, self._fetch_once, self.stopping)
 
     def _fetch_once(self) -> float:
         """One long poll; the pause before the next one."""
@@ -179,7 +168,7 @@ class FetchThread(threading.Thread):
             # hold already, listed until their results arrive. Do not spin on the API:
             # wait a little, longer each time (a new command is still picked up fast).
             self._idle_answers += 1
-            return float(min(EMPTY_POLL_GAP_S, 0.05 * 2 ** (self._idle_answers - 1)))
+            return doubling(0.05, self._idle_answers - 1, EMPTY_POLL_GAP_S)
         self._idle_answers = 0
         return 0.0
 

@@ -51,12 +51,14 @@ MAX_REPLY_BYTES = 64 * 1024
 # boundary, before it can reach a record.
 TEMPERATURE_C = (MIN_CELSIUS, MAX_CELSIUS)
 MAX_TOOLS = 16
-_CODE = re.compile(r"^[MG]\d{1,4}$")
-_ANY_HEADER = re.compile(r"CMD [MG]\d+ Received\.$")
+_CODE = re.compile(r"^[MG]\d{1,4}$", re.ASCII)
+_ANY_HEADER = re.compile(r"CMD [MG]\d+ Received\.$", re.ASCII)
 # Another client's file-upload acknowledgements ("N0001 ok.") leak across connections
 # (Chris112358/3D_printer_observer); they are never part of a reply we asked for.
-_UPLOAD_ACK = re.compile(r"^N\d+ ok\.?$")
-_NUMBER = r"-?\d+(?:\.\d+)?"
+_UPLOAD_ACK = re.compile(r"^N\d+ ok\.?$", re.ASCII)
+_NUMBER = r"-?\d+(?:\.\d+)?"  # with re.ASCII (every pattern here): digits 0-9 only
+_INTEGER = re.compile(r"-?[0-9]+\Z")
+_DECIMAL = re.compile(rf"{_NUMBER}\Z", re.ASCII)
 
 
 def encode_command(code: str, *args: str) -> bytes:
@@ -176,7 +178,7 @@ def _key_values(lines: Sequence[str]) -> dict[str, str]:
 def _int(text: str, low: int, high: int, what: str, lines: Sequence[str]) -> int:
     """A decimal integer within [low, high], else UnexpectedPayloadError (never a huge int
     that no encoder downstream can carry)."""
-    if len(text) > 20:  # checked before int(): a 10,000-digit number costs real CPU
+    if len(text) > 20 or not _INTEGER.match(text):  # before int(): 10,000 digits cost CPU
         raise _payload_error(f"{what} is not a plausible number", lines)
     value = int(text)
     if not low <= value <= high:
@@ -186,7 +188,7 @@ def _int(text: str, low: int, high: int, what: str, lines: Sequence[str]) -> int
 
 def _float(text: str, low: float, high: float, what: str, lines: Sequence[str]) -> float:
     """A finite decimal number within [low, high], else UnexpectedPayloadError."""
-    value = float(text) if len(text) <= 40 else math.inf
+    value = float(text) if len(text) <= 40 and _DECIMAL.match(text) else math.nan
     if not (math.isfinite(value) and low <= value <= high):
         raise _payload_error(f"{what} {text[:40]!r} outside {low:g}..{high:g}", lines)
     return value
@@ -213,7 +215,7 @@ class MachineInfo(msgspec.Struct, frozen=True, kw_only=True):
     mac: str | None
 
 
-_VOLUME = re.compile(rf"^X:\s*({_NUMBER})\s+Y:\s*({_NUMBER})\s+Z:\s*({_NUMBER})$")
+_VOLUME = re.compile(rf"^X:\s*({_NUMBER})\s+Y:\s*({_NUMBER})\s+Z:\s*({_NUMBER})$", re.ASCII)
 
 
 def parse_m115(lines: Sequence[str]) -> MachineInfo:
@@ -228,8 +230,6 @@ def parse_m115(lines: Sequence[str]) -> MachineInfo:
             )
             volume = (x, y, z)
     tools = values.get("Tool Count")
-    if tools is not None and not tools.isdigit():
-        raise _payload_error("M115 Tool Count is not a number", lines)
     info = MachineInfo(
         machine_type=_text(values.get("Machine Type"), "M115 Machine Type", lines),
         name=_text(values.get("Machine Name"), "M115 Machine Name", lines),
@@ -251,7 +251,7 @@ class Temperatures(msgspec.Struct, frozen=True):
     bed: Temperature | None
 
 
-_HEATER = re.compile(rf"(?<![A-Za-z0-9])(T\d*|B)\s*:\s*({_NUMBER})\s*/\s*({_NUMBER})")
+_HEATER = re.compile(rf"(?<![A-Za-z0-9])(T\d*|B)\s*:\s*({_NUMBER})\s*/\s*({_NUMBER})", re.ASCII)
 
 
 def parse_m105(lines: Sequence[str]) -> Temperatures:
@@ -288,8 +288,8 @@ class PrintProgress(msgspec.Struct, frozen=True):
         return 100.0 * min(max(self.done, 0), self.total) / self.total
 
 
-_SD_BYTE = re.compile(r"SD printing byte\s*(-?\d+)\s*/\s*(-?\d+)")
-_LAYER = re.compile(r"^Layer:\s*(\d+)\s*/\s*(\d+)$")
+_SD_BYTE = re.compile(r"SD printing byte\s*(-?\d+)\s*/\s*(-?\d+)", re.ASCII)
+_LAYER = re.compile(r"^Layer:\s*(\d+)\s*/\s*(\d+)$", re.ASCII)
 
 
 def parse_m27(lines: Sequence[str]) -> PrintProgress:
@@ -333,7 +333,7 @@ _MACHINE_STATUS = {
     "BUILDING_COMPLETED": Activity.COMPLETED,
     "BUSY": Activity.BUSY,
 }
-_FLAG = re.compile(r"([A-Za-z][\w-]*):\s*(-?\d+)")
+_FLAG = re.compile(r"([A-Za-z][\w-]*):\s*(-?\d+)", re.ASCII)
 
 
 class MachineStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -387,7 +387,7 @@ class Position(msgspec.Struct, frozen=True):
     b: float | None = None
 
 
-_AXIS = re.compile(rf"(?<![A-Za-z])([XYZAB]):\s*({_NUMBER})")
+_AXIS = re.compile(rf"(?<![A-Za-z])([XYZAB]):\s*({_NUMBER})", re.ASCII)
 
 
 def parse_m114(lines: Sequence[str]) -> Position:
@@ -432,7 +432,7 @@ class FileSelected(msgspec.Struct, frozen=True):
     size: int | None
 
 
-_FILE_OPENED = re.compile(r"^File opened:\s*(.+?)(?:\s+Size:\s*(\d+))?$")
+_FILE_OPENED = re.compile(r"^File opened:\s*(.+?)(?:\s+Size:\s*(\d+))?$", re.ASCII)
 
 
 def parse_m23(lines: Sequence[str]) -> FileSelected:
@@ -445,7 +445,7 @@ def parse_m23(lines: Sequence[str]) -> FileSelected:
     raise _payload_error("M23 without 'File opened'", lines)
 
 
-_REFUSAL = re.compile(r"\b(error|fail(ed)?|invalid|unknown)\b", re.IGNORECASE)
+_REFUSAL = re.compile(r"\b(error|fail(ed)?|invalid|unknown)\b", re.IGNORECASE | re.ASCII)
 
 
 def parse_ack(lines: Sequence[str]) -> tuple[str, ...]:

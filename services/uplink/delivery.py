@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import email.utils
 import enum
-import random
 import time
 from dataclasses import dataclass
 
@@ -27,7 +26,6 @@ from gateway.redaction import safe
 from services.uplink.queue import Batch
 
 MAX_RETRY_AFTER_S = 3600.0
-AUTH_RETRY_S = 15.0  # the contract: keep trying at least this often while refused
 ERROR_BODY_BYTES = 4096  # of an error page, kept for the reason (the rest is dropped)
 
 
@@ -67,24 +65,6 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         return None
     delay = when.timestamp() - (time.time() if now is None else now)
     return min(max(delay, 0.0), MAX_RETRY_AFTER_S)
-
-
-class Backoff:
-    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**n)); reset on success."""
-
-    def __init__(self, base_s: float = 1.0, cap_s: float = 60.0) -> None:
-        self.base_s, self.cap_s = base_s, cap_s
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt (and count one more failure)."""
-        ceiling = min(self.cap_s, self.base_s * 2**self.failures)
-        self.failures += 1
-        return random.uniform(0.0, ceiling)
-
-    def reset(self) -> None:
-        """A success: start again from the base."""
-        self.failures = 0
 
 
 class Deliverer:

@@ -18,7 +18,7 @@ import apprise
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.health import Problems
-from gateway.loops import LoopGuard
+from gateway.loops import LoopGuard, guarded_thread_loop
 from gateway.messages import Event, EventName, Record
 
 logger = logging.getLogger(__name__)
@@ -91,17 +91,14 @@ class Notifier:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                event = self.backlog.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                self._send(event)
-            except Exception as err:  # noqa: BLE001 - a notification service must not end us
-                self._stopping.wait(self.guard.failed(err))
-            else:
-                self.guard.succeeded()
+        guarded_thread_loop(self.guard, self._send_next, self._stopping)
+
+    def _send_next(self) -> None:
+        try:
+            event = self.backlog.get(timeout=0.2)
+        except queue.Empty:
+            return
+        self._send(event)
 
     def _send(self, event: Event) -> None:
         name = self.names.get(event.printer_id or "", event.printer_id or "gateway")

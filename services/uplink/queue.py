@@ -28,11 +28,12 @@ Theory of operation
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +179,19 @@ class DurableQueue:
                 side.replace(aside.with_name(aside.name + suffix))
         return aside
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: committed at the end, rolled back on any error (a failed
+        COMMIT included), so the connection is never left inside a dead transaction."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:  # SQLite may already have rolled back (FULL)
+                self._conn.execute("ROLLBACK")
+            raise
+
     def release_stale_claims(self) -> int:
         """Un-claim batches a previous (killed) uplink left claimed; returns how many rows."""
         return self._conn.execute(
@@ -202,16 +216,10 @@ class DurableQueue:
         decode go straight to the dead letters in the same commit (once per id)."""
         now = time.time()
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 stored = self._insert(records, now)
                 if invalid:
                     self._set_aside_invalid(invalid, now)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:  # SQLite may already have rolled back (FULL)
-                    self._conn.execute("ROLLBACK")
-                raise
         except sqlite3.OperationalError as err:
             if "full" in str(err).lower():
                 raise QueueFullError(str(err)) from err
@@ -340,25 +348,24 @@ class DurableQueue:
         if not chosen:
             return None
         batch_id = uuid.uuid4().hex
-        self._conn.execute("BEGIN IMMEDIATE")  # one commit for the whole claim, not one per row
-        self._conn.executemany(
-            "UPDATE records SET batch_id = ? WHERE pos = ?", [(batch_id, pos) for pos, _ in chosen]
-        )
-        self._conn.execute("COMMIT")
+        with self._transaction():  # one commit for the whole claim, not one per row
+            self._conn.executemany(
+                "UPDATE records SET batch_id = ? WHERE pos = ?",
+                [(batch_id, pos) for pos, _ in chosen],
+            )
         return Batch(batch_id, tuple(p for p, _ in chosen), tuple(b for _, b in chosen))
 
     def delivered(self, batch: Batch) -> None:
         """The API stored the batch: delete it."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        size = self._scalar(
-            "SELECT total(length(body)) FROM records WHERE batch_id = ?", (batch.batch_id,)
-        )
-        self._conn.execute("DELETE FROM records WHERE batch_id = ?", (batch.batch_id,))
-        self._conn.execute(
-            "INSERT OR REPLACE INTO notes VALUES ('last_delivery', ?)", (_now_text(),)
-        )
-        self._prune_known_ids()
-        self._conn.execute("COMMIT")
+        with self._transaction():
+            size = self._scalar(
+                "SELECT total(length(body)) FROM records WHERE batch_id = ?", (batch.batch_id,)
+            )
+            self._conn.execute("DELETE FROM records WHERE batch_id = ?", (batch.batch_id,))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO notes VALUES ('last_delivery', ?)", (_now_text(),)
+            )
+            self._prune_known_ids()
         self._stored_bytes -= int(size)
 
     def _prune_known_ids(self) -> None:
@@ -381,25 +388,24 @@ class DurableQueue:
         Idempotency-Key names one body) and keeps the order."""
         half = len(batch.positions) // 2
         halves = []
-        self._conn.execute("BEGIN IMMEDIATE")
-        for part in (slice(None, half), slice(half, None)):
-            positions = batch.positions[part]
-            batch_id = uuid.uuid4().hex
-            self._conn.executemany(
-                "UPDATE records SET batch_id = ? WHERE pos = ?", [(batch_id, p) for p in positions]
-            )
-            halves.append(Batch(batch_id, positions, batch.bodies[part]))
-        self._conn.execute("COMMIT")
+        with self._transaction():
+            for part in (slice(None, half), slice(half, None)):
+                positions = batch.positions[part]
+                batch_id = uuid.uuid4().hex
+                self._conn.executemany(
+                    "UPDATE records SET batch_id = ? WHERE pos = ?",
+                    [(batch_id, p) for p in positions],
+                )
+                halves.append(Batch(batch_id, positions, batch.bodies[part]))
         return halves[0], halves[1]
 
     def dead_letter_some(self, batch: Batch, indexes: Sequence[int], reason: str) -> Batch:
         """Dead-letter some records of a claimed batch; returns the batch without them."""
         chosen = set(indexes)
         now = time.time()
-        self._conn.execute("BEGIN IMMEDIATE")
-        for index in sorted(chosen):
-            self._bury("pos = ?", (batch.positions[index],), reason, now)
-        self._conn.execute("COMMIT")
+        with self._transaction():
+            for index in sorted(chosen):
+                self._bury("pos = ?", (batch.positions[index],), reason, now)
         keep = [i for i in range(len(batch.positions)) if i not in chosen]
         return Batch(
             batch.batch_id,
@@ -415,9 +421,8 @@ class DurableQueue:
 
     def dead_letter(self, batch: Batch, reason: str) -> None:
         """The API refused the batch for good: keep it aside, counted, and go on."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._bury("batch_id = ?", (batch.batch_id,), reason, time.time())
-        self._conn.execute("COMMIT")
+        with self._transaction():
+            self._bury("batch_id = ?", (batch.batch_id,), reason, time.time())
 
     def _bury(self, where: str, args: tuple[object, ...], reason: str, now: float) -> None:
         """Move the records matching `where` to the dead letters (inside a transaction)."""
@@ -464,23 +469,21 @@ class DurableQueue:
 
     def retry_dead(self) -> int:
         """Move every dead letter back into the queue (same id, same seq); returns how many."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        moved = self._conn.execute(
-            "INSERT INTO records (pos, id, scope, seq, kind, body, accepted_at) "
-            "SELECT pos, id, scope, seq, kind, body, accepted_at FROM dead"
-        ).rowcount
-        self._conn.execute("DELETE FROM dead")
-        self._conn.execute("COMMIT")
+        with self._transaction():
+            moved = self._conn.execute(
+                "INSERT INTO records (pos, id, scope, seq, kind, body, accepted_at) "
+                "SELECT pos, id, scope, seq, kind, body, accepted_at FROM dead"
+            ).rowcount
+            self._conn.execute("DELETE FROM dead")
         return moved
 
     def purge(self) -> int:
         """Delete every queued and dead record (seqs and known ids are kept); returns how many."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        removed = (
-            self._conn.execute("DELETE FROM records").rowcount
-            + self._conn.execute("DELETE FROM dead").rowcount
-        )
-        self._conn.execute("COMMIT")
+        with self._transaction():
+            removed = (
+                self._conn.execute("DELETE FROM records").rowcount
+                + self._conn.execute("DELETE FROM dead").rowcount
+            )
         self._stored_bytes = 0
         return removed
 

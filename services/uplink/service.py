@@ -39,10 +39,11 @@ from gateway.bus import (
 )
 from gateway.config import Config, Token
 from gateway.health import Problems
-from gateway.loops import LoopGuard, guarded_loop
+from gateway.http import AUTH_RETRY_S
+from gateway.loops import Backoff, LoopGuard, guarded_loop, guarded_thread_loop
 from gateway.messages import Command, json_encoder
 from gateway.redaction import safe
-from services.uplink.delivery import AUTH_RETRY_S, Answer, Backoff, Deliverer, Verdict
+from services.uplink.delivery import Answer, Deliverer, Verdict
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
 from services.uplink.notify import Notifier
 from services.uplink.queue import Batch, DurableQueue, QueueFullError
@@ -129,17 +130,8 @@ class DeliveryThread(threading.Thread):
     def run(self) -> None:
         """Claim, post, settle; sleep when there is nothing to do or the API is down."""
         try:
-            while not self.stopping.is_set():
-                try:
-                    delay = self._step()
-                except Exception as err:  # noqa: BLE001 - the delivery loop must outlive any bug
-                    delay = self.guard.failed(err)
-                else:
-                    self.guard.succeeded()
-                if delay:
-                    self.stopping.wait(delay)
+            guarded_thread_loop(self.guard, self._step, self.stopping)
         finally:
-            self.guard.ended(self.stopping.is_set())
             for batch in self._todo:
                 self.queue.release(batch)
             self.poster.close()
