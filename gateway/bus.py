@@ -44,6 +44,7 @@ from gateway.messages import (
     msgpack_encoder,
     record_msgpack_decoder,
 )
+from gateway.redaction import safe
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -367,7 +368,7 @@ def _invalid_record(data: bytes, err: Exception) -> InvalidRecord:
         kind=text("kind", "unknown"),
         scope=text("printer_id", ""),
         body=body,
-        reason=f"record failed validation in the uplink: {err}"[:500],
+        reason=safe(f"record failed validation in the uplink: {err}", 500),
     )
 
 
@@ -421,15 +422,22 @@ CommandHandler = Callable[[Execute], Awaitable[Executed]]
 class CommandServer:
     """The poller's side of the commands channel: one task per request, replies by id."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, handler: CommandHandler) -> None:
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        handler: CommandHandler,
+        name: str = "command server",
+    ) -> None:
         self._socket = _socket(ctx, zmq.ROUTER)
         _bind(self._socket, endpoint)
         self._handler = handler
+        self.name = name  # names its loop in `status` (one server per printer)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event, problems: Problems | None = None) -> None:
         """Serve until `stop`; then wait (bounded) for commands already running."""
-        guard = LoopGuard("command server", problems or Problems(None, "commands"))
+        guard = LoopGuard(self.name, problems or Problems(None, "commands"))
         await guarded_loop(guard, self._take_one, stop)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=15)

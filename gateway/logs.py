@@ -2,8 +2,9 @@
 
 Every message passes through ``gateway.redaction``: registered secrets and credential-shaped
 values are redacted and control characters escaped, so a command id, a file name or a
-server's answer can neither leak the token nor forge a log line. Tracebacks keep their lines
-but are redacted too.
+server's answer can neither leak the token nor forge a log line. Tracebacks and stacks keep
+their lines, each redacted, escaped and prefixed with ``| ``: an exception message that
+quotes a printer or a server can add lines, but never one that looks like a record.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ class SafeFormatter(logging.Formatter):
         return super().formatMessage(record)
 
     def formatException(self, ei: logging._SysExcInfoType) -> str:
-        return redact(super().formatException(ei))
+        return _quoted(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _quoted(super().formatStack(stack_info))
+
+
+def _quoted(block: str) -> str:
+    return "\n".join(f"| {escape(redact(line))}" for line in block.splitlines())
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -46,9 +46,18 @@ Counter = Annotated[int, msgspec.Meta(ge=-MAX_COUNTER, le=MAX_COUNTER)]
 LayerNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_LAYER)]
 Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
-# A command id names a result record and appears in logs: printable, bounded.
-CommandId = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]{1,128}$(?!\n)")]
+# A command id names a result record and appears in logs: no control characters (C0, C1),
+# no line separators or bidirectional overrides, bounded.
+CommandId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]{1,128}$(?!\n)"
+    ),
+]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+RecordId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Detail = Annotated[str, msgspec.Meta(max_length=1000)]
 
 
 def utc_now() -> datetime:
@@ -95,9 +104,9 @@ class PrinterInfo(msgspec.Struct, frozen=True, kw_only=True):
 class _Record(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Fields every record carries. ``seq`` is null until the uplink makes it durable."""
 
-    id: str
-    printer_id: str | None
-    seq: int | None = None
+    id: RecordId
+    printer_id: ShortText | None
+    seq: Seq | None = None
     ts: AwareDatetime
 
 
@@ -107,7 +116,7 @@ class Status(_Record, frozen=True, kw_only=True, tag="status"):
     state: PrinterState
     nozzle: Temperature | None = None
     bed: Temperature | None = None
-    extra_nozzles: tuple[Temperature, ...] = ()
+    extra_nozzles: Annotated[tuple[Temperature, ...], msgspec.Meta(max_length=15)] = ()
     progress_percent: Percent | None = None
     progress: Progress | None = None
     layer: Layer | None = None
@@ -119,16 +128,16 @@ class Event(_Record, frozen=True, kw_only=True, tag="event"):
     """Something that happened, derived from consecutive states."""
 
     event: EventName
-    file: str | None = None
+    file: Text | None = None
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class CommandResult(_Record, frozen=True, kw_only=True, tag="command_result"):
     """The one result every command id gets."""
 
-    command_id: str
+    command_id: CommandId
     outcome: Outcome
-    detail: str = ""
+    detail: Detail = ""
 
 
 Record = Status | Event | CommandResult
@@ -137,7 +146,7 @@ Record = Status | Event | CommandResult
 class RecordBatch(msgspec.Struct, frozen=True):
     """Body of ``POST {url}/v1/records``."""
 
-    gateway_id: str
+    gateway_id: ShortText
     records: tuple[Record, ...]
 
 

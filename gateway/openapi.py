@@ -149,7 +149,9 @@ def openapi() -> dict[str, Any]:
                         ),
                     ],
                     "responses": {
-                        "200": _json("CommandList", "the open commands"),
+                        "200": _json(
+                            "CommandList", "the open commands, oldest first, at most 1000"
+                        ),
                         "400": bad,
                         "401": unauthorized,
                     },
@@ -164,7 +166,7 @@ def openapi() -> dict[str, Any]:
                         "201": _json("Created", "queued"),
                         "400": bad,
                         "401": unauthorized,
-                        "413": _json("Error", "body over 64 KiB"),
+                        "413": _json("Error", "body over 8 KiB"),
                         "409": _json("Error", "the id is taken"),
                     },
                 },

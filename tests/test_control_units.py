@@ -19,7 +19,7 @@ from gateway.config import Secret, Token
 from gateway.messages import Command, Pause, SetNozzleTemperature
 from services.control.ledger import Ledger
 from services.control.service import Control, FetchThread, LatestAnswer, check
-from services.control.source import CommandSource, FetchError, seconds_until
+from services.control.source import CommandSource, FetchError, complete_prefix, seconds_until
 from tests.hostile_api import echo, hostile_api, no_commands
 from tests.poller_harness import make_config
 
@@ -234,3 +234,35 @@ def test_a_refused_token_is_reported_while_it_lasts() -> None:
         assert fetcher.problems.current() == ()
         source.close()
         loop.close()
+
+
+def test_a_list_over_the_size_cap_gives_the_commands_complete_within_it() -> None:
+    junk = [
+        {"id": f"j{n}", "printer_id": "rex1", "type": "pause", "params": {"x": "]}{[" * 15_000}}
+        for n in range(100)  # 6 MB of commands with junk params ...
+    ]
+    body = json.dumps({"commands": [*junk, {"id": "good", "printer_id": "rex1", "type": "pause"}]})
+    with command_server(body.encode()) as (url, _):
+        source = CommandSource(url, Secret("t"), "gw", wait_s=1)
+        fetched = source.fetch()  # ... is not an error: the first 4 MB are taken
+        source.close()
+    assert fetched.capped
+    ids = [c.id for c in fetched.commands]
+    assert 60 <= len(ids) < 100
+    assert ids == [f"j{n}" for n in range(len(ids))]  # whole entries, in order
+    assert all(isinstance(check(c, CONFIG), str) for c in fetched.commands)  # junk: rejected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "ids"),
+    [
+        (b'{"commands": [{"id": "a"}, {"id": "b"}, {"id": "c', ["a", "b"]),
+        (b'{"commands": [{"id": "a,]}"}, {"id', ["a,]}"]),
+        (b'{"commands": [{"id": "a"}]}', ["a"]),
+        (b'{"other": 1, "commands": [', []),
+        (b"garbage", []),
+    ],
+)
+def test_complete_prefix(prefix: bytes, ids: list[str]) -> None:
+    listing = json.loads(complete_prefix(prefix))
+    assert [c["id"] for c in listing["commands"]] == ids

@@ -179,6 +179,10 @@ def test_schema_document_is_current() -> None:
 # ------------------------------------------------------------------ property tests
 
 text = st.text(max_size=20)
+some_text = st.text(min_size=1, max_size=20)  # ids: never empty
+printable = st.text(  # a command id: no control, format or separator characters
+    st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), min_size=1, max_size=20
+)
 celsius = st.floats(MIN_CELSIUS, MAX_CELSIUS)  # the documented bounds of a reading
 temperatures = st.builds(Temperature, celsius, celsius)
 timestamps = st.datetimes(
@@ -189,8 +193,8 @@ timestamps = st.datetimes(
     ),
 )
 common = {
-    "id": text,
-    "printer_id": st.none() | text,
+    "id": some_text,
+    "printer_id": st.none() | some_text,
     "seq": st.none() | st.integers(0, 2**62),
     "ts": timestamps,
 }
@@ -221,7 +225,7 @@ events = st.builds(
 )
 results = st.builds(
     CommandResult,
-    command_id=text,
+    command_id=printable,
     outcome=st.sampled_from(["done", "rejected", "failed", "expired"]),
     detail=text,
     **common,

@@ -113,4 +113,5 @@ def test_the_log_formatter_redacts_and_escapes_every_message() -> None:
     assert TOKEN not in output
     assert "c\\x0aFORGED" in output
     assert "\nFORGED" not in output
-    assert "Traceback" in output  # tracebacks keep their lines, redacted
+    assert "| Traceback" in output  # tracebacks keep their lines, redacted and quoted
+    assert all(line.startswith(("WARNING ", "ERROR ", "| ")) for line in output.splitlines())

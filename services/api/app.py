@@ -38,7 +38,7 @@ from services.api.store import Store
 
 MAX_WAIT_S = 60.0
 MAX_RECORDS_BODY = 16 * 1024 * 1024  # a gateway's batch is at most 2 MB
-MAX_COMMAND_BODY = 64 * 1024
+MAX_COMMAND_BODY = 8 * 1024  # a command is a type and a few params
 MAX_LIMIT = 10_000
 MAX_SEQ = 2**63 - 1
 PAGE = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
@@ -209,7 +209,12 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers += [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                present = {name.lower() for name, _ in headers}
+                headers += [
+                    (name.lower().encode(), value.encode())
+                    for name, value in SECURITY_HEADERS.items()
+                    if name.lower().encode() not in present  # a route's own header wins
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 

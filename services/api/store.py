@@ -13,6 +13,8 @@ import msgspec
 
 from gateway.messages import CommandResult, NewCommand, Record, Status, json_encoder, utc_text
 
+MAX_OPEN_LISTED = 1000  # commands per answer to GET /v1/commands
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY,
@@ -52,8 +54,11 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Created owner-only before SQLite opens it: SQLite gives -wal/-shm the same mode.
+        # Owner-only before SQLite opens it (SQLite gives -wal/-shm the same mode), also when an
+        # older version created it readable by others.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -130,11 +135,12 @@ class Store:
         return command_id
 
     def open_commands(self, gateway_id: str) -> list[dict[str, Any]]:
-        """Commands without a result, oldest first, in the §4.3 shape."""
+        """Commands without a result, oldest first (at most MAX_OPEN_LISTED: the rest follow
+        as these get results), in the §4.3 shape."""
         rows = self._conn.execute(
             "SELECT id, printer_id, type, params, created_at, expires_at FROM commands "
-            "WHERE gateway_id = ? AND outcome IS NULL ORDER BY rowid",
-            (gateway_id,),
+            "WHERE gateway_id = ? AND outcome IS NULL ORDER BY rowid LIMIT ?",
+            (gateway_id, MAX_OPEN_LISTED),
         ).fetchall()
         return [
             {

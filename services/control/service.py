@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -250,13 +252,22 @@ class Control:
         answer = latest.take()
         if answer is None:
             return
-        for command in answer.commands:
-            if command.id not in self._taken:
-                self._admit(command, answer)
-        for item in answer.invalid:
-            if item.id not in self._taken:
-                self._admit_invalid(item)
-        self._taken = answer.ids
+        admissions: list[tuple[str, Callable[[], None]]] = [
+            *((c.id, functools.partial(self._admit, c, answer)) for c in answer.commands),
+            *((c.id, functools.partial(self._admit_invalid, c)) for c in answer.invalid),
+        ]
+        failed: set[str] = set()
+        for command_id, admit in admissions:
+            if command_id in self._taken:
+                continue
+            try:
+                admit()
+            except Exception:  # one command's trouble (a ledger write) must not stop the rest
+                logger.exception(
+                    "command %s: could not be admitted, next answer retries", command_id
+                )
+                failed.add(command_id)
+        self._taken = answer.ids - failed
 
     async def _take_injected(self) -> None:
         """Commands other services hand in (the legacy flavor's 418 -> pause)."""
@@ -348,6 +359,7 @@ class Control:
         return None
 
     def _answer(self, entry: Entry, outcome: Outcome, detail: str) -> None:
+        detail = safe(detail, 500)  # it may quote the API's command or a printer's reply
         self.ledger.answer(entry.command.id, outcome, detail, utc_now().isoformat())
         logger.info("command %s: %s (%s)", entry.command.id, outcome, detail)
         answered = self.ledger.get(entry.command.id)

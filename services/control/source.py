@@ -2,14 +2,16 @@
 
 The request's total deadline is ``wait`` plus a margin, so a server that holds the long poll
 is not cut off and one that drips or stalls is; the answer is read up to
-``MAX_LIST_BYTES`` (a larger one is an error, not a truncated list); redirects are not
-followed (the token stays with the configured origin). 401/403 raise ``AuthRefused``: a
-condition of the whole gateway, reported and retried, not a reason to stop.
+``MAX_LIST_BYTES``, and of a larger one only the commands complete within that prefix are
+taken (``complete_prefix``: the rest are listed again once these have results, as with the
+``MAX_COMMANDS`` cap); redirects are not followed (the token stays with the configured
+origin). 401/403 raise ``AuthRefused``: a condition of the whole gateway, reported and
+retried, not a reason to stop.
 
 Each listed command is decoded on its own (``parse_command_list``): one that is malformed
 (a bad ``expires_at``, a missing field, a wrong type) is returned among ``invalid`` with its
 id, so control answers it ``rejected`` with the reason, and every other command runs.
-An entry without a usable id cannot be answered: it is counted and logged once.
+An entry without a usable id cannot be answered: it is logged once.
 The server's ``Date`` header is kept with each answer so ``expires_at`` can be turned into
 "seconds left" on the server's own clock, never on the Pi's.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,6 +115,31 @@ def parse_command_list(body: bytes) -> CommandList:
     return parsed
 
 
+_LIST_START = re.compile(rb'"commands"\s*:\s*\[')
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')  # strings whole, then structure
+
+
+def complete_prefix(prefix: bytes) -> bytes:
+    """A command list cut at the size cap, made whole again: ``{"commands": [...]}`` with the
+    entries that end before the last top-level comma of the prefix (none when the list does
+    not start in it). Strings are skipped whole, so brackets inside them do not count."""
+    start = _LIST_START.search(prefix)
+    if start is None:
+        return b'{"commands": []}'
+    depth, last_comma = 0, start.end()
+    for token in _JSON_TOKEN.finditer(prefix, start.end()):
+        char = token.group()
+        if char in (b"[", b"{"):
+            depth += 1
+        elif char in (b"]", b"}"):
+            depth -= 1
+            if depth < 0:  # the list closed after all: the whole list is here
+                return prefix[: token.end()] + b"}"
+        elif char == b"," and depth == 0:
+            last_comma = token.start()
+    return b'{"commands": [' + prefix[start.end() : last_comma] + b"]}"
+
+
 def _invalid(raw: bytes, problem: str) -> InvalidCommand | str:
     """What can be answered of a malformed command, or only the problem when it has no
     usable id (then nobody can be told: it is logged)."""
@@ -153,7 +181,6 @@ class CommandSource:
                 params={"gateway_id": self.gateway_id, "wait": f"{self.wait_s:g}"},
                 total_s=self.wait_s + MARGIN_S,
                 max_body=MAX_LIST_BYTES,
-                must_fit=True,
             )
         except HttpError as err:
             raise FetchError(safe(str(err))) from err
@@ -163,13 +190,16 @@ class CommandSource:
             raise FetchError(f"HTTP {answer.status}: redirect not followed")
         if answer.status != 200:
             raise FetchError(safe(f"HTTP {answer.status}: {answer.text()}"))
-        parsed = parse_command_list(answer.body)
+        body = complete_prefix(answer.body) if answer.truncated else answer.body
+        parsed = parse_command_list(body)
         for digest, problem in parsed.unidentified:
             self._log_unidentified(digest, problem)
-        capped = parsed.listed > MAX_COMMANDS
+        capped = answer.truncated or parsed.listed > MAX_COMMANDS
         if capped and not self._capped:
             logger.warning(
-                "the API lists %d commands: taking the first %d", parsed.listed, MAX_COMMANDS
+                "the API lists more commands than are taken at once (%s): taking the first %d",
+                f"over {MAX_LIST_BYTES} bytes" if answer.truncated else f"{parsed.listed}",
+                len(parsed.commands) + len(parsed.invalid),
             )
         self._capped = capped
         server_time = _server_time(answer.headers.get("Date"))

@@ -194,13 +194,16 @@ def _float(text: str, low: float, high: float, what: str, lines: Sequence[str]) 
     return value
 
 
-def _text(value: str | None, what: str, lines: Sequence[str]) -> str | None:
-    """A short printable string (None when empty); longer is garbage, not a name."""
-    if not value:
-        return None
+def _text(value: str, what: str, lines: Sequence[str]) -> str:
+    """A line a person could read; longer is garbage, not a name."""
     if len(value) > MAX_TEXT:
         raise _payload_error(f"{what} longer than {MAX_TEXT} characters", lines)
     return value
+
+
+def _optional_text(value: str | None, what: str, lines: Sequence[str]) -> str | None:
+    """Like _text; None when absent or empty."""
+    return _text(value, what, lines) if value else None
 
 
 class MachineInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -231,13 +234,13 @@ def parse_m115(lines: Sequence[str]) -> MachineInfo:
             volume = (x, y, z)
     tools = values.get("Tool Count")
     info = MachineInfo(
-        machine_type=_text(values.get("Machine Type"), "M115 Machine Type", lines),
-        name=_text(values.get("Machine Name"), "M115 Machine Name", lines),
-        firmware=_text(values.get("Firmware"), "M115 Firmware", lines),
-        serial=_text(values.get("SN"), "M115 SN", lines),
+        machine_type=_optional_text(values.get("Machine Type"), "M115 Machine Type", lines),
+        name=_optional_text(values.get("Machine Name"), "M115 Machine Name", lines),
+        firmware=_optional_text(values.get("Firmware"), "M115 Firmware", lines),
+        serial=_optional_text(values.get("SN"), "M115 SN", lines),
         tool_count=None if tools is None else _int(tools, 0, MAX_TOOLS, "M115 Tool Count", lines),
         build_volume=volume,
-        mac=_text(values.get("Mac Address"), "M115 Mac Address", lines),
+        mac=_optional_text(values.get("Mac Address"), "M115 Mac Address", lines),
     )
     if info.machine_type is None and info.name is None and info.firmware is None:
         raise _payload_error("M115 without machine type, name or firmware", lines)
@@ -364,12 +367,12 @@ def parse_m119(lines: Sequence[str]) -> MachineStatus:
     if led is not None and led not in ("0", "1"):
         raise _payload_error("M119 LED is not 0 or 1", lines)
     return MachineStatus(
-        machine_status=_text(machine_status, "M119 MachineStatus", lines) or machine_status,
-        move_mode=_text(values.get("MoveMode"), "M119 MoveMode", lines),
+        machine_status=_text(machine_status, "M119 MachineStatus", lines),
+        move_mode=_optional_text(values.get("MoveMode"), "M119 MoveMode", lines),
         endstops=_flags(values.get("Endstop", ""), lines),
         flags=_flags(values.get("Status", ""), lines),
         led=None if led is None else led == "1",
-        current_file=_text(values.get("CurrentFile"), "M119 CurrentFile", lines),
+        current_file=_optional_text(values.get("CurrentFile"), "M119 CurrentFile", lines),
     )
 
 
@@ -441,7 +444,7 @@ def parse_m23(lines: Sequence[str]) -> FileSelected:
         match = _FILE_OPENED.match(line)
         if match:
             size = _int(match[2], 0, MAX_COUNTER, "M23 size", lines) if match[2] else None
-            return FileSelected(_text(match[1], "M23 file name", lines) or match[1], size)
+            return FileSelected(_text(match[1], "M23 file name", lines), size)
     raise _payload_error("M23 without 'File opened'", lines)
 
 

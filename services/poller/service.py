@@ -75,6 +75,7 @@ class Poller:
                 ctx,
                 poller_endpoint(config.gateway.runtime_dir, printer.id),
                 self._handler(printer.id),
+                f"commands for {printer.id}",
             )
             for printer in printers
         ]
@@ -122,4 +123,7 @@ def run(config: Config, printer_id: str | None) -> int:
         logger.info("poller started for %s", ", ".join(p.id for p in printers))
         await poller.run(stop)
 
-    return runner.run("poller", config.gateway.runtime_dir, body)
+    # One process per printer (`--printer`) runs as its own supervisord program: it counts its
+    # starts and reports its problems under its own name, never over another poller's.
+    name = f"poller-{printer_id}" if printer_id else "poller"
+    return runner.run(name, config.gateway.runtime_dir, body)

@@ -171,9 +171,9 @@ def test_poison_commands_huge_lists_and_picky_batches(sim: SimulatorThread, tmp_
         with supervised(config, tmp_path / "run"):
             wait_for(lambda: len(api.stored_records()) > 5)
 
-            # A command list far over the cap: refused as a whole, memory stays flat.
+            # A command list far over the cap: read no further, memory stays flat.
             api.commands = lambda r: Reply(200, b'{"commands": [', padding_bytes=300 * 2**20)
-            wait_for(lambda: "answer larger than" in _log(tmp_path, "control"))
+            wait_for(lambda: "more commands than are taken at once" in _log(tmp_path, "control"))
             pid = supervised_pid(tmp_path / "run", "control")
             rss_kb = int(
                 next(
