@@ -36,6 +36,7 @@ from gateway.files import private_dir
 from gateway.health import Problems
 from gateway.loops import LoopGuard, guarded_loop
 from gateway.messages import (
+    DECODE_ERRORS,
     Action,
     Command,
     Outcome,
@@ -162,7 +163,7 @@ class InjectReceiver:
         frames = await self._socket.recv_multipart()
         try:
             message = decode(frames[-1])
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        except DECODE_ERRORS as err:
             logger.warning("ignoring undecodable injected command: %s", err)
             return None
         return message.command if isinstance(message, Inject) else None
@@ -313,7 +314,7 @@ class RecordSender:
                 return
             try:
                 message = decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            except DECODE_ERRORS as err:
                 logger.warning("ignoring undecodable message from the uplink: %s", err)
                 continue
             if isinstance(message, Ack):
@@ -355,7 +356,7 @@ def _invalid_record(data: bytes, err: Exception) -> InvalidRecord:
     try:
         loose = msgspec.msgpack.decode(data)
         body = msgspec.json.encode(loose)
-    except (msgspec.DecodeError, msgspec.EncodeError, ValueError, TypeError, OverflowError):
+    except (*DECODE_ERRORS, msgspec.EncodeError, ValueError, TypeError, OverflowError):
         loose, body = None, msgspec.json.encode({"undecodable_msgpack": data.hex()[:4096]})
     fields = loose if isinstance(loose, dict) else {}
 
@@ -390,7 +391,7 @@ class RecordReceiver:
             return None
         try:
             message = decode(frames[1])
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        except DECODE_ERRORS as err:
             logger.warning("ignoring undecodable record batch: %s", err)
             return None
         if not isinstance(message, Submit):
@@ -402,7 +403,7 @@ class RecordReceiver:
             data = bytes(raw)
             try:
                 records.append(record_msgpack_decoder.decode(data))
-            except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            except DECODE_ERRORS as err:
                 invalid.append(_invalid_record(data, err))
                 logger.error("record %s is invalid: %s", invalid[-1].record_id, err)
         return Received(frames[0], tuple(records), tuple(invalid))
@@ -448,7 +449,7 @@ class CommandServer:
         frames = await self._socket.recv_multipart()
         try:
             request = decode(frames[-1])
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        except DECODE_ERRORS as err:
             logger.warning("ignoring undecodable command request: %s", err)
             return
         if not isinstance(request, Execute):
@@ -523,7 +524,7 @@ async def _answer_to(
             return None
         try:
             answer = decode(await sock.recv())
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        except DECODE_ERRORS as err:
             logger.warning("ignoring undecodable command answer: %s", err)
             continue
         if isinstance(answer, Executed) and answer.command_id == command_id:

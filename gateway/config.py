@@ -21,6 +21,7 @@ import msgspec.inspect
 from gateway.errors import ConfigError
 from gateway.messages import MAX_TEXT, EventName
 from gateway.redaction import (
+    SECRET_QUERY_KEY,
     redact,
     register_secret,
     register_url_credentials,
@@ -255,16 +256,31 @@ def _readable_by_others(path: Path) -> int | None:
     return mode if mode & 0o044 else None
 
 
+def _has_credentials(url: str) -> bool:
+    """A password in the URL, or a query parameter whose name says it is a secret."""
+    parts = urllib.parse.urlsplit(url)
+    keys = (key for key, _ in urllib.parse.parse_qsl(parts.query))
+    return bool(parts.password) or any(SECRET_QUERY_KEY.search(key) for key in keys)
+
+
 def security_warnings(config: Config, config_path: Path) -> list[str]:
     """What in this config exposes a secret: readable token or notification URLs, a token
     sent in clear text over the network, a guessable token. One sentence each."""
     warnings = []
     config_mode = _readable_by_others(config_path)
-    if config_mode is not None and (config.api.token or config.notify.urls):
-        what = "api.token" if config.api.token else "notify.urls (they embed secrets)"
+    exposed = [
+        name
+        for name, present in (
+            ("api.token", bool(config.api.token)),
+            ("the credentials in api.url", _has_credentials(config.api.url)),
+            ("notify.urls (they embed secrets)", bool(config.notify.urls)),
+        )
+        if present
+    ]
+    if config_mode is not None and exposed:
         warnings.append(
-            f"{what} is in {config_path}, which other users can read (mode {config_mode:o}): "
-            "chmod 600 it, or keep the token in api.token_file (mode 600)"
+            f"{', '.join(exposed)} in {config_path}, which other users can read "
+            f"(mode {config_mode:o}): chmod 600 it (the token can live in api.token_file)"
         )
     if config.api.token_file:
         mode = _readable_by_others(Path(config.api.token_file))

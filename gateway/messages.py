@@ -230,6 +230,10 @@ def parse_action(command: Command) -> Action:
     return action
 
 
+# What decoding bytes from outside may raise: malformed, invalid, or nested deeper than the
+# decoder's recursion limit (msgspec raises RecursionError for that, e.g. [[[[...]]]]).
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+
 json_encoder = msgspec.json.Encoder()
 msgpack_encoder = msgspec.msgpack.Encoder()
 record_json_decoder = msgspec.json.Decoder(Record)

@@ -1,14 +1,19 @@
 """Making text safe to show: secrets redacted, untrusted text escaped. One routine for all.
 
 Secrets (the API token, notification URLs) are registered by the process that knows them
-(``register_secret``), in the exact form and the encodings a server or proxy might echo
-them in (URL-, JSON-, base64-encoded). ``redact`` hides those and, whatever was
-registered, anything that looks like a credential: an ``Authorization`` / ``key`` header
-echoed back, a ``Bearer`` value, the user:password part of a URL, secret-looking query
-parameters. ``escape`` makes text from outside (a printer, an API, a command, a file name)
-one printable line: control and format characters become ``\\xNN`` / ``\\uNNNN``, so nobody
-can forge a log line or send escape codes to a terminal. ``safe`` does both and bounds the
-length: what a reason stored in the queue, shown by ``status`` or logged should go through.
+(``register_secret``). ``redact`` then hides **every run of 8 consecutive characters of a
+secret** (``WINDOW``), in the forms a server or a proxy's debug page might echo it in: as
+is, upper- and lower-case, URL-, JSON-, hex- and base64-encoded (base64 at each of the three
+alignments, so the token inside ``base64("Bearer " + token)`` is found too). Matching
+windows rather than the whole value also catches a secret split across lines or cut in
+pieces of 8 or more. Whatever was registered, anything that looks like a credential is
+hidden too: an ``Authorization`` / ``key`` header echoed back, a ``Bearer`` value, the
+user:password part of a URL, secret-looking query parameters.
+
+``escape`` makes text from outside (a printer, an API, a command, a file name) one printable
+line: control and format characters become ``\\xNN`` / ``\\uNNNN``, so nobody can forge a log
+line or send escape codes to a terminal. ``safe`` does both and bounds the length: what a
+reason stored in the queue, shown by ``status`` or logged should go through.
 
 The logging formatter (``gateway.logs``) applies ``redact`` and ``escape`` to every message,
 so a forgotten call site still cannot leak a registered token or forge a line.
@@ -22,9 +27,12 @@ import threading
 import urllib.parse
 
 REDACTED = "<redacted>"
+SECRET_QUERY_KEY = re.compile(r"(?i)token|key|secret|pass|auth|sig")  # names of secret values
 MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words; check-config warns
+WINDOW = 8  # no run of this many characters of a secret, in any form below, is ever shown
 _lock = threading.Lock()
-_variants: tuple[str, ...] = ()
+_windows: frozenset[str] = frozenset()  # every WINDOW-long slice of every form
+_short: tuple[str, ...] = ()  # forms shorter than WINDOW, matched whole
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # "Authorization: Bearer x", '"authorization": "x"', "key=x" (the legacy header), ...
@@ -50,22 +58,42 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+def _forms(value: str) -> set[str]:
+    """The value as a server might echo it: as is, in other case, and encoded."""
+    raw = value.encode()
+    forms = {
+        value,
+        value.upper(),
+        value.lower(),
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("/", "\\/"),
+        raw.hex(),
+        raw.hex().upper(),
+    }
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for shift in range(3):  # whatever came before it in the encoded text
+            encoded = encode(b"\0" * shift + raw).decode()
+            # only the characters made of the value's bytes alone: not the first block
+            # (shared with what came before), not the last partial one (with what follows)
+            forms.add(encoded[4 if shift else 0 : (shift + len(raw)) // 3 * 4])
+    return {form for form in forms if form}
+
+
 def register_secret(value: str) -> None:
     """Redact this value (and its common encodings) from everything shown from now on."""
     value = value.strip()
     if len(value) < MIN_SECRET_LENGTH:
         return
-    forms = {
-        value,
-        urllib.parse.quote(value, safe=""),
-        urllib.parse.quote_plus(value),
-        value.replace("\\", "\\\\").replace('"', '\\"').replace("/", "\\/"),
-        base64.b64encode(value.encode()).decode().rstrip("="),
-        base64.urlsafe_b64encode(value.encode()).decode().rstrip("="),
+    forms = _forms(value)
+    windows = {
+        f[i : i + WINDOW] for f in forms if len(f) >= WINDOW for i in range(len(f) - WINDOW + 1)
     }
-    global _variants
+    short = {f for f in forms if len(f) < WINDOW and len(f) >= MIN_SECRET_LENGTH}
+    global _windows, _short
     with _lock:
-        _variants = tuple(sorted({*_variants, *forms}, key=len, reverse=True))
+        _windows = _windows | windows
+        _short = tuple(sorted({*_short, *short}, key=len, reverse=True))
 
 
 def register_url_secrets(url: str) -> None:
@@ -87,25 +115,50 @@ def register_url_credentials(url: str) -> None:
     if parts.password:
         register_secret(parts.password)
     for key, value in urllib.parse.parse_qsl(parts.query):
-        if re.search(r"(?i)token|key|secret|pass|auth|sig", key):
+        if SECRET_QUERY_KEY.search(key):
             register_secret(value)
 
 
 def forget_secrets() -> None:
     """Forget every registered secret (tests)."""
-    global _variants
+    global _windows, _short
     with _lock:
-        _variants = ()
+        _windows, _short = frozenset(), ()
 
 
 def redact(text: str) -> str:
     """The text with registered secrets and credential-shaped values replaced."""
-    for variant in _variants:
-        if variant in text:
-            text = text.replace(variant, REDACTED)
+    windows, short = _windows, _short
+    hidden: list[tuple[int, int]] = []
+    if windows:
+        hidden += [
+            (i, i + WINDOW)
+            for i in range(len(text) - WINDOW + 1)
+            if text[i : i + WINDOW] in windows
+        ]
+    for form in short:
+        start = text.find(form)
+        while start >= 0:
+            hidden.append((start, start + len(form)))
+            start = text.find(form, start + 1)
+    if hidden:
+        text = _cut(text, hidden)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _cut(text: str, spans: list[tuple[int, int]]) -> str:
+    """The text with every span (merged where they touch) replaced by REDACTED."""
+    pieces, position = [], 0
+    for start, end in sorted(spans):
+        if start > position:
+            pieces += [text[position:start], REDACTED]
+        elif not pieces:
+            pieces.append(REDACTED)
+        position = max(position, end)
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def _escaped(char: str) -> str:

@@ -192,3 +192,20 @@ def test_the_database_is_private(tmp_path: Path) -> None:
         api.post("/v1/records", batch(status(1, 1)))
         for path in tmp_path.glob("api.db*"):
             assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_deep_nesting_is_a_400_not_a_500(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        nested = "[" * 3000 + "]" * 3000  # deeper than the decoder recurses, under 8 KiB
+        command = '{"gateway_id": "gw", "printer_id": "rex1", "type": "pause", "params": {"a": '
+        for path, body in (
+            ("/v1/commands", command + nested + "}}"),
+            ("/v1/records", '{"gateway_id": "gw", "records": [' + nested + "]}"),
+        ):
+            response = requests.post(
+                f"{api.url}{path}",
+                data=body.encode(),
+                headers={"Authorization": f"Bearer {api.token}"},
+                timeout=10,
+            )
+            assert response.status_code == 400, (path, response.text)

@@ -193,6 +193,7 @@ def test_check_config_warns_about_exposed_secrets_but_still_passes(tmp_path: Pat
     result = run("--config", str(config), "check-config")
     assert result.returncode == 0, result.stderr
     warnings = result.stderr
+    assert "the credentials in api.url in" in warnings
     assert f"api.token_file {token_file} can be read by other users" in warnings
     assert "clear text to printers.example.org" in warnings
     assert "only 5 characters" in warnings
@@ -205,6 +206,6 @@ def test_inline_token_in_a_readable_config_is_warned_about(tmp_path: Path) -> No
     config.write_text(GOOD.replace("http://127.0.0.1:9", "https://api.example.org"))
     config.chmod(0o644)
     result = run("--config", str(config), "check-config")
-    assert "api.token is in" in result.stderr
+    assert "api.token in" in result.stderr
     config.chmod(0o600)
-    assert "api.token is in" not in run("--config", str(config), "check-config").stderr
+    assert "api.token in" not in run("--config", str(config), "check-config").stderr

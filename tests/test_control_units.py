@@ -19,7 +19,13 @@ from gateway.config import Secret, Token
 from gateway.messages import Command, Pause, SetNozzleTemperature
 from services.control.ledger import Ledger
 from services.control.service import Control, FetchThread, LatestAnswer, check
-from services.control.source import CommandSource, FetchError, complete_prefix, seconds_until
+from services.control.source import (
+    CommandSource,
+    FetchError,
+    parse_command_list,
+    seconds_until,
+    split_entries,
+)
 from tests.hostile_api import echo, hostile_api, no_commands
 from tests.poller_harness import make_config
 
@@ -254,15 +260,28 @@ def test_a_list_over_the_size_cap_gives_the_commands_complete_within_it() -> Non
 
 
 @pytest.mark.parametrize(
-    ("prefix", "ids"),
+    ("body", "ids"),
     [
-        (b'{"commands": [{"id": "a"}, {"id": "b"}, {"id": "c', ["a", "b"]),
+        (b'{"commands": [{"id": "a"}, {"id": "b"}, {"id": "c', ["a", "b"]),  # cut at the cap
         (b'{"commands": [{"id": "a,]}"}, {"id', ["a,]}"]),
         (b'{"commands": [{"id": "a"}]}', ["a"]),
         (b'{"other": 1, "commands": [', []),
-        (b"garbage", []),
     ],
 )
-def test_complete_prefix(prefix: bytes, ids: list[str]) -> None:
-    listing = json.loads(complete_prefix(prefix))
-    assert [c["id"] for c in listing["commands"]] == ids
+def test_split_entries(body: bytes, ids: list[str]) -> None:
+    entries = split_entries(body)
+    assert entries is not None
+    assert [json.loads(entry)["id"] for entry in entries] == ids
+    assert split_entries(b"garbage") is None
+
+
+def test_one_entry_that_breaks_the_decoder_spoils_only_itself() -> None:
+    deep = {"id": "deep", "printer_id": "rex1", "type": "pause", "params": {"a": "NEST"}}
+    half = {"id": "half", "printer_id": "rex1", "type": "light", "params": {"on": "SURR"}}
+    good = {"id": "good", "printer_id": "rex1", "type": "pause"}
+    body = json.dumps({"commands": [deep, half, good]}).encode()
+    body = body.replace(b'"NEST"', b"[" * 5000 + b"]" * 5000)
+    body = body.replace(b'"SURR"', b'"\\ud83d"')  # half an emoji, as JSON.stringify writes it
+    parsed = parse_command_list(body)
+    assert [c.id for c in parsed.commands] == ["good"]
+    assert {c.id for c in parsed.invalid} == {"deep", "half"}

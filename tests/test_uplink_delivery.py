@@ -48,7 +48,9 @@ def test_classify(status: int, verdict: Verdict) -> None:
 
 def test_retry_after_seconds_date_and_garbage() -> None:
     assert retry_after("7") == 7.0
-    assert retry_after("999999") == 3600.0
+    assert retry_after("999999") == 600.0
+    for garbage in ("²", "-5", "1e9", "Mon, 99 Foo 2026", "٣", "9" * 400):
+        assert retry_after(garbage) is None or retry_after(garbage) == 600.0
     assert retry_after(formatdate(1_000_030, usegmt=True), now=1_000_000) == pytest.approx(
         30, abs=1
     )

@@ -33,7 +33,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.messages import CommandResult, NewCommand, RecordBatch, utc_text
+from gateway.messages import DECODE_ERRORS, CommandResult, NewCommand, RecordBatch, utc_text
 from services.api.store import Store
 
 MAX_WAIT_S = 60.0
@@ -122,7 +122,7 @@ class Api:
             batch = _batch_decoder.decode(await _body(request, MAX_RECORDS_BODY))
         except _TooLarge:
             return _json({"error": f"body larger than {MAX_RECORDS_BODY} bytes"}, 413)
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        except DECODE_ERRORS as err:
             return _json({"error": f"invalid record batch: {err}"}, 400)
         stored, duplicates = self.store.store_records(batch.gateway_id, batch.records)
         if any(isinstance(r, CommandResult) for r in batch.records):
@@ -156,7 +156,7 @@ class Api:
             command = _command_decoder.decode(await _body(request, MAX_COMMAND_BODY))
         except _TooLarge:
             return _json({"error": f"body larger than {MAX_COMMAND_BODY} bytes"}, 413)
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        except DECODE_ERRORS as err:
             return _json({"error": f"invalid command: {err}"}, 400)
         created = utc_text()
         try:

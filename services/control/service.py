@@ -153,6 +153,7 @@ class FetchThread(threading.Thread):
             return min(self.backoff.next_delay(), AUTH_RETRY_S)
         except FetchError as err:
             self._failed(err)
+            self.problems.clear("api auth")  # the latest failure was not a refused token
             return self.backoff.next_delay()
         if self._failing_since is not None:
             logger.info("fetching commands works again")

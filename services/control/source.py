@@ -3,7 +3,7 @@
 The request's total deadline is ``wait`` plus a margin, so a server that holds the long poll
 is not cut off and one that drips or stalls is; the answer is read up to
 ``MAX_LIST_BYTES``, and of a larger one only the commands complete within that prefix are
-taken (``complete_prefix``: the rest are listed again once these have results, as with the
+taken (``split_entries``: the rest are listed again once these have results, as with the
 ``MAX_COMMANDS`` cap); redirects are not followed (the token stays with the configured
 origin). 401/403 raise ``AuthRefused``: a condition of the whole gateway, reported and
 retried, not a reason to stop.
@@ -32,7 +32,7 @@ import msgspec
 from gateway.config import Secret
 from gateway.errors import GatewayError
 from gateway.http import HttpClient, HttpError
-from gateway.messages import Command, CommandId
+from gateway.messages import DECODE_ERRORS, Command, CommandId
 from gateway.redaction import safe
 
 logger = logging.getLogger(__name__)
@@ -95,19 +95,28 @@ class CommandList:
     listed: int  # entries in the answer; more than MAX_COMMANDS means some were left for later
 
 
-def parse_command_list(body: bytes) -> CommandList:
+def parse_command_list(body: bytes, truncated: bool = False) -> CommandList:
     """The commands of a ``GET /v1/commands`` answer, each decoded on its own; FetchError
-    only when the answer as a whole is not a command list."""
-    try:
-        listing = _listing_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
-        raise FetchError(f"malformed command list: {err}") from err
-    parsed = CommandList([], [], [], len(listing.commands))
-    for raw in listing.commands[:MAX_COMMANDS]:
+    only when the answer as a whole is not a command list. When the whole cannot be decoded
+    (one entry too deeply nested, a lone surrogate in one string) or was cut at the size cap
+    (`truncated`), the entries are found by ``split_entries`` and decoded one by one."""
+    entries: list[bytes] | None = None
+    if not truncated:
+        try:
+            entries = [bytes(raw) for raw in _listing_decoder.decode(body).commands]
+        except DECODE_ERRORS:
+            entries = None
+    if entries is None:
+        entries = split_entries(body)
+        if entries is None:
+            raise FetchError('malformed command list: no "commands" array')
+    parsed = CommandList([], [], [], len(entries))
+    for raw in entries[:MAX_COMMANDS]:
         try:
             parsed.commands.append(_command_decoder.decode(raw))
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
-            item = _invalid(bytes(raw), str(err))
+        except DECODE_ERRORS as err:
+            problem = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+            item = _invalid(raw, problem)
             if isinstance(item, InvalidCommand):
                 parsed.invalid.append(item)
             else:
@@ -117,27 +126,33 @@ def parse_command_list(body: bytes) -> CommandList:
 
 _LIST_START = re.compile(rb'"commands"\s*:\s*\[')
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')  # strings whole, then structure
+_ID_FIELD = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){1,128}")')
 
 
-def complete_prefix(prefix: bytes) -> bytes:
-    """A command list cut at the size cap, made whole again: ``{"commands": [...]}`` with the
-    entries that end before the last top-level comma of the prefix (none when the list does
-    not start in it). Strings are skipped whole, so brackets inside them do not count."""
-    start = _LIST_START.search(prefix)
+def split_entries(body: bytes) -> list[bytes] | None:
+    """The entries of the ``"commands"`` array as byte strings, found without decoding them:
+    strings are skipped whole (brackets inside them do not count), an entry ends at a
+    top-level comma or at the end of the array. An entry cut off by the end of `body` is
+    left out. None when there is no such array."""
+    start = _LIST_START.search(body)
     if start is None:
-        return b'{"commands": []}'
-    depth, last_comma = 0, start.end()
-    for token in _JSON_TOKEN.finditer(prefix, start.end()):
+        return None
+    entries: list[bytes] = []
+    depth, entry_start = 0, start.end()
+    for token in _JSON_TOKEN.finditer(body, start.end()):
         char = token.group()
         if char in (b"[", b"{"):
             depth += 1
         elif char in (b"]", b"}"):
             depth -= 1
-            if depth < 0:  # the list closed after all: the whole list is here
-                return prefix[: token.end()] + b"}"
-        elif char == b"," and depth == 0:
-            last_comma = token.start()
-    return b'{"commands": [' + prefix[start.end() : last_comma] + b"]}"
+        if depth < 0 or (char == b"," and depth == 0):  # the end of an entry
+            entry = body[entry_start : token.start()].strip()
+            if entry:
+                entries.append(entry)
+            if depth < 0:
+                break
+            entry_start = token.end()
+    return entries
 
 
 def _invalid(raw: bytes, problem: str) -> InvalidCommand | str:
@@ -145,8 +160,8 @@ def _invalid(raw: bytes, problem: str) -> InvalidCommand | str:
     usable id (then nobody can be told: it is logged)."""
     try:
         fields = _loose_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        fields = {}
+    except DECODE_ERRORS:
+        fields = _id_only(raw)
     try:
         command_id = msgspec.convert(fields.get("id"), CommandId)
     except msgspec.ValidationError:
@@ -159,6 +174,17 @@ def _invalid(raw: bytes, problem: str) -> InvalidCommand | str:
         type=kind if isinstance(kind, str) and 0 < len(kind) <= 64 else "",
         reason=safe(f"malformed command: {problem}"),
     )
+
+
+def _id_only(raw: bytes) -> dict[str, Any]:
+    """The id of an entry that does not decode at all, read on its own."""
+    match = _ID_FIELD.search(raw)
+    if match is None:
+        return {}
+    try:
+        return {"id": msgspec.json.decode(match[1])}
+    except DECODE_ERRORS:
+        return {}
 
 
 class CommandSource:
@@ -190,8 +216,7 @@ class CommandSource:
             raise FetchError(f"HTTP {answer.status}: redirect not followed")
         if answer.status != 200:
             raise FetchError(safe(f"HTTP {answer.status}: {answer.text()}"))
-        body = complete_prefix(answer.body) if answer.truncated else answer.body
-        parsed = parse_command_list(body)
+        parsed = parse_command_list(answer.body, truncated=answer.truncated)
         for digest, problem in parsed.unidentified:
             self._log_unidentified(digest, problem)
         capped = answer.truncated or parsed.listed > MAX_COMMANDS

@@ -71,6 +71,7 @@ from services.poller.protocol import Activity, MachineInfo
 
 logger = logging.getLogger(__name__)
 _KEEP_LEASE = (Activity.PRINTING, Activity.PAUSED)
+FAILURE_LOG_GAP_S = 300.0
 
 
 def jittered(base_s: float) -> float:
@@ -117,6 +118,7 @@ class PrinterWatcher:
         self._busy = asyncio.Lock()
         self._wake = asyncio.Event()
         self._failures = 0
+        self._logged_failure: tuple[type | None, float] = (None, 0.0)
         self._unreachable_since: float | None = None
         self._last_percent = 0.0
         self._commands: dict[str, asyncio.Task[Verdict]] = {}
@@ -233,7 +235,7 @@ class PrinterWatcher:
         self._failures += 1
         if self._unreachable_since is None:
             self._unreachable_since = now
-        if self._failures == 1:
+        if self._failures == 1 and self._worth_logging(err, now):
             logger.info("printer %s: read failed (%s), retrying", self.printer.id, err)
         if self._failures < self.tuning.retry_attempts:
             backoff = self.tuning.retry_backoff_s * 2 ** (self._failures - 1)
@@ -269,6 +271,16 @@ class PrinterWatcher:
         if self.journal.state.belief.job_phase != "none":
             return jittered(min(self.tuning.active_recheck_s, self.printer.probe_interval_s))
         return jittered(self.printer.probe_interval_s)
+
+    def _worth_logging(self, err: Exception, now: float) -> bool:
+        """A streak's first failure is logged, but a printer that alternates good and bad
+        replies starts a streak every few seconds: the same kind of failure is logged again
+        only after FAILURE_LOG_GAP_S."""
+        kind = type(err)
+        if kind is self._logged_failure[0] and now - self._logged_failure[1] < FAILURE_LOG_GAP_S:
+            return False
+        self._logged_failure = (kind, now)
+        return True
 
     def _set_state(self, state: PrinterState) -> None:
         if state != self.state:

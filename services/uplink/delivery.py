@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import re
 import time
 from dataclasses import dataclass
 
@@ -25,8 +26,9 @@ from gateway.http import HttpAnswer, HttpClient, HttpError
 from gateway.redaction import safe
 from services.uplink.queue import Batch
 
-MAX_RETRY_AFTER_S = 3600.0
+MAX_RETRY_AFTER_S = 600.0  # a server may pause delivery, not for hours
 ERROR_BODY_BYTES = 4096  # of an error page, kept for the reason (the rest is dropped)
+_SECONDS = re.compile(r"[0-9]+\Z")
 
 
 class Verdict(enum.Enum):
@@ -56,14 +58,14 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER_S)
+    value = value.strip()[:64]
+    if _SECONDS.match(value):  # ASCII digits only: "²".isdigit() is True, float("²") fails
+        return min(float(value[:12]), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    delay = when.timestamp() - (time.time() if now is None else now)
+        delay = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None  # not a delay we can read: the caller's own backoff applies
     return min(max(delay, 0.0), MAX_RETRY_AFTER_S)
 
 

@@ -28,7 +28,7 @@ import msgspec
 
 from gateway.config import Secret
 from gateway.http import HttpClient
-from gateway.messages import Record, Status, Temperature, record_json_decoder
+from gateway.messages import DECODE_ERRORS, Record, Status, Temperature, record_json_decoder
 from services.uplink.delivery import Answer, Verdict, post_once
 from services.uplink.queue import Batch
 
@@ -98,7 +98,7 @@ class LegacyDeliverer:
         for index, body in enumerate(batch.bodies):
             try:
                 record: Record = record_json_decoder.decode(body)
-            except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            except DECODE_ERRORS as err:
                 logger.error("queued record %d cannot be read, set aside: %s", index, err)
                 unreadable.append(index)
                 continue

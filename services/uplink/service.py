@@ -195,7 +195,8 @@ class DeliveryThread(threading.Thread):
 
     def _failing(self, answer: Answer) -> float:
         """A retry: logged when an outage starts and when the kind of failure changes (an
-        HTTP status, or the error), reported by `status` once it lasts."""
+        HTTP status, or the error), reported by `status` as soon as the outage will have
+        lasted a minute by the next attempt (a Retry-After of an hour is said at once)."""
         now = time.monotonic()
         kind = answer.status if answer.status is not None else answer.reason
         if self.outage_since is None:
@@ -204,11 +205,16 @@ class DeliveryThread(threading.Thread):
         elif kind != self._failure_kind:
             logger.warning("delivery still failing, now: %s", answer.reason)
         self._failure_kind = kind
-        if now - self.outage_since >= STALLED_AFTER_S:
-            self.problems.report("delivery", f"the API is not taking records: {answer.reason}")
-        if answer.retry_after_s is not None:
-            return answer.retry_after_s
-        return self.backoff.next_delay()
+        self.problems.clear("api auth")  # this answer was not a refusal of the token
+        delay = answer.retry_after_s
+        if delay is None:
+            delay = self.backoff.next_delay()
+        if now + delay - self.outage_since >= STALLED_AFTER_S:
+            waits = f", next try in {delay:.0f} s" if delay >= 1 else ""
+            self.problems.report(
+                "delivery", f"the API is not taking records: {answer.reason}{waits}"
+            )
+        return delay
 
     def _unauthorized(self, reason: str) -> float:
         if self._failure_kind != "unauthorized":
