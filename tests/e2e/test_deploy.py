@@ -13,7 +13,7 @@ import pytest
 from gateway.deploy import supervisor_call
 from gateway.simulator import PrintJob, SimulatorThread
 from tests.api_harness import TOKEN, ApiThread
-from tests.e2e.harness import status, supervised_pid, wait_for
+from tests.e2e.harness import status, supervised, supervised_pid, wait_for
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "gateway.cli"]
@@ -31,15 +31,7 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
             f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n'
             f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\npoll_interval_s = 0.2\n'
         )
-        up = subprocess.Popen(
-            [*CLI, "--config", str(config), "up"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            for name in ("uplink", "poller", "control"):
-                wait_for(lambda name=name: supervised_pid(runtime, name))
+        with supervised(config, runtime):
             wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
             code, report = status(config)
             assert code == 0, report
@@ -71,9 +63,6 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
                     > before + 5
                 )
             )
-        finally:
-            up.send_signal(signal.SIGTERM)
-            assert up.wait(timeout=40) == 0
         records = api.get("/v1/records", gateway_id="gw", printer_id="rex1", limit=10000).json()[
             "records"
         ]
