@@ -5,6 +5,7 @@ record that the next process cannot encode or decode."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, get_args
@@ -214,3 +215,39 @@ def test_a_body_that_is_not_a_command_list_is_a_fetch_error(body: bytes) -> None
         parse_command_list(body)
     except FetchError:
         pass
+
+
+# One printer's reply is parsed on the loop every printer shares: a pattern that backtracks
+# quadratically over a long line (an unbounded [\w-]* took 16 s on 60,000 letters) would
+# freeze them all. Linear parsing of these takes milliseconds; the bound is generous.
+LONG = 60_000
+ADVERSARIAL = [
+    "Status: S:1 " + "a" * LONG,
+    "a" * LONG + ":",
+    "File opened: x" + " " * LONG + "y",
+    "File opened: " + " Size:" * (LONG // 6),
+    "T0:" + "9" * LONG,
+    "T0" + " " * LONG + "x",
+    "SD printing byte 1" + " " * LONG,
+    "X: 1" + " " * LONG + "Y",
+    "a1:" * (LONG // 3),
+    "ab: " * (LONG // 4),
+    "CMD M" + "1" * LONG,
+]
+
+
+def test_no_printer_reply_costs_more_than_linear_time() -> None:
+    context = ["MachineStatus: READY", "Machine Type: x", "T0:1/1", "SD printing byte 1/2"]
+    began = time.process_time()
+    for line in ADVERSARIAL:
+        for parser in PARSERS:
+            try:
+                parser([*context, "X:1 Y:1 Z:1", line])
+            except UnexpectedPayloadError:
+                pass
+        buffer = ReplyBuffer("M119")
+        try:
+            buffer.feed(f"CMD M119 Received.\r\n{line}\r\nok\r\n".encode())
+        except PrinterProtocolError:
+            pass
+    assert time.process_time() - began < 2.0

@@ -336,7 +336,9 @@ _MACHINE_STATUS = {
     "BUILDING_COMPLETED": Activity.COMPLETED,
     "BUSY": Activity.BUSY,
 }
-_FLAG = re.compile(r"([A-Za-z][\w-]*):\s*(-?\d+)", re.ASCII)
+# Bounded: an unbounded [\w-]* backtracks quadratically over a long word (60,000 letters
+# took 16 s), and one printer's reply must never cost the others their polls.
+_FLAG = re.compile(r"([A-Za-z][\w-]{0,31}):\s{0,8}(-?\d{1,20})", re.ASCII)
 
 
 class MachineStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -435,16 +437,20 @@ class FileSelected(msgspec.Struct, frozen=True):
     size: int | None
 
 
-_FILE_OPENED = re.compile(r"^File opened:\s*(.+?)(?:\s+Size:\s*(\d+))?$", re.ASCII)
-
-
 def parse_m23(lines: Sequence[str]) -> FileSelected:
     """Parse ``File opened: 20mm_Box.gx Size: 154674`` / ``File selected``."""
     for line in lines:
-        match = _FILE_OPENED.match(line)
-        if match:
-            size = _int(match[2], 0, MAX_COUNTER, "M23 size", lines) if match[2] else None
-            return FileSelected(_text(match[1], "M23 file name", lines), size)
+        if not line.startswith("File opened:"):
+            continue
+        rest = line.removeprefix("File opened:").strip()
+        # rpartition, not a lazy regex: (.+?)(\s+Size...)?$ is quadratic on a line of spaces
+        name, sep, tail = rest.rpartition(" Size:")
+        size = None
+        if sep and tail.strip().isascii() and tail.strip().isdigit():
+            size = _int(tail.strip(), 0, MAX_COUNTER, "M23 size", lines)
+            rest = name.rstrip()
+        if rest:
+            return FileSelected(_text(rest, "M23 file name", lines), size)
     raise _payload_error("M23 without 'File opened'", lines)
 
 
