@@ -222,7 +222,7 @@ def resolve_token(config: Config, environ: dict[str, str] | None = None) -> Toke
     env = os.environ if environ is None else environ
     from_env = env.get(TOKEN_ENV, "").strip()
     if from_env:
-        return Token(Secret(from_env), f"environment variable {TOKEN_ENV}")
+        return _sendable(Token(Secret(from_env), f"environment variable {TOKEN_ENV}"), TOKEN_ENV)
     if config.api.token_file is not None:
         path = Path(config.api.token_file)
         try:
@@ -231,10 +231,21 @@ def resolve_token(config: Config, environ: dict[str, str] | None = None) -> Toke
             raise ConfigError("api.token_file", f"cannot read {path}: {err}") from err
         if not value:
             raise ConfigError("api.token_file", f"{path} is empty")
-        return Token(Secret(value), f"file {path}")
+        return _sendable(Token(Secret(value), f"file {path}"), "api.token_file")
     if config.api.token:
-        return Token(Secret(config.api.token), "api.token")
+        return _sendable(Token(Secret(config.api.token), "api.token"), "api.token")
     raise ConfigError("api.token", f"no API token: set {TOKEN_ENV}, api.token_file or api.token")
+
+
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+\Z")  # what an HTTP header carries as is
+
+
+def _sendable(token: Token, key: str) -> Token:
+    """A token every request can carry: printable ASCII, no spaces (else each request
+    would fail to encode, for ever, after a clean start)."""
+    if not _TOKEN_CHARS.match(token.secret.reveal()):
+        raise ConfigError(key, "the token must be printable ASCII without spaces")
+    return token
 
 
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")

@@ -22,6 +22,7 @@ so a forgotten call site still cannot leak a registered token or forge a line.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 import urllib.parse
@@ -61,23 +62,46 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 def _forms(value: str) -> set[str]:
     """The value as a server might echo it: as is, in other case, and encoded."""
     raw = value.encode()
+    every_byte = "".join(f"%{b:02X}" for b in raw)
+    json_escaped = json.dumps(value)[1:-1]  # \uXXXX for non-ASCII, as most encoders write
     forms = {
         value,
         value.upper(),
         value.lower(),
         urllib.parse.quote(value, safe=""),
         urllib.parse.quote_plus(value),
+        every_byte,
+        every_byte.lower(),
+        _lower_escapes(urllib.parse.quote(value, safe="")),
         value.replace("\\", "\\\\").replace('"', '\\"').replace("/", "\\/"),
+        json_escaped,
+        json_escaped.replace("/", "\\/"),
+        _upper_escapes(json_escaped),
         raw.hex(),
         raw.hex().upper(),
     }
-    for encode in (base64.b64encode, base64.urlsafe_b64encode):
-        for shift in range(3):  # whatever came before it in the encoded text
+    # base64 and base32 at every alignment: what came before the value in the encoded text
+    # shifts its bytes within the blocks. Only the characters made of the value's bytes
+    # alone are kept: not the first block (shared with what came before), not the last
+    # partial one (shared with what follows).
+    for encode, block, chars in (
+        (base64.b64encode, 3, 4),
+        (base64.urlsafe_b64encode, 3, 4),
+        (base64.b32encode, 5, 8),
+    ):
+        for shift in range(block):
             encoded = encode(b"\0" * shift + raw).decode()
-            # only the characters made of the value's bytes alone: not the first block
-            # (shared with what came before), not the last partial one (with what follows)
-            forms.add(encoded[4 if shift else 0 : (shift + len(raw)) // 3 * 4])
+            kept = encoded[chars if shift else 0 : (shift + len(raw)) // block * chars]
+            forms |= {kept, kept.lower()}
     return {form for form in forms if form}
+
+
+def _lower_escapes(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), text)
+
+
+def _upper_escapes(text: str) -> str:
+    return re.sub(r"\\u[0-9a-f]{4}", lambda m: "\\u" + m.group()[2:].upper(), text)
 
 
 def register_secret(value: str) -> None:
@@ -171,6 +195,23 @@ def escape(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def escape_json(text: str) -> str:
+    """JSON text with every non-printable character (a bidi override, a line separator,
+    C1 controls) written as a ``\\uXXXX`` escape: still the same JSON, but one line that
+    cannot reorder or move a terminal's text. (C0 controls are escaped by any JSON encoder.)"""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _json_escape(c) for c in text)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # outside the BMP: a surrogate pair, as JSON requires
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def safe(text: str, limit: int = 300) -> str:

@@ -209,3 +209,19 @@ def test_inline_token_in_a_readable_config_is_warned_about(tmp_path: Path) -> No
     assert "api.token in" in result.stderr
     config.chmod(0o600)
     assert "api.token in" not in run("--config", str(config), "check-config").stderr
+
+
+def test_queue_output_never_carries_a_printers_terminal_tricks(tmp_path: Path) -> None:
+    from gateway.config import load_config
+    from gateway.messages import Event, utc_now
+    from services.uplink.queue import DurableQueue
+    from services.uplink.service import queue_path
+
+    (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
+    nasty = "\x1b[2Jevil\u202egx.exe\u2028fake line\x85.gx"
+    queue = DurableQueue(queue_path(load_config(tmp_path / "g.toml")), 10**8)
+    queue.accept([Event(id="e1", printer_id="p", ts=utc_now(), event="print_started", file=nasty)])
+    queue.close()
+    output = run("--config", str(tmp_path / "g.toml"), "queue", "peek").stdout
+    assert output.rstrip("\n").isprintable()
+    assert msgspec.json.decode(output)["file"] == nasty  # the same JSON, escaped

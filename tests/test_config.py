@@ -174,6 +174,8 @@ def test_token_order_env_then_file_then_inline(tmp_path: Path) -> None:
     [
         (b'token_file = "/nonexistent/token"\n', "api.token_file", "cannot read"),
         (b"", "api.token", "no API token"),
+        ('token = "pässwörd-1234567"\n'.encode(), "api.token", "printable ASCII"),
+        (b'token = "two words here"\n', "api.token", "without spaces"),
     ],
 )
 def test_token_problems_name_the_key(

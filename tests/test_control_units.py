@@ -266,6 +266,12 @@ def test_a_list_over_the_size_cap_gives_the_commands_complete_within_it() -> Non
         (b'{"commands": [{"id": "a,]}"}, {"id', ["a,]}"]),
         (b'{"commands": [{"id": "a"}]}', ["a"]),
         (b'{"other": 1, "commands": [', []),
+        (
+            b'{"commands": [{"id": "a"}, {"id": "victim", "note": "x}, {\\"y',
+            ["a"],
+        ),  # cut in a string
+        (b'{"x": {"commands": [{"id": "nested"}]}, "commands": [{"id": "top"}]}', ["top"]),
+        (b'{"commands": [{"id": "first"}], "commands": [{"id": "last"}]}', ["last"]),
     ],
 )
 def test_split_entries(body: bytes, ids: list[str]) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -41,14 +42,35 @@ def registered() -> Iterator[None]:
         TOKEN.encode().hex(),
         f"{TOKEN[:12]}\n{TOKEN[12:]}",  # split across lines
         f"{TOKEN[:10]} {TOKEN[10:]}",  # cut in two
+        "".join(f"%{b:02x}" for b in TOKEN.encode()),  # every byte percent-encoded
+        base64.b32encode(f"Bearer {TOKEN}".encode()).decode(),
     ],
 )
 def test_every_echo_of_a_registered_secret_is_hidden(echo: str) -> None:
+    _assert_hidden(TOKEN, echo)
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda v: json.dumps(v)[1:-1],  # \u00e4 escapes, as json.dumps writes them
+        lambda v: urllib.parse.quote(v).lower(),
+        lambda v: "".join(f"%{b:02X}" for b in v.encode()),
+    ],
+)
+def test_a_non_ascii_secret_is_hidden_in_escaped_forms(encode: Callable[[str], str]) -> None:
+    secret = "pässwörd+/=ümläüt/éèêë+çàâ=ñõøå"
+    redaction.register_secret(secret)
+    _assert_hidden(secret, encode(secret))
+    _assert_hidden(encode(secret), encode(secret))  # not 8 characters of the escaped form
+
+
+def _assert_hidden(secret: str, echo: str) -> None:
     page = f'<pre>{{"headers": {{"X": "{echo}"}}}}</pre>'
     cleaned = redact(page)
-    assert TOKEN not in cleaned
+    assert secret not in cleaned
     assert echo not in cleaned
-    windows = {TOKEN[i : i + 8] for i in range(len(TOKEN) - 7)}
+    windows = {secret[i : i + 8] for i in range(len(secret) - 7)}
     assert not [w for w in windows if w in cleaned]  # not even 8 characters of it
 
 

@@ -124,35 +124,43 @@ def parse_command_list(body: bytes, truncated: bool = False) -> CommandList:
     return parsed
 
 
-_LIST_START = re.compile(rb'"commands"\s*:\s*\[')
-_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')  # strings whole, then structure
+# Strings whole (an unterminated one runs to the end: a body cut at the cap), then structure.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[\[\]{}:,]')
 _ID_FIELD = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){1,128}")')
 
 
 def split_entries(body: bytes) -> list[bytes] | None:
-    """The entries of the ``"commands"`` array as byte strings, found without decoding them:
-    strings are skipped whole (brackets inside them do not count), an entry ends at a
-    top-level comma or at the end of the array. An entry cut off by the end of `body` is
-    left out. None when there is no such array."""
-    start = _LIST_START.search(body)
-    if start is None:
-        return None
-    entries: list[bytes] = []
-    depth, entry_start = 0, start.end()
-    for token in _JSON_TOKEN.finditer(body, start.end()):
-        char = token.group()
-        if char in (b"[", b"{"):
+    """The entries of the top-level ``"commands"`` array as byte strings, found without
+    decoding them (None when there is no such array). Only the key of the outermost object
+    counts, and of a repeated key the last array, as a JSON decoder takes it. Strings are
+    skipped whole, so brackets and commas inside them do not count; an entry cut off by the
+    end of `body` (the size cap) is left out."""
+    depth = 0
+    found: list[bytes] | None = None
+    reading: list[bytes] | None = None  # entries of the "commands" array being read
+    entry_start = 0
+    previous: tuple[bytes, bytes] = (b"", b"")  # the two tokens before this one
+    for match in _JSON_TOKEN.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            if token == b"[" and depth == 1 and previous == (b'"commands"', b":"):
+                reading, entry_start = [], match.end()
             depth += 1
-        elif char in (b"]", b"}"):
+        elif token in (b"]", b"}"):
             depth -= 1
-        if depth < 0 or (char == b"," and depth == 0):  # the end of an entry
-            entry = body[entry_start : token.start()].strip()
-            if entry:
-                entries.append(entry)
-            if depth < 0:
-                break
-            entry_start = token.end()
-    return entries
+            if reading is not None and depth == 1:  # the array closed
+                _add_entry(reading, body[entry_start : match.start()])
+                found, reading = reading, None
+        elif token == b"," and reading is not None and depth == 2:
+            _add_entry(reading, body[entry_start : match.start()])
+            entry_start = match.end()
+        previous = (previous[1], token)
+    return reading if reading is not None else found  # cut short: the entries so far
+
+
+def _add_entry(entries: list[bytes], entry: bytes) -> None:
+    if entry.strip():
+        entries.append(entry.strip())
 
 
 def _invalid(raw: bytes, problem: str) -> InvalidCommand | str:

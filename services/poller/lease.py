@@ -173,7 +173,12 @@ class PrinterWatcher:
         except (PrinterIOError, PrinterProtocolError) as err:
             await self._drop_link()
             return self._after_failure(err)
-        self._failures, self._unreachable_since, self.detail = 0, None, None
+        self._failures, self._unreachable_since = 0, None
+        self.detail = (  # the reason of an `error` state, for `status`
+            f"unknown MachineStatus {observation.machine.machine_status!r}"
+            if observation.activity is Activity.UNKNOWN
+            else None
+        )
         belief, happenings = on_reading(
             self.journal.state.belief, observation, self._last_percent, utc_text()
         )

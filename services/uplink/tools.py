@@ -11,7 +11,7 @@ import msgspec
 import zmq
 
 from gateway.config import Config
-from gateway.redaction import escape, redact, safe
+from gateway.redaction import escape, escape_json, redact, safe
 from services.uplink.queue import DurableQueue
 from services.uplink.service import queue_path, tap_endpoint
 
@@ -21,8 +21,10 @@ def _out(data: object) -> None:
 
 
 def _line(data: bytes) -> None:
-    """Write one output line, redacted (a stored reason may quote a server's error page)."""
-    sys.stdout.buffer.write(redact(data.decode("utf-8", "replace")).encode() + b"\n")
+    """Write one JSON output line, redacted (a stored reason may quote a server's error
+    page) and with a printer's bidi overrides or line separators escaped."""
+    lines = redact(data.decode("utf-8", "replace")).split("\n")  # an indented document's
+    sys.stdout.buffer.write("\n".join(escape_json(line) for line in lines).encode() + b"\n")
 
 
 def queue_command(config: Config, args: argparse.Namespace) -> int:
@@ -74,7 +76,7 @@ def tap_command(config: Config, args: argparse.Namespace) -> int:
             data = sock.recv()
             count += 1
             if args.json:
-                sys.stdout.buffer.write(data + b"\n")
+                _line(data)
             else:
                 record = msgspec.json.decode(data)
                 what = record.get("state") or record.get("event") or record.get("outcome")
