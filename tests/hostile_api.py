@@ -97,6 +97,9 @@ class HostileApi:
 def _send(handler: http.server.BaseHTTPRequestHandler, reply: Reply) -> None:
     head = f"HTTP/1.1 {reply.status} Whatever\r\n"
     headers = {**reply.headers, "Content-Length": str(len(reply.body) + reply.padding_bytes)}
+    hostile = bool(reply.drip_s or reply.padding_bytes)
+    if hostile:  # the client gives up on these: say the connection ends with them
+        headers["Connection"] = "close"
     head += "".join(f"{key}: {value}\r\n" for key, value in headers.items()) + "\r\n"
     data = head.encode() + reply.body
     try:
@@ -112,7 +115,7 @@ def _send(handler: http.server.BaseHTTPRequestHandler, reply: Reply) -> None:
             handler.wfile.write(chunk)
     except OSError:
         pass  # the client gave up: that is the point
-    handler.close_connection = True
+    handler.close_connection = hostile
 
 
 @contextmanager
@@ -121,6 +124,8 @@ def hostile_api() -> Iterator[HostileApi]:
     api = HostileApi()
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
         def do_POST(self) -> None:
             api._handle(self, "POST")
 
