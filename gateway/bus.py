@@ -130,23 +130,29 @@ def control_endpoint(runtime_dir: str) -> str:
     return f"ipc://{Path(runtime_dir) / 'control.ipc'}"
 
 
-def inject_command(endpoint: str, command: Command) -> bool:
-    """Hand a command to control from synchronous code, without waiting; False when control
-    is not connected (the caller's source will ask again, e.g. the next HTTP 418)."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 500)
-    sock.setsockopt(zmq.IMMEDIATE, 1)
-    sock.connect(endpoint)
-    try:
-        if not sock.poll(500, zmq.POLLOUT):
+class CommandInjector:
+    """Hands commands to control from synchronous code, never waiting: one socket, kept
+    open, connects in the background whenever control is up. Use it from one thread."""
+
+    def __init__(self, endpoint: str) -> None:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self._socket = ctx.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 500)  # a command handed over is sent at close
+        self._socket.setsockopt(zmq.IMMEDIATE, 1)  # nothing queued for an absent control
+        self._socket.connect(endpoint)
+
+    def inject(self, command: Command) -> bool:
+        """Hand a command over; False when control is not connected right now (the caller's
+        source asks again, e.g. the next HTTP 418)."""
+        try:
+            self._socket.send(encode(Inject(command)), flags=zmq.NOBLOCK)
+        except zmq.Again:
             return False
-        sock.send(encode(Inject(command)), flags=zmq.NOBLOCK)
-    except zmq.Again:
-        return False
-    finally:
-        sock.close()
-    return True
+        return True
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._socket.close()
 
 
 class InjectReceiver:

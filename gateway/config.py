@@ -19,7 +19,7 @@ import msgspec
 import msgspec.inspect
 
 from gateway.errors import ConfigError
-from gateway.messages import MAX_TEXT, EventName
+from gateway.messages import MAX_TEXT, EventName, Identifier
 from gateway.redaction import (
     SECRET_QUERY_KEY,
     redact,
@@ -32,10 +32,6 @@ CONFIG_ENV = "PRINTER_GATEWAY_CONFIG"
 TOKEN_ENV = "PRINTER_GATEWAY_TOKEN"
 DEFAULT_CONFIG_PATH = Path("gateway.toml")
 
-# Ids end up in record ids ("gw:printer:..."), ipc socket names and URLs: keep them plain.
-# "$(?!\n)": Python's "$" also matches before a final newline; JSON Schema's does not.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$(?!\n)"
-Identifier = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 
-from gateway.redaction import escape, redact
+from gateway.redaction import WITHHELD, escape, redact, reveals_secret
 
 
 class SafeFormatter(logging.Formatter):
     """A formatter whose messages are one redacted line and whose tracebacks are redacted."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = escape(redact(record.message))
+        message = redact(record.message)
+        record.message = WITHHELD if reveals_secret(message) else escape(message)
         return super().formatMessage(record)
 
     def formatException(self, ei: logging._SysExcInfoType) -> str:
@@ -29,7 +30,8 @@ class SafeFormatter(logging.Formatter):
 
 
 def _quoted(block: str) -> str:
-    return "\n".join(f"| {escape(redact(line))}" for line in block.splitlines())
+    lines = [redact(line) for line in block.splitlines()]
+    return "\n".join(f"| {WITHHELD if reveals_secret(x) else escape(x)}" for x in lines)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -55,6 +55,10 @@ CommandId = Annotated[
     ),
 ]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# Ids end up in record ids ("gw:printer:..."), ipc socket names and URLs: keep them plain.
+# "$(?!\n)": Python's "$" also matches before a final newline; JSON Schema's does not.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$(?!\n)"
+Identifier = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 RecordId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Detail = Annotated[str, msgspec.Meta(max_length=1000)]
@@ -105,7 +109,7 @@ class _Record(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Fields every record carries. ``seq`` is null until the uplink makes it durable."""
 
     id: RecordId
-    printer_id: ShortText | None
+    printer_id: Identifier | None
     seq: Seq | None = None
     ts: AwareDatetime
 
@@ -146,7 +150,7 @@ Record = Status | Event | CommandResult
 class RecordBatch(msgspec.Struct, frozen=True):
     """Body of ``POST {url}/v1/records``."""
 
-    gateway_id: ShortText
+    gateway_id: Identifier
     records: tuple[Record, ...]
 
 
@@ -172,8 +176,8 @@ class NewCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     checked (the gateway can only run what it can read); whether a type or a temperature is
     allowed is the gateway's call, which answers ``rejected``."""
 
-    gateway_id: ShortText
-    printer_id: ShortText
+    gateway_id: Identifier
+    printer_id: Identifier
     type: ShortText
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     expires_at: AwareDatetime | None = None

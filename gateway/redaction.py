@@ -22,9 +22,11 @@ so a forgotten call site still cannot leak a registered token or forge a line.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import threading
+import unicodedata
 import urllib.parse
 
 REDACTED = "<redacted>"
@@ -121,12 +123,14 @@ def register_secret(value: str) -> None:
 
 
 def register_url_secrets(url: str) -> None:
-    """A URL that embeds secrets anywhere (Apprise: ``tgram://<bot token>/<chat>``): the
-    whole URL, its password, and every long component are registered."""
-    register_secret(url)
+    """A URL that may embed secrets in any part (Apprise: ``tgram://<bot token>/<chat>``):
+    its password, every query value and every component of 16 characters or more (a host
+    like 127.0.0.1 or a short path stays readable)."""
     parts = urllib.parse.urlsplit(url)
     if parts.password:
         register_secret(parts.password)
+    for _, value in urllib.parse.parse_qsl(parts.query):
+        register_secret(value)
     for piece in re.split(r"[/:@?&=#]+", url.split("://", 1)[-1]):
         if len(piece) >= 16:
             register_secret(piece)
@@ -214,7 +218,65 @@ def _json_escape(char: str) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
+WITHHELD = "<withheld: it quoted a secret in an encoding>"
+_JS_ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|x([0-9A-Fa-f]{2})|([0-7]{1,3}))")
+_QUOTED_PRINTABLE = re.compile(r"=([0-9A-Fa-f]{2})")
+_HEX_RUN = re.compile(r"(?:[0-9A-Fa-f]{2}[\s:,.\-]?){8,}")
+
+
+def _unescape_js(text: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        hex4, hex2, octal = match.groups()
+        return chr(int(hex4 or hex2, 16) if (hex4 or hex2) else int(octal, 8) & 0xFF)
+
+    return _JS_ESCAPE.sub(one, text)
+
+
+def _hex_runs(text: str) -> str:
+    """Runs of hex byte pairs (``70:42:...``, a hexdump) decoded, one per line."""
+    return "\n".join(
+        bytes.fromhex(re.sub(r"[^0-9A-Fa-f]", "", run)[: len(run) // 2 * 2]).decode("latin-1")
+        for run in _HEX_RUN.findall(text)
+    )
+
+
+def _decodings(text: str) -> list[str]:
+    """The text as it reads once common per-character encodings are undone: JS/JSON escapes
+    (\\uXXXX, \\xNN, octal), HTML entities, percent- and quoted-printable escapes, runs of hex
+    bytes, compatibility forms (full-width) with invisible characters dropped, reversed."""
+    undone = _unescape_js(html.unescape(urllib.parse.unquote(text)))
+    undone = _QUOTED_PRINTABLE.sub(lambda m: chr(int(m[1], 16)), undone.replace("=\n", ""))
+    visible = "".join(
+        c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf"
+    )
+    return [undone, visible, text[::-1], _hex_runs(text)]
+
+
+def reveals_secret(text: str) -> bool:
+    """Whether the text holds 8 characters of a registered secret in some form ``redact``
+    cannot cut out in place (every character escaped, entities, a hexdump, ...)."""
+    windows = _windows
+    if not windows:
+        return False
+    return any(
+        decoded[i : i + WINDOW] in windows
+        for decoded in _decodings(text)
+        for i in range(len(decoded) - WINDOW + 1)
+    )
+
+
+def quoted(text: str) -> str:
+    """Text from elsewhere (a server's error page) to quote in a reason: redacted, or
+    withheld whole when it holds a secret in a form redaction cannot cut out."""
+    cleaned = redact(text)
+    return WITHHELD if reveals_secret(cleaned) else cleaned
+
+
 def safe(text: str, limit: int = 300) -> str:
-    """Redacted, escaped and at most `limit` characters: fit for a log, status or the queue."""
-    cleaned = escape(redact(text))
+    """Redacted, escaped and at most `limit` characters: fit for a log, status or the queue.
+    Text that holds a secret in a form that cannot be cut out in place is withheld whole."""
+    cleaned = redact(text)
+    if reveals_secret(cleaned):
+        return WITHHELD
+    cleaned = escape(cleaned)
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

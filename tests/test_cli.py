@@ -225,3 +225,27 @@ def test_queue_output_never_carries_a_printers_terminal_tricks(tmp_path: Path) -
     output = run("--config", str(tmp_path / "g.toml"), "queue", "peek").stdout
     assert output.rstrip("\n").isprintable()
     assert msgspec.json.decode(output)["file"] == nasty  # the same JSON, escaped
+
+
+def test_queue_dead_stays_json_for_a_record_nobody_could_read(tmp_path: Path) -> None:
+    import sqlite3
+
+    from gateway.config import load_config
+    from gateway.messages import Event, utc_now
+    from services.uplink.queue import DurableQueue
+    from services.uplink.service import queue_path
+
+    (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
+    path = queue_path(load_config(tmp_path / "g.toml"))
+    queue = DurableQueue(path, 10**8)
+    queue.accept([Event(id="e1", printer_id="p", ts=utc_now(), event="printer_online")])
+    batch = queue.claim(1, 10**6)
+    assert batch is not None
+    queue.dead_letter(batch, "the queued record cannot be read")
+    queue.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE dead SET body = ?", (b'\xff\x00 not json {"',))
+    lines = run("--config", str(tmp_path / "g.toml"), "queue", "dead").stdout.splitlines()
+    assert [msgspec.json.decode(line)["reason"] for line in lines] == [
+        "the queued record cannot be read"
+    ]

@@ -272,6 +272,7 @@ def test_a_list_over_the_size_cap_gives_the_commands_complete_within_it() -> Non
         ),  # cut in a string
         (b'{"x": {"commands": [{"id": "nested"}]}, "commands": [{"id": "top"}]}', ["top"]),
         (b'{"commands": [{"id": "first"}], "commands": [{"id": "last"}]}', ["last"]),
+        (b'{"commands": [{"id": "evil"}], "comm\\u0061nds": [{"id": "escaped"}]}', ["escaped"]),
     ],
 )
 def test_split_entries(body: bytes, ids: list[str]) -> None:

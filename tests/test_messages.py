@@ -194,7 +194,7 @@ timestamps = st.datetimes(
 )
 common = {
     "id": some_text,
-    "printer_id": st.none() | some_text,
+    "printer_id": st.none() | st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"),
     "seq": st.none() | st.integers(0, 2**62),
     "ts": timestamps,
 }

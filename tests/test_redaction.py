@@ -14,7 +14,7 @@ import pytest
 
 from gateway import redaction
 from gateway.logs import SafeFormatter
-from gateway.redaction import REDACTED, escape, redact, safe
+from gateway.redaction import REDACTED, WITHHELD, escape, quoted, redact, safe
 
 TOKEN = "tok/en+with=odd&chars-9f8e7d6c"
 
@@ -146,3 +146,29 @@ def test_the_log_formatter_redacts_and_escapes_every_message() -> None:
     assert "\nFORGED" not in output
     assert "| Traceback" in output  # tracebacks keep their lines, redacted and quoted
     assert all(line.startswith(("WARNING ", "ERROR ", "| ")) for line in output.splitlines())
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda v: "".join(f"\\u{ord(c):04x}" for c in v),  # every character escaped
+        lambda v: "".join(f"\\u{ord(c):04X}" for c in v),
+        lambda v: "".join(f"&#{ord(c)};" for c in v),  # HTML entities
+        lambda v: "".join(f"&#x{ord(c):x};" for c in v),
+        lambda v: "".join(f"\\x{ord(c):02x}" for c in v),
+        lambda v: "".join(f"\\{ord(c):o}" for c in v),  # octal
+        lambda v: "".join(f"={ord(c):02X}" for c in v),  # quoted-printable
+        lambda v: ":".join(f"{ord(c):02x}" for c in v),  # hex with separators
+        lambda v: " ".join(f"{ord(c):02x}" for c in v),
+        lambda v: v[::-1],
+        lambda v: "\u200d".join(v),  # zero-width joiners
+        lambda v: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in v),  # full width
+    ],
+)
+def test_a_secret_in_an_encoding_that_cannot_be_cut_out_is_withheld_whole(
+    encode: Callable[[str], str],
+) -> None:
+    echo = "debug: " + encode(f"Bearer {TOKEN}")
+    assert quoted(echo) == WITHHELD
+    assert safe(echo) == WITHHELD
+    assert quoted("upstream busy, request 0193a4c2-77f1 failed") != WITHHELD

@@ -33,7 +33,7 @@ from gateway.config import Secret
 from gateway.errors import GatewayError
 from gateway.http import HttpClient, HttpError
 from gateway.messages import DECODE_ERRORS, Command, CommandId
-from gateway.redaction import safe
+from gateway.redaction import quoted, safe
 
 logger = logging.getLogger(__name__)
 MARGIN_S = 10.0
@@ -143,7 +143,7 @@ def split_entries(body: bytes) -> list[bytes] | None:
     for match in _JSON_TOKEN.finditer(body):
         token = match.group()
         if token in (b"[", b"{"):
-            if token == b"[" and depth == 1 and previous == (b'"commands"', b":"):
+            if token == b"[" and depth == 1 and previous[1] == b":" and _is_key(previous[0]):
                 reading, entry_start = [], match.end()
             depth += 1
         elif token in (b"]", b"}"):
@@ -156,6 +156,19 @@ def split_entries(body: bytes) -> list[bytes] | None:
             entry_start = match.end()
         previous = (previous[1], token)
     return reading if reading is not None else found  # cut short: the entries so far
+
+
+def _is_key(token: bytes) -> bool:
+    """Whether a string token reads "commands" once decoded (``"comm\\u0061nds"`` does, as a
+    JSON decoder would take it)."""
+    if token == b'"commands"':
+        return True
+    if not token.startswith(b'"') or b"\\" not in token or len(token) > 80:
+        return False
+    try:
+        return bool(msgspec.json.decode(token) == "commands")
+    except DECODE_ERRORS:
+        return False
 
 
 def _add_entry(entries: list[bytes], entry: bytes) -> None:
@@ -219,11 +232,11 @@ class CommandSource:
         except HttpError as err:
             raise FetchError(safe(str(err))) from err
         if answer.status in (401, 403):
-            raise AuthRefused(safe(f"HTTP {answer.status}: {answer.text()}"))
+            raise AuthRefused(safe(f"HTTP {answer.status}: {quoted(answer.text())}"))
         if 300 <= answer.status < 400:
             raise FetchError(f"HTTP {answer.status}: redirect not followed")
         if answer.status != 200:
-            raise FetchError(safe(f"HTTP {answer.status}: {answer.text()}"))
+            raise FetchError(safe(f"HTTP {answer.status}: {quoted(answer.text())}"))
         parsed = parse_command_list(answer.body, truncated=answer.truncated)
         for digest, problem in parsed.unidentified:
             self._log_unidentified(digest, problem)

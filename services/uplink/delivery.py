@@ -23,7 +23,7 @@ import msgspec
 
 from gateway.config import Secret
 from gateway.http import HttpAnswer, HttpClient, HttpError
-from gateway.redaction import safe
+from gateway.redaction import quoted, safe
 from services.uplink.queue import Batch
 
 MAX_RETRY_AFTER_S = 600.0  # a server may pause delivery, not for hours
@@ -118,7 +118,8 @@ def classify(status: int, retry_after_header: str | None, text: str) -> Answer:
     """Sort an HTTP status into a verdict; the reason quotes the server, made safe."""
     if 200 <= status < 300:
         return Answer(Verdict.DELIVERED, f"HTTP {status}", status=status)
-    reason = safe(f"HTTP {status}: {text.strip()}" if text.strip() else f"HTTP {status}")
+    text = quoted(text.strip())  # an error page may echo the Authorization header
+    reason = safe(f"HTTP {status}: {text}" if text else f"HTTP {status}")
     if status in (408, 429) or status >= 500 or status < 200 or 300 <= status < 400:
         return Answer(Verdict.RETRY, reason, retry_after(retry_after_header), status=status)
     if status in (401, 403):

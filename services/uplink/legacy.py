@@ -137,5 +137,8 @@ class LegacyDeliverer:
         return answer
 
     def close(self) -> None:
-        """Close the session."""
+        """Close the session (and the hook's socket, if it has one)."""
         self.client.close()
+        close_hook = getattr(self.on_pause_request, "close", None)
+        if close_hook is not None:
+            close_hook()

@@ -52,6 +52,9 @@ class Notifier:
     """Sends one notification per chosen, newly stored event."""
 
     def __init__(self, config: Config, problems: Problems | None = None) -> None:
+        # Apprise logs every notification (INFO) and every failure (WARNING): this class
+        # logs a failure streak once, so only Apprise's errors are worth a line.
+        logging.getLogger("apprise").setLevel(logging.ERROR)
         self.apprise = apprise_for(config)
         self.guard = LoopGuard("notifications", problems or Problems(None, "notify"))
         self.events = set(config.notify.events)

@@ -30,10 +30,10 @@ import zmq.asyncio
 
 from gateway import runner
 from gateway.bus import (
+    CommandInjector,
     Received,
     RecordReceiver,
     control_endpoint,
-    inject_command,
     prepare_runtime_dir,
     records_endpoint,
 )
@@ -66,24 +66,34 @@ def tap_endpoint(runtime_dir: str) -> str:
     return f"ipc://{Path(runtime_dir) / 'tap.ipc'}"
 
 
-def pause_through_control(runtime_dir: str) -> PauseHook:
-    """The legacy 418 hook: a pause command handed to control, one id per print."""
-    endpoint = control_endpoint(runtime_dir)
+class PauseThroughControl:
+    """The legacy 418 hook: a pause command handed to control, one id per print. Never waits
+    (a 418 on every message must not slow delivery) and logs each print's request once."""
 
-    def hook(printer_id: str, print_no: int) -> None:
+    def __init__(self, runtime_dir: str) -> None:
+        self._injector = CommandInjector(control_endpoint(runtime_dir))
+        self._logged: tuple[str, int, bool] | None = None  # printer, print, handed over
+
+    def __call__(self, printer_id: str, print_no: int) -> None:
         command = Command(
             id=f"legacy-418:{printer_id}:{print_no}", printer_id=printer_id, type="pause"
         )
-        if inject_command(endpoint, command):
+        handed = self._injector.inject(command)
+        if self._logged == (printer_id, print_no, handed):
+            return
+        self._logged = (printer_id, print_no, handed)
+        if handed:
             logger.info("legacy API asked to pause %s (HTTP 418): handed to control", printer_id)
         else:
             logger.warning(
                 "legacy API asked to pause %s (HTTP 418) but control is not reachable; "
-                "the next 418 asks again",
+                "each next 418 asks again",
                 printer_id,
             )
 
-    return hook
+    def close(self) -> None:
+        """Close the socket to control."""
+        self._injector.close()
 
 
 class DeliveryThread(threading.Thread):
@@ -110,7 +120,7 @@ class DeliveryThread(threading.Thread):
         self.poster: Deliverer | LegacyDeliverer
         if config.api.flavor == "legacy":
             state = msgspec.json.decode(self.queue.note("legacy_state") or "{}", type=LegacyState)
-            hook = on_pause_request or pause_through_control(config.gateway.runtime_dir)
+            hook = on_pause_request or PauseThroughControl(config.gateway.runtime_dir)
             self.poster = LegacyDeliverer(
                 config.api.url, token.secret, config.api.timeout_s, state, hook
             )

@@ -11,6 +11,7 @@ import msgspec
 import zmq
 
 from gateway.config import Config
+from gateway.messages import DECODE_ERRORS
 from gateway.redaction import escape, escape_json, redact, safe
 from services.uplink.queue import DurableQueue
 from services.uplink.service import queue_path, tap_endpoint
@@ -40,6 +41,16 @@ def queue_command(config: Config, args: argparse.Namespace) -> int:
         queue.close()
 
 
+def _as_json(body: bytes) -> msgspec.Raw | str:
+    """A stored body as JSON: itself when it is JSON (almost always), else as a string (a
+    record the uplink could not read, kept for inspection): every output line stays JSON."""
+    try:
+        msgspec.json.decode(body)
+    except DECODE_ERRORS:
+        return body.decode("utf-8", "replace")
+    return msgspec.Raw(body)
+
+
 def _act(queue: DurableQueue, path: Path, args: argparse.Namespace) -> int:
     if args.action == "stats":
         stats = queue.stats()
@@ -47,10 +58,10 @@ def _act(queue: DurableQueue, path: Path, args: argparse.Namespace) -> int:
         _out({"queue": str(path), **dataclasses.asdict(stats), "last_error": last_error})
     elif args.action == "peek":
         for body in queue.peek(args.limit):
-            _line(body)
+            _line(msgspec.json.encode(_as_json(body)))
     elif args.action == "dead":
         for reason, body in queue.dead_letters(args.limit):
-            _line(msgspec.json.encode({"reason": safe(reason), "record": msgspec.Raw(body)}))
+            _line(msgspec.json.encode({"reason": safe(reason), "record": _as_json(body)}))
     elif args.action == "retry":
         print(f"{queue.retry_dead()} dead-lettered records moved back to the queue")
     elif args.action == "purge":
