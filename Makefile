@@ -37,9 +37,9 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.backlog
 
 schema: $(STAMP)
-	$(BIN)/python -m gateway.schema > docs/records.schema.json
-	$(BIN)/python -m gateway.openapi > docs/openapi.json
-	$(BIN)/python -m gateway.config_doc --write docs/configuration.md
+	$(BIN)/python -m console.schema > docs/records.schema.json
+	$(BIN)/python -m console.openapi > docs/openapi.json
+	$(BIN)/python -m console.config_doc --write docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import requests
 
-from gateway.demo import free_port
-from gateway.simulator import PrinterModel, PrinterSimulator, SimulatorThread
+from console.demo import free_port
+from simulator import PrinterModel, PrinterSimulator, SimulatorThread
 
 TOKEN = "bench-token-backlog-0123"
 
@@ -53,7 +53,7 @@ def main() -> None:
         )
         os.chmod(config, 0o600)
         env = {**os.environ, "PRINTER_GATEWAY_TOKEN": TOKEN}
-        cli = [sys.executable, "-m", "gateway.cli"]
+        cli = [sys.executable, "-m", "console.cli"]
         log = (root / "services.log").open("ab")
         api = subprocess.Popen(
             [*cli, "api", "--port", str(port), "--db", str(root / "api.db")],

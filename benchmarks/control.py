@@ -22,8 +22,8 @@ from pathlib import Path
 
 import requests
 
-from gateway.demo import free_port
-from gateway.simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from console.demo import free_port
+from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
 
 TOKEN = "bench-token"
 
@@ -59,7 +59,7 @@ def main() -> None:
             f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
         )
         env = {**os.environ, "PRINTER_GATEWAY_TOKEN": TOKEN}
-        cli = [sys.executable, "-m", "gateway.cli"]
+        cli = [sys.executable, "-m", "console.cli"]
         processes = [
             subprocess.Popen(
                 [*cli, "api", "--port", str(port), "--db", str(root / "api.db")],

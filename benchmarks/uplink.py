@@ -27,9 +27,9 @@ from pathlib import Path
 import requests
 import zmq.asyncio
 
+from console.demo import free_port
 from gateway.bus import RecordSender, records_endpoint
 from gateway.config import Config, Secret, Token, parse_config
-from gateway.demo import free_port
 from gateway.messages import Status, Temperature, utc_now
 from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread, Uplink, queue_path
@@ -121,7 +121,7 @@ def _drain_rate(root: Path, n: int) -> float:
     command = [
         sys.executable,
         "-m",
-        "gateway.cli",
+        "console.cli",
         "api",
         "--port",
         str(port),

@@ -14,8 +14,8 @@ from pathlib import Path
 import requests
 import uvicorn
 
-from services.api.server import build_server
-from services.api.store import Store
+from reference_api.server import build_server
+from reference_api.store import Store
 
 TOKEN = "test-token-0123"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.simulator import PrinterModel, PrinterSimulator, SimulatorThread
 from services.poller.protocol import Reply, ReplyBuffer, encode_command
+from simulator import PrinterModel, PrinterSimulator, SimulatorThread
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PRINTER_GATEWAY_SHARED", REPO.parent / "shared"))

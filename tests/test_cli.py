@@ -15,7 +15,7 @@ import pytest
 from services.poller.protocol import Activity, parse_m119
 from tests.conftest import Client
 
-CLI = [sys.executable, "-m", "gateway.cli"]
+CLI = [sys.executable, "-m", "console.cli"]
 GOOD = (
     '[api]\nurl = "http://127.0.0.1:9"\ntoken = "sekrit-token"\n[[printers]]\nhost = "127.0.0.1"\n'
 )

@@ -211,7 +211,7 @@ def test_config_path_order(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_configuration_reference_is_current() -> None:
-    from gateway.config_doc import table
+    from console.config_doc import table
 
     document = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert table() in document, "docs/configuration.md is stale: run `make schema`"

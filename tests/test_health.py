@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.deploy import format_report, prepare_dirs, status_report
+from console.deploy import format_report, prepare_dirs, status_report
 from gateway.health import Problems, ServiceProblems, read_problems
 from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop
 from tests.poller_harness import make_config

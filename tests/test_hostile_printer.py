@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gateway.messages import Status, json_encoder, record_json_decoder
-from gateway.simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
-from gateway.simulator.server import NASTY_FILE, NASTY_NAME, Hostility
+from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from simulator.server import NASTY_FILE, NASTY_NAME, Hostility
 from tests.poller_harness import make_config, running_poller, wait_until
 
 

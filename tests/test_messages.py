@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from console.schema import render
 from gateway.messages import (
     MAX_CELSIUS,
     MIN_CELSIUS,
@@ -39,7 +40,6 @@ from gateway.messages import (
     record_msgpack_decoder,
     utc_now,
 )
-from gateway.schema import render
 
 TS = datetime(2026, 11, 23, 20, 31, 5, 123000, tzinfo=UTC)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import msgspec
 from starlette.routing import Route
 
+from console.openapi import CommandState, Created, StoredCount, openapi, render
 from gateway.messages import CommandList
-from gateway.openapi import CommandState, Created, StoredCount, openapi, render
-from services.api.app import create_app
-from services.api.store import Store
+from reference_api.app import create_app
+from reference_api.store import Store
 from tests.api_harness import ApiThread
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"

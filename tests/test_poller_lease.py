@@ -12,8 +12,8 @@ import zmq.asyncio
 
 from gateway.bus import Execute, poller_endpoint, request_command
 from gateway.messages import Action, Pause, SetNozzleTemperature
-from gateway.simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread, WireEntry
 from services.poller.service import Poller
+from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread, WireEntry
 from tests.poller_harness import Collector, make_config, running_poller, wait_until
 
 

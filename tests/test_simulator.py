@@ -10,7 +10,6 @@ import msgspec
 import pytest
 
 from gateway.errors import MalformedReplyError
-from gateway.simulator import PrintJob, SimulatorThread
 from services.poller.protocol import (
     Activity,
     ReplyBuffer,
@@ -25,6 +24,7 @@ from services.poller.protocol import (
     parse_m601,
     parse_m602,
 )
+from simulator import PrintJob, SimulatorThread
 from tests.conftest import Client
 
 

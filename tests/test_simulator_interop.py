@@ -12,7 +12,7 @@ import asyncio
 
 from ffpp.Printer import Printer  # type: ignore[import-untyped]
 
-from gateway.simulator import PrintJob, SimulatorThread
+from simulator import PrintJob, SimulatorThread
 
 
 async def _read(port: int) -> Printer:

@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from gateway.deploy import supervisor_call
-from gateway.simulator import SimulatorThread
+from console.deploy import supervisor_call
+from simulator import SimulatorThread
 from tests.api_harness import TOKEN, ApiThread
 
-CLI = [sys.executable, "-m", "gateway.cli"]
+CLI = [sys.executable, "-m", "console.cli"]
 
 
 class Gateway:

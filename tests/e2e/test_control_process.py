@@ -12,12 +12,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from gateway.simulator import PrintJob, SimulatorThread
+from simulator import PrintJob, SimulatorThread
 from tests.api_harness import ApiThread, Script, scripted_api
 from tests.e2e.harness import Gateway, running
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "gateway.cli"]
+CLI = [sys.executable, "-m", "console.cli"]
 
 
 def wait_for(condition: Callable[[], Any], within_s: float = 20) -> Any:

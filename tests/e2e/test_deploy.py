@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.deploy import supervisor_call
-from gateway.simulator import PrintJob, SimulatorThread
+from console.deploy import supervisor_call
+from simulator import PrintJob, SimulatorThread
 from tests.api_harness import TOKEN, ApiThread
 from tests.e2e.harness import status, supervised, supervised_pid, wait_for
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "gateway.cli"]
+CLI = [sys.executable, "-m", "console.cli"]
 
 
 def test_up_restarts_killed_services_loses_nothing_and_status_tells(

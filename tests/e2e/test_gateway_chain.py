@@ -11,12 +11,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.simulator import PrintJob, SimulatorThread
+from simulator import PrintJob, SimulatorThread
 from tests.api_harness import TOKEN, ApiThread, Script, scripted_api
 from tests.poller_harness import wait_until
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "gateway.cli"]
+CLI = [sys.executable, "-m", "console.cli"]
 
 
 def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.simulator import PrintJob, SimulatorThread
+from simulator import PrintJob, SimulatorThread
 from tests.e2e.harness import cli, status, supervised, supervised_pid, wait_for
 from tests.hostile_api import HostileApi, Reply, Request, echo, hostile_api, no_commands, stored
 

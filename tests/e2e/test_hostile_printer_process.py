@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
 from tests.api_harness import ApiThread
 from tests.e2e.harness import Gateway, wait_for
 

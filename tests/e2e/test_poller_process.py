@@ -13,7 +13,7 @@ import pytest
 import zmq.asyncio
 
 from gateway.messages import Event, Record, json_encoder
-from gateway.simulator import PrintJob, SimulatorThread
+from simulator import PrintJob, SimulatorThread
 from tests.poller_harness import Collector, make_config, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ async def start_poller(config: Path, log: Path) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "gateway.cli",
+            "console.cli",
             "--config",
             str(config),
             "run",
@@ -143,7 +143,7 @@ def test_unknown_printer_id_is_a_config_error(tmp_path: Path, sim: SimulatorThre
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "console.cli",
             "--config",
             str(config),
             "run",

@@ -36,7 +36,7 @@ async def start_uplink(config: Path, log: Path) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "gateway.cli",
+            "console.cli",
             "--config",
             str(config),
             "run",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.simulator import PrintJob, SimulatorThread
-from gateway.simulator.server import NASTY_FILE
+from simulator import PrintJob, SimulatorThread
+from simulator.server import NASTY_FILE
 from tests.api_harness import TOKEN
 from tests.e2e.harness import running
 

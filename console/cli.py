@@ -9,8 +9,8 @@ from pathlib import Path
 
 import msgspec
 
+from console import demo as demo_cli
 from gateway import __version__
-from gateway import demo as demo_cli
 from gateway.config import (
     Config,
     find_config_path,
@@ -22,7 +22,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
-from gateway.simulator import cli as sim_cli
+from simulator import cli as sim_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +68,7 @@ def _config_error(path: Path, err: ConfigError) -> int:
 
 def _add_api_arguments(parser: argparse.ArgumentParser) -> None:
     try:
-        from services.api import server
+        from reference_api import server
     except ImportError:  # the optional [api] extra is not installed
         return
     server.add_arguments(parser)
@@ -77,7 +77,7 @@ def _add_api_arguments(parser: argparse.ArgumentParser) -> None:
 def run_api(args: argparse.Namespace) -> int:
     """``api``: the reference API server (needs the ``[api]`` extra)."""
     try:
-        from services.api import server
+        from reference_api import server
     except ImportError:
         print(
             "printer-gateway api: install the [api] extra: pip install 'printer-gateway[api]'",
@@ -162,7 +162,7 @@ def run_service(args: argparse.Namespace) -> int:
 def run_tool(args: argparse.Namespace) -> int:
     """``queue ...`` and ``tap``: tools on the uplink's queue and tap."""
     _, config = _config(args)
-    from services.uplink import tools
+    from console import queue_tools as tools
 
     if args.verb == "tap":
         return tools.tap_command(config, args)
@@ -172,7 +172,7 @@ def run_tool(args: argparse.Namespace) -> int:
 def run_up(args: argparse.Namespace) -> int:
     """``up``: supervisord in the foreground for the config (never returns on success)."""
     path, config = _config(args, for_services=True)
-    from gateway import deploy
+    from console import deploy
 
     for warning in [*security_warnings(config, path), *deploy.prepare_dirs(config)]:
         print(f"printer-gateway: warning: {warning}", file=sys.stderr)
@@ -182,7 +182,7 @@ def run_up(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     """``status``: services, printers, queue; exit 1 when something is unhealthy."""
     _, config = _config(args)
-    from gateway import deploy
+    from console import deploy
 
     report, healthy = deploy.status_report(config)
     if args.json:

@@ -34,7 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.messages import DECODE_ERRORS, CommandResult, NewCommand, RecordBatch, utc_text
-from services.api.store import Store
+from reference_api.store import Store
 
 MAX_WAIT_S = 60.0
 MAX_RECORDS_BODY = 16 * 1024 * 1024  # a gateway's batch is at most 2 MB

@@ -1,5 +1,5 @@
 """The key-by-key table of ``docs/configuration.md``, generated from the config structs (their
-types, bounds, defaults and descriptions): ``python -m gateway.config_doc --write FILE``."""
+types, bounds, defaults and descriptions): ``python -m console.config_doc --write FILE``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import msgspec.inspect as mi
 
 from gateway.config import Config, unwrap
 
-BEGIN = "<!-- generated table: python -m gateway.config_doc -->"
+BEGIN = "<!-- generated table: python -m console.config_doc -->"
 END = "<!-- end of generated table -->"
 _DEFAULTS = {"gateway.id": "the host name, reduced to the id alphabet"}
 

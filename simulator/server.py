@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from gateway.simulator.model import PrinterModel
+from simulator.model import PrinterModel
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

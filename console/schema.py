@@ -1,4 +1,4 @@
-"""Generate ``docs/records.schema.json`` from the message structs: ``python -m gateway.schema``."""
+"""Generate ``docs/records.schema.json`` from the message structs: ``python -m console.schema``."""
 
 from __future__ import annotations
 

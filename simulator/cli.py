@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 from gateway.files import write_atomically
-from gateway.simulator.model import PrinterModel, PrintJob
-from gateway.simulator.server import Faults, PrinterSimulator
+from simulator.model import PrinterModel, PrintJob
+from simulator.server import Faults, PrinterSimulator
 
 logger = logging.getLogger(__name__)
 _MODEL_SWITCHES = ("foreign_control", "control_required")

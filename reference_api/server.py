@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.api.store import Store
+from reference_api.store import Store
 
 if TYPE_CHECKING:
     import uvicorn
@@ -34,7 +34,7 @@ def build_server(store: Store, token: str, host: str, port: int) -> uvicorn.Serv
     """A uvicorn server for the app (run it with ``server.run()`` or ``await server.serve()``)."""
     import uvicorn  # here, not at import: every CLI start registers this verb's options
 
-    from services.api.app import create_app
+    from reference_api.app import create_app
 
     config = uvicorn.Config(
         create_app(store, token),

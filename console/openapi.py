@@ -1,5 +1,5 @@
 """Generate ``docs/openapi.json`` (the v1 HTTP API, architecture §4.3 and §4.5):
-``python -m gateway.openapi``. Schemas come from the same msgspec structs the code uses."""
+``python -m console.openapi``. Schemas come from the same msgspec structs the code uses."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import load_config
-from gateway.simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             config_path = _write_config(root, api_url, sim.port)
             config = load_config(config_path)
             env = {**os.environ, "PRINTER_GATEWAY_TOKEN": token}
-            cli = [sys.executable, "-m", "gateway.cli"]
+            cli = [sys.executable, "-m", "console.cli"]
             log = (root / "demo.log").open("ab")
             api = subprocess.Popen(
                 [*cli, "api", "--port", str(api_port), "--db", str(root / "api.db")],
