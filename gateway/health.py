@@ -21,6 +21,7 @@ from gateway.messages import utc_text
 from gateway.redaction import safe
 
 logger = logging.getLogger(__name__)
+REPORT_AFTER_S = 60.0  # a failure (delivery, fetching commands) that lasts this long: `status`
 
 
 class PrinterHealth(msgspec.Struct, frozen=True):

@@ -272,11 +272,11 @@ def quoted(text: str) -> str:
     return WITHHELD if reveals_secret(cleaned) else cleaned
 
 
-def safe(text: str, limit: int = 300) -> str:
-    """Redacted, escaped and at most `limit` characters: fit for a log, status or the queue.
-    Text that holds a secret in a form that cannot be cut out in place is withheld whole."""
-    cleaned = redact(text)
-    if reveals_secret(cleaned):
+def safe(text: str, limit: int | None = 300) -> str:
+    """``quoted``, escaped and at most `limit` characters (None: any length): fit for a log,
+    status or the queue."""
+    cleaned = quoted(text)
+    if cleaned == WITHHELD:
         return WITHHELD
     cleaned = escape(cleaned)
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+    return cleaned if limit is None or len(cleaned) <= limit else cleaned[: limit - 1] + "…"

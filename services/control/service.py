@@ -39,7 +39,7 @@ from gateway.bus import (
 )
 from gateway.clock import boot_seconds
 from gateway.config import Config, Token
-from gateway.health import Problems
+from gateway.health import REPORT_AFTER_S, Problems
 from gateway.http import AUTH_RETRY_S
 from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop, guarded_thread_loop
 from gateway.messages import (
@@ -68,7 +68,6 @@ WAIT_S = 25.0
 ANSWER_TIMEOUT_S = 15.0  # a command's read-back takes up to ~5 s on the poller
 EMPTY_POLL_GAP_S = 1.0
 SILENT_POLLER_S = 60.0
-STALLED_AFTER_S = 60.0  # fetching failing this long is reported by `status`
 ROUTES_PER_PRINTER = 4
 
 
@@ -180,7 +179,7 @@ class FetchThread(threading.Thread):
         if self._failing_since is None:
             self._failing_since = now
             logger.warning("fetching commands failed (%s): retrying with backoff", err)
-        elif now - self._failing_since >= STALLED_AFTER_S:
+        elif now - self._failing_since >= REPORT_AFTER_S:
             self.problems.report("commands", f"commands cannot be fetched: {err}")
 
 

@@ -52,7 +52,7 @@ from gateway.errors import (
 )
 from gateway.health import PrinterHealth, Problems, write_printer
 from gateway.ids import RecordIds
-from gateway.loops import LoopGuard
+from gateway.loops import LoopGuard, doubling
 from gateway.messages import Action, Event, PrinterState, Record, utc_now, utc_text
 from services.poller.commands import Verdict, execute_action, verify_only
 from services.poller.events import Belief, Happening, on_failure, on_reading
@@ -243,8 +243,10 @@ class PrinterWatcher:
         if self._failures == 1 and self._worth_logging(err, now):
             logger.info("printer %s: read failed (%s), retrying", self.printer.id, err)
         if self._failures < self.tuning.retry_attempts:
-            backoff = self.tuning.retry_backoff_s * 2 ** (self._failures - 1)
-            return jittered(min(backoff, self.tuning.retry_backoff_cap_s))
+            tuning = self.tuning
+            return jittered(
+                doubling(tuning.retry_backoff_s, self._failures - 1, tuning.retry_backoff_cap_s)
+            )
         self.detail = str(err)
         state: PrinterState
         if isinstance(err, UnexpectedPayloadError | ReplyTooLargeError):

@@ -38,7 +38,7 @@ from gateway.bus import (
     records_endpoint,
 )
 from gateway.config import Config, Token
-from gateway.health import Problems
+from gateway.health import REPORT_AFTER_S, Problems
 from gateway.http import AUTH_RETRY_S
 from gateway.loops import Backoff, LoopGuard, guarded_loop, guarded_thread_loop
 from gateway.messages import Command, json_encoder
@@ -53,7 +53,6 @@ GROUP_RECORDS = 5000
 BATCH_RECORDS = 1000
 BATCH_BYTES = 2 * 1024 * 1024
 MIN_BATCH_BYTES = 16 * 1024
-STALLED_AFTER_S = 60.0  # an outage this long is reported by `status`
 
 
 def queue_path(config: Config) -> Path:
@@ -219,7 +218,7 @@ class DeliveryThread(threading.Thread):
         delay = answer.retry_after_s
         if delay is None:
             delay = self.backoff.next_delay()
-        if now + delay - self.outage_since >= STALLED_AFTER_S:
+        if now + delay - self.outage_since >= REPORT_AFTER_S:
             waits = f", next try in {delay:.0f} s" if delay >= 1 else ""
             self.problems.report(
                 "delivery", f"the API is not taking records: {answer.reason}{waits}"
