@@ -28,11 +28,12 @@ import requests
 import zmq.asyncio
 
 from console.demo import free_port
-from gateway.bus import RecordSender, records_endpoint
+from gateway.bus import RecordSender
 from gateway.config import Config, Secret, Token, parse_config
+from gateway.layout import Layout
 from gateway.messages import Status, Temperature, utc_now
 from services.uplink.queue import DurableQueue
-from services.uplink.service import DeliveryThread, Uplink, queue_path
+from services.uplink.service import DeliveryThread, Uplink
 
 
 def _config(root: Path, api_url: str = "http://127.0.0.1:9") -> Config:
@@ -85,7 +86,7 @@ async def _gateway_rate(root: Path, n: int) -> tuple[float, int]:
     uplink = Uplink(config, Token(Secret("t"), "bench"), ctx)
     uplink.delivery.stopping.set()  # measure persistence only: nothing is delivered
     acked: set[str] = set()
-    sender = RecordSender(ctx, records_endpoint(config.gateway.runtime_dir), acked.update)
+    sender = RecordSender(ctx, Layout.of(config).records_endpoint, acked.update)
     tasks = [asyncio.create_task(uplink.run(stop)), asyncio.create_task(sender.run(stop))]
     records = _records(n, "g")
     written = _write_bytes()
@@ -141,12 +142,12 @@ def _drain_rate(root: Path, n: int) -> float:
                         raise
                     time.sleep(0.1)
             config = _config(root / "drain", url)
-            queue = DurableQueue(queue_path(config), 10**10)
+            queue = DurableQueue(Layout.of(config).queue_db, 10**10)
             for start in range(0, n, 5000):
                 queue.accept(_records(min(5000, n - start), f"d{start}-"))
             queue.close()
             thread = DeliveryThread(config, Token(Secret("t"), "bench"), threading.Event())
-            check = DurableQueue(queue_path(config), 10**10)
+            check = DurableQueue(Layout.of(config).queue_db, 10**10)
             began = time.perf_counter()
             thread.start()
             while sum(check.stats().depth_by_kind.values()) > 0:

@@ -16,9 +16,9 @@ from supervisor.xmlrpc import SupervisorTransport
 from gateway.config import CONFIG_ENV, Config
 from gateway.files import private_dir
 from gateway.health import read_printers, read_problems, reset_starts, starts
+from gateway.layout import LOG_DIR_ENV, Layout
 from gateway.redaction import safe
 from services.uplink.queue import read_stats
-from services.uplink.service import queue_path
 
 SERVICES = ("uplink", "poller", "control")
 STALLED_QUEUE_S = 300.0
@@ -29,19 +29,15 @@ def bundled_conf() -> Path:
     return Path(__file__).resolve().parents[1] / "supervisord.conf"
 
 
-def log_dir(config: Config) -> Path:
-    """``$PRINTER_GATEWAY_LOG_DIR``, else ``<data_dir>/logs``."""
-    return Path(os.environ.get("PRINTER_GATEWAY_LOG_DIR") or Path(config.gateway.data_dir) / "logs")
-
-
 def supervisor_environment(config_path: Path, config: Config) -> dict[str, str]:
     """The environment supervisord.conf expects, with this Python's scripts first on PATH."""
     bin_dir = str(Path(sys.executable).parent)
+    layout = Layout.of(config)
     return {
         **os.environ,
         CONFIG_ENV: str(config_path.resolve()),
-        "PRINTER_GATEWAY_RUNTIME_DIR": config.gateway.runtime_dir,
-        "PRINTER_GATEWAY_LOG_DIR": str(log_dir(config)),
+        "PRINTER_GATEWAY_RUNTIME_DIR": str(layout.runtime_dir),
+        LOG_DIR_ENV: str(layout.log_dir),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
@@ -50,8 +46,9 @@ def prepare_dirs(config: Config) -> list[str]:
     """Create data, runtime and log directories owner-only (an existing one keeps its mode);
     returns a warning for each that other users can reach."""
     warnings = []
-    for folder in (config.gateway.data_dir, config.gateway.runtime_dir, str(log_dir(config))):
-        if private_dir(Path(folder)):
+    layout = Layout.of(config)
+    for folder in (layout.data_dir, layout.runtime_dir, layout.log_dir):
+        if private_dir(folder):
             warnings.append(
                 f"{folder} is accessible to other users: the gateway's files in it are "
                 "owner-only, but a directory of its own (mode 700) is safer"
@@ -67,7 +64,7 @@ def supervisord_command() -> list[str]:
 def up(config_path: Path, config: Config) -> int:
     """Replace this process by supervisord (Ctrl-C or SIGTERM stops every service cleanly);
     the directories must exist (``prepare_dirs``)."""
-    reset_starts(config.gateway.runtime_dir)
+    reset_starts(Layout.of(config))
     command = supervisord_command()
     os.execve(command[0], command, supervisor_environment(config_path, config))
     return 0  # not reached: execve does not return
@@ -84,10 +81,9 @@ class ServiceHealth:
     restarts: int
 
 
-def supervisor_call(runtime_dir: str, method: str, *args: object) -> Any:
+def supervisor_call(layout: Layout, method: str, *args: object) -> Any:
     """Call supervisord's XML-RPC interface over its unix socket (one connection, closed)."""
-    url = f"unix://{Path(runtime_dir) / 'supervisor.sock'}"
-    transport = SupervisorTransport(None, None, url)
+    transport = SupervisorTransport(None, None, f"unix://{layout.supervisor_socket}")
     try:
         proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
         return getattr(proxy.supervisor, method)(*args)
@@ -97,10 +93,9 @@ def supervisor_call(runtime_dir: str, method: str, *args: object) -> Any:
 
 def services_health(config: Config) -> list[ServiceHealth] | None:
     """Each service's state from supervisord, or None when supervisord is not reachable."""
+    layout = Layout.of(config)
     try:
-        infos: list[dict[str, Any]] = supervisor_call(
-            config.gateway.runtime_dir, "getAllProcessInfo"
-        )
+        infos: list[dict[str, Any]] = supervisor_call(layout, "getAllProcessInfo")
     except (OSError, xmlrpc.client.Error, http.client.HTTPException):
         return None
     by_name = {info["name"]: info for info in infos}
@@ -115,7 +110,7 @@ def services_health(config: Config) -> list[ServiceHealth] | None:
                 running,
                 info["statename"],
                 uptime,
-                max(0, starts(config.gateway.runtime_dir, name) - 1),
+                max(0, starts(layout, name) - 1),
             )
         )
     return result
@@ -123,19 +118,20 @@ def services_health(config: Config) -> list[ServiceHealth] | None:
 
 def status_report(config: Config) -> tuple[dict[str, Any], bool]:
     """Everything ``status`` shows, and whether the gateway is healthy."""
+    layout = Layout.of(config)
     services = services_health(config)
-    queue = read_stats(queue_path(config))
+    queue = read_stats(layout.queue_db)
     if queue is not None:  # the last error quotes the server: make it safe to show
         queue = dataclasses.replace(
             queue, last_error=None if queue.last_error is None else safe(queue.last_error)
         )
-    printers = read_printers(config.gateway.runtime_dir)
+    printers = read_printers(layout)
     problems = []
     if services is None:
         problems.append("supervisord not reachable (is `printer-gateway up` running?)")
     else:
         problems += [f"service {s.name} is {s.state}" for s in services if not s.running]
-    for service in read_problems(config.gateway.runtime_dir):
+    for service in read_problems(layout):
         problems += [f"{service.service}: {p.reason} (since {p.since})" for p in service.problems]
     if queue is not None:
         if queue.oldest_age_s is not None and queue.oldest_age_s > STALLED_QUEUE_S:

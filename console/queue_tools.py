@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import msgspec
-import zmq
 
+from gateway.bus import TapSubscriber
 from gateway.config import Config
+from gateway.layout import Layout
 from gateway.messages import DECODE_ERRORS
 from gateway.redaction import escape, escape_json, redact, safe
 from services.uplink.queue import DurableQueue
-from services.uplink.service import queue_path, tap_endpoint
 
 
 def _out(data: object) -> None:
@@ -30,7 +30,7 @@ def _line(data: bytes) -> None:
 
 def queue_command(config: Config, args: argparse.Namespace) -> int:
     """Inspect or repair the durable queue; 0 on success, 1 when a purge was not confirmed."""
-    path = queue_path(config)
+    path = Layout.of(config).queue_db
     if not path.exists():
         print(f"no queue at {path} (the uplink has not run with this config)", file=sys.stderr)
         return 1
@@ -76,15 +76,11 @@ def _act(queue: DurableQueue, path: Path, args: argparse.Namespace) -> int:
 
 def tap_command(config: Config, args: argparse.Namespace) -> int:
     """Print records as the uplink accepts them, until Ctrl-C."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SUBSCRIBE, b"")
-    sock.connect(tap_endpoint(config.gateway.runtime_dir))
+    tap = TapSubscriber(Layout.of(config).tap_endpoint)
     count = 0
     try:
         while args.count == 0 or count < args.count:
-            data = sock.recv()
+            data = tap.receive()
             count += 1
             if args.json:
                 _line(data)
@@ -98,6 +94,5 @@ def tap_command(config: Config, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        sock.close(linger=0)
-        ctx.term()
+        tap.close()
     return 0

@@ -1,6 +1,7 @@
 """ZeroMQ between the gateway's processes: the one module that makes sockets and encodes.
 
-Two channels, both over ``ipc://`` files in ``runtime_dir`` (made 0700):
+Three channels, all over ``ipc://`` files in ``runtime_dir`` (``layout.Layout`` names them;
+the directory is made 0700 when a bind creates it):
 
 * **records** (poller/control -> uplink): a DEALER per sender, one ROUTER in the uplink.
   A sender keeps every record until the uplink acknowledges its id, which the uplink does
@@ -9,6 +10,8 @@ Two channels, both over ``ipc://`` files in ``runtime_dir`` (made 0700):
   loses what sits in a killed peer's queues.
 * **commands** (control -> poller): request/reply with a command id; a retry carries the
   same id and the poller answers it from its memory instead of acting twice.
+* **tap** (uplink -> ``printer-gateway tap``): every accepted record as JSON, PUB/SUB, a
+  debugging view that drops rather than waits.
 
 Messages are msgpack-encoded tagged unions (``op``); encoders and decoders are built once.
 Every socket has LINGER=0 and every receive a timeout. Records travel each encoded on its
@@ -21,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import zmq
@@ -42,6 +47,7 @@ from gateway.messages import (
     Outcome,
     Record,
     Status,
+    json_encoder,
     msgpack_encoder,
     record_msgpack_decoder,
 )
@@ -107,29 +113,6 @@ def decode(data: bytes) -> Message:
     return message
 
 
-def prepare_runtime_dir(runtime_dir: str) -> Path:
-    """Create ``runtime_dir`` readable by its owner only, if missing (the ipc files live
-    there; the services' umask keeps the sockets themselves owner-only either way)."""
-    path = Path(runtime_dir)
-    private_dir(path)
-    return path
-
-
-def records_endpoint(runtime_dir: str) -> str:
-    """Where the uplink receives records."""
-    return f"ipc://{Path(runtime_dir) / 'records.ipc'}"
-
-
-def poller_endpoint(runtime_dir: str, printer_id: str) -> str:
-    """Where the poller of one printer takes commands."""
-    return f"ipc://{Path(runtime_dir) / f'poller-{printer_id}.ipc'}"
-
-
-def control_endpoint(runtime_dir: str) -> str:
-    """Where control takes commands injected by other services."""
-    return f"ipc://{Path(runtime_dir) / 'control.ipc'}"
-
-
 class CommandInjector:
     """Hands commands to control from synchronous code, never waiting: one socket, kept
     open, connects in the background whenever control is up. Use it from one thread."""
@@ -186,10 +169,10 @@ def _socket(ctx: zmq.asyncio.Context, kind: int) -> zmq.asyncio.Socket:
     return sock
 
 
-def _bind(sock: zmq.asyncio.Socket, endpoint: str) -> None:
-    """Bind, creating an ipc endpoint's directory (owner-only) first."""
+def _bind(sock: zmq.Socket[Any], endpoint: str) -> None:
+    """Bind, creating an ipc endpoint's directory (owner-only when created) first."""
     if endpoint.startswith("ipc://"):
-        prepare_runtime_dir(str(Path(endpoint.removeprefix("ipc://")).parent))
+        private_dir(Path(endpoint.removeprefix("ipc://")).parent)
     sock.bind(endpoint)
 
 
@@ -536,3 +519,45 @@ async def _answer_to(
         if isinstance(answer, Executed) and answer.command_id == command_id:
             return answer
     return None
+
+
+class TapPublisher:
+    """The uplink's side of the tap: a record published never waits and may be dropped."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str) -> None:
+        # A plain (blocking-API) socket on the same context: a NOBLOCK send on PUB never
+        # waits, and skips the per-message future of the asyncio wrapper.
+        self._socket: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SNDHWM, 10_000)
+        _bind(self._socket, endpoint)
+
+    def publish(self, records: Iterable[Record]) -> None:
+        """Publish records as JSON to whoever is subscribed (nobody, mostly)."""
+        for record in records:
+            with contextlib.suppress(zmq.Again):
+                self._socket.send(json_encoder.encode(record), flags=zmq.NOBLOCK)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._socket.close(linger=0)
+
+
+class TapSubscriber:
+    """``printer-gateway tap``'s side: the JSON bytes of each record the uplink accepts."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._socket = self._ctx.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self._socket.connect(endpoint)
+
+    def receive(self) -> bytes:
+        """The next record (blocks; Ctrl-C interrupts)."""
+        return self._socket.recv()
+
+    def close(self) -> None:
+        """Close the socket and its context."""
+        self._socket.close(linger=0)
+        self._ctx.term()

@@ -1,4 +1,5 @@
-"""Private directories, and writing a small file so readers never see it half-written."""
+"""Private directories, writing a small file so readers never see it half-written, and
+setting a damaged file aside."""
 
 from __future__ import annotations
 
@@ -36,3 +37,21 @@ def private_dir(path: Path) -> bool:
         return bool(path.stat().st_mode & 0o077)
     os.chmod(path, 0o700)  # the mode given to mkdir is filtered by the umask
     return False
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged file (with SQLite's -wal and -shm beside it, if any) to the first free
+    ``<name>.corrupt-<n>``, kept for inspection; returns the new name. The caller starts a
+    fresh file and says so in its log."""
+    for n in range(1, 1000):
+        aside = path.with_name(f"{path.name}.corrupt-{n}")
+        if not aside.exists():
+            break
+    else:
+        raise OSError(f"too many damaged files set aside beside {path}")
+    path.replace(aside)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.replace(aside.with_name(aside.name + suffix))
+    return aside

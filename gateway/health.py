@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from pathlib import Path
 
 import msgspec
 
-from gateway.files import write_atomically
+from gateway.files import private_dir, write_atomically
+from gateway.layout import Layout
 from gateway.messages import utc_text
 from gateway.redaction import safe
 
@@ -34,10 +34,10 @@ class PrinterHealth(msgspec.Struct, frozen=True):
     detail: str | None = None  # why it could not be read (redacted, escaped), while it cannot
 
 
-def record_start(runtime_dir: str, service: str) -> int:
+def record_start(layout: Layout, service: str) -> int:
     """Count one more start of a service; returns the count."""
-    path = Path(runtime_dir) / "starts" / service
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = layout.starts_dir / service
+    private_dir(path.parent)
     try:
         count = int(path.read_text() or "0") + 1
     except (FileNotFoundError, ValueError):
@@ -46,34 +46,34 @@ def record_start(runtime_dir: str, service: str) -> int:
     return count
 
 
-def starts(runtime_dir: str, service: str) -> int:
+def starts(layout: Layout, service: str) -> int:
     """How often a service started since ``up`` began (0: never)."""
     try:
-        return int((Path(runtime_dir) / "starts" / service).read_text())
+        return int((layout.starts_dir / service).read_text())
     except (FileNotFoundError, ValueError):
         return 0
 
 
-def reset_starts(runtime_dir: str) -> None:
+def reset_starts(layout: Layout) -> None:
     """Forget start counts (``up`` begins a new count)."""
-    folder = Path(runtime_dir) / "starts"
+    folder = layout.starts_dir
     if folder.is_dir():
         for path in folder.iterdir():
             path.unlink()
 
 
-def write_printer(runtime_dir: str, health: PrinterHealth) -> None:
+def write_printer(layout: Layout, health: PrinterHealth) -> None:
     """Rewrite one printer's health file."""
-    path = Path(runtime_dir) / "printers" / f"{health.printer_id}.json"
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = layout.printers_dir / f"{health.printer_id}.json"
+    private_dir(path.parent)
     if health.detail is not None:
         health = msgspec.structs.replace(health, detail=safe(health.detail))
     write_atomically(path, msgspec.json.encode(health))
 
 
-def read_printers(runtime_dir: str) -> list[PrinterHealth]:
+def read_printers(layout: Layout) -> list[PrinterHealth]:
     """Every printer's last written health."""
-    folder = Path(runtime_dir) / "printers"
+    folder = layout.printers_dir
     result = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
@@ -103,13 +103,13 @@ class Problems:
     """A service's current problems, mirrored to ``runtime_dir`` whenever they change.
 
     Thread-safe (the uplink's delivery thread and its event loop both report). Without a
-    runtime_dir (tests that build services in-process) the problems are kept in memory only.
+    layout (tests that build services in-process) the problems are kept in memory only.
     A reason is passed through ``redaction.safe``: it may quote a server or a printer.
     """
 
-    def __init__(self, runtime_dir: str | None, service: str) -> None:
+    def __init__(self, layout: Layout | None, service: str) -> None:
         self.service = service
-        self._path = None if runtime_dir is None else Path(runtime_dir) / "problems" / service
+        self._path = None if layout is None else layout.problems_dir / f"{service}.json"
         self._lock = threading.Lock()
         self._current: dict[str, Problem] = {}
         self._write_failed = False
@@ -144,8 +144,8 @@ class Problems:
             return
         report = ServiceProblems(self.service, os.getpid(), tuple(self._current.values()))
         try:
-            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_atomically(self._path.with_suffix(".json"), msgspec.json.encode(report))
+            private_dir(self._path.parent)
+            write_atomically(self._path, msgspec.json.encode(report))
         except OSError as err:
             if not self._write_failed:
                 logger.error(
@@ -156,10 +156,10 @@ class Problems:
             self._write_failed = False
 
 
-def read_problems(runtime_dir: str) -> list[ServiceProblems]:
+def read_problems(layout: Layout) -> list[ServiceProblems]:
     """The problems of every service whose process is still alive (a dead one's file is
     stale: supervisord shows it down)."""
-    folder = Path(runtime_dir) / "problems"
+    folder = layout.problems_dir
     result = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:

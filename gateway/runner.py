@@ -14,20 +14,21 @@ from collections.abc import Awaitable, Callable
 import zmq.asyncio
 
 from gateway.health import Problems, record_start
+from gateway.layout import Layout
 
 logger = logging.getLogger(__name__)
 Body = Callable[[zmq.asyncio.Context, asyncio.Event, Problems], Awaitable[None]]
 
 
-async def serve(name: str, runtime_dir: str, body: Body) -> None:
+async def serve(name: str, layout: Layout, body: Body) -> None:
     """Run body(ctx, stop, problems) until it returns; SIGTERM and SIGINT set stop."""
     os.umask(0o077)  # sockets, databases, journals, health files: the owner's alone
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    record_start(runtime_dir, name)
-    problems = Problems(runtime_dir, name)
+    record_start(layout, name)
+    problems = Problems(layout, name)
     ctx = zmq.asyncio.Context()
     try:
         await body(ctx, stop, problems)
@@ -36,8 +37,8 @@ async def serve(name: str, runtime_dir: str, body: Body) -> None:
     logger.info("%s stopped", name)
 
 
-def run(name: str, runtime_dir: str, body: Body) -> int:
+def run(name: str, layout: Layout, body: Body) -> int:
     """Blocking entry point of a service; 0 on a clean stop."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(name, runtime_dir, body))
+        asyncio.run(serve(name, layout, body))
     return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -11,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from gateway import sqlite
 from gateway.messages import CommandResult, NewCommand, Record, Status, json_encoder, utc_text
 
 MAX_OPEN_LISTED = 1000  # commands per answer to GET /v1/commands
@@ -53,15 +52,7 @@ class Store:
     """One SQLite file; every method is one short transaction."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Owner-only before SQLite opens it (SQLite gives -wal/-shm the same mode), also when an
-        # older version created it readable by others.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn = sqlite.connect(path, synchronous="NORMAL", any_thread=True)
         self._conn.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import zmq.asyncio
 
-from gateway.bus import RecordReceiver, records_endpoint
+from gateway.bus import RecordReceiver
 from gateway.config import Config, parse_config
+from gateway.layout import Layout
 from gateway.messages import Event, Record, Status
 from services.poller.lease import Tuning
 from services.poller.service import Poller
@@ -48,7 +49,7 @@ class Collector:
     """Receives records like the uplink would, acknowledging each batch (when `acking`)."""
 
     def __init__(self, ctx: zmq.asyncio.Context, config: Config) -> None:
-        self.receiver = RecordReceiver(ctx, records_endpoint(config.gateway.runtime_dir))
+        self.receiver = RecordReceiver(ctx, Layout.of(config).records_endpoint)
         self.received: list[Record] = []
         self.acking = True
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from gateway.layout import Layout
 from services.poller.protocol import Activity, parse_m119
 from tests.conftest import Client
 
@@ -135,12 +136,11 @@ def test_queue_tools_on_a_real_queue(tmp_path: Path) -> None:
     from gateway.config import load_config
     from gateway.messages import Event, utc_now
     from services.uplink.queue import DurableQueue
-    from services.uplink.service import queue_path
 
     (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
     config_args = ("--config", str(tmp_path / "g.toml"))
     assert run(*config_args, "queue", "stats").returncode == 1  # no queue yet
-    queue = DurableQueue(queue_path(load_config(tmp_path / "g.toml")), 10**8)
+    queue = DurableQueue(Layout.of(load_config(tmp_path / "g.toml")).queue_db, 10**8)
     queue.accept(
         [Event(id=f"e{n}", printer_id="p", ts=utc_now(), event="printer_online") for n in range(3)]
     )
@@ -215,11 +215,10 @@ def test_queue_output_never_carries_a_printers_terminal_tricks(tmp_path: Path) -
     from gateway.config import load_config
     from gateway.messages import Event, utc_now
     from services.uplink.queue import DurableQueue
-    from services.uplink.service import queue_path
 
     (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
     nasty = "\x1b[2Jevil\u202egx.exe\u2028fake line\x85.gx"
-    queue = DurableQueue(queue_path(load_config(tmp_path / "g.toml")), 10**8)
+    queue = DurableQueue(Layout.of(load_config(tmp_path / "g.toml")).queue_db, 10**8)
     queue.accept([Event(id="e1", printer_id="p", ts=utc_now(), event="print_started", file=nasty)])
     queue.close()
     output = run("--config", str(tmp_path / "g.toml"), "queue", "peek").stdout
@@ -233,10 +232,9 @@ def test_queue_dead_stays_json_for_a_record_nobody_could_read(tmp_path: Path) ->
     from gateway.config import load_config
     from gateway.messages import Event, utc_now
     from services.uplink.queue import DurableQueue
-    from services.uplink.service import queue_path
 
     (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
-    path = queue_path(load_config(tmp_path / "g.toml"))
+    path = Layout.of(load_config(tmp_path / "g.toml")).queue_db
     queue = DurableQueue(path, 10**8)
     queue.accept([Event(id="e1", printer_id="p", ts=utc_now(), event="printer_online")])
     batch = queue.claim(1, 10**6)

@@ -10,36 +10,37 @@ import msgspec
 
 from console.deploy import format_report, prepare_dirs, status_report
 from gateway.health import Problems, ServiceProblems, read_problems
+from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop
 from tests.poller_harness import make_config
 
 
 def test_problems_are_mirrored_on_change_and_cleared(tmp_path: Path) -> None:
-    board = Problems(str(tmp_path), "uplink")
+    board = Problems(Layout(tmp_path, tmp_path), "uplink")
     path = tmp_path / "problems" / "uplink.json"
     assert msgspec.json.decode(path.read_bytes(), type=ServiceProblems).problems == ()
     board.report("api auth", "the API refuses the token (HTTP 401: Bearer abcdef123)")
     written = path.stat().st_mtime_ns
     board.report("api auth", "the API refuses the token (HTTP 401: Bearer abcdef123)")
     assert path.stat().st_mtime_ns == written  # unchanged: not rewritten
-    (problem,) = read_problems(str(tmp_path))[0].problems
+    (problem,) = read_problems(Layout(tmp_path, tmp_path))[0].problems
     assert "abcdef123" not in problem.reason  # reasons are made safe
     board.clear("api auth")
-    assert read_problems(str(tmp_path))[0].problems == ()
+    assert read_problems(Layout(tmp_path, tmp_path))[0].problems == ()
 
 
 def test_a_dead_services_problems_are_not_reported(tmp_path: Path) -> None:
-    Problems(str(tmp_path), "poller").report("loop x", "failing")
+    Problems(Layout(tmp_path, tmp_path), "poller").report("loop x", "failing")
     path = tmp_path / "problems" / "poller.json"
     report = msgspec.json.decode(path.read_bytes(), type=ServiceProblems)
     dead = msgspec.structs.replace(report, pid=2**22 + 12345)  # above any pid_max: no process
     path.write_bytes(msgspec.json.encode(dead))
-    assert read_problems(str(tmp_path)) == []
+    assert read_problems(Layout(tmp_path, tmp_path)) == []
 
 
 def test_status_reports_problems_and_dead_letters_as_unhealthy(tmp_path: Path) -> None:
     config = make_config(tmp_path, {"rex1": 1})
-    board = Problems(config.gateway.runtime_dir, "control")
+    board = Problems(Layout.of(config), "control")
     board.report("commands", "commands cannot be fetched: HTTP 500")
     report, healthy = status_report(config)
     assert not healthy
@@ -48,7 +49,7 @@ def test_status_reports_problems_and_dead_letters_as_unhealthy(tmp_path: Path) -
 
 
 def test_a_failing_loop_backs_off_is_reported_and_recovers(tmp_path: Path) -> None:
-    board = Problems(str(tmp_path), "poller")
+    board = Problems(Layout(tmp_path, tmp_path), "poller")
     guard = LoopGuard("demo loop", board, base_s=0.01, cap_s=0.04)
     calls = []
 
@@ -92,6 +93,6 @@ def test_delays_never_overflow_however_long_a_failure_lasts(tmp_path: Path) -> N
 
 def test_a_problems_file_that_cannot_be_written_is_not_an_error(tmp_path: Path) -> None:
     (tmp_path / "problems").write_text("a file where the folder should be")  # as if broken
-    board = Problems(str(tmp_path), "uplink")
+    board = Problems(Layout(tmp_path, tmp_path), "uplink")
     board.report("loop x", "failing")  # must not raise into the loop that reports
     assert [p.key for p in board.current()] == ["loop x"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import zmq.asyncio
 
-from gateway.bus import Execute, poller_endpoint, request_command
+from gateway.bus import Execute, request_command
+from gateway.layout import Layout
 from gateway.messages import Action, Pause, SetNozzleTemperature
 from services.poller.service import Poller
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread, WireEntry
@@ -39,10 +40,10 @@ def sessions(wire: list[WireEntry]) -> list[tuple[float, float, list[str]]]:
 async def command(
     poller: Poller, printer_id: str, command_id: str, action: Action
 ) -> tuple[str, str]:
-    runtime = str(next(iter(poller.watchers.values())).journal.path.parents[2] / "run")
+    data = next(iter(poller.watchers.values())).journal.path.parents[1]
     reply = await request_command(
         zmq.asyncio.Context.instance(),
-        poller_endpoint(runtime, printer_id),
+        Layout(data, data.parent / "run").poller_endpoint(printer_id),
         Execute(command_id, action),
         timeout_s=10,
         attempts=1,

@@ -12,11 +12,12 @@ import msgspec
 import pytest
 
 from gateway.config import Secret, Token
+from gateway.layout import Layout
 from gateway.loops import Backoff
 from gateway.messages import Event, utc_now
 from services.uplink.delivery import Answer, Deliverer, Verdict, classify, retry_after
 from services.uplink.queue import Batch, DurableQueue
-from services.uplink.service import DeliveryThread, queue_path
+from services.uplink.service import DeliveryThread
 from tests.api_harness import Script, scripted_api
 from tests.hostile_api import Reply, echo, hostile_api
 from tests.poller_harness import make_config
@@ -101,7 +102,7 @@ def _fill(tmp_path: Path, url: str, n: int) -> DeliveryThread:
     config = msgspec.structs.replace(
         config, api=msgspec.structs.replace(config.api, url=url, timeout_s=2.0)
     )
-    queue = DurableQueue(queue_path(config), 10**8)
+    queue = DurableQueue(Layout.of(config).queue_db, 10**8)
     queue.accept(
         [Event(id=f"e{i}", printer_id="p", ts=utc_now(), event="printer_online") for i in range(n)]
     )
@@ -122,7 +123,7 @@ def test_503_with_retry_after_then_recovery_same_idempotency_key(tmp_path: Path)
         thread.join(10)
     keys = [headers["Idempotency-Key"] for headers, _ in script.requests]
     assert len(set(keys)) == 1  # every retry of the stored batch carried the same key
-    queue = DurableQueue(queue_path(make_config(tmp_path, {"p": 1})), 10**8)
+    queue = DurableQueue(Layout.of(make_config(tmp_path, {"p": 1})).queue_db, 10**8)
     assert queue.stats().depth_by_kind == {}
     assert queue.stats().last_delivery is not None
 
@@ -134,7 +135,7 @@ def test_permanent_404_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None
         thread.start()
         while len(script.requests) < 1:
             thread.stopping.wait(0.05)
-        queue = DurableQueue(queue_path(make_config(tmp_path, {"p": 1})), 10**8)
+        queue = DurableQueue(Layout.of(make_config(tmp_path, {"p": 1})).queue_db, 10**8)
         queue.accept([Event(id="late", printer_id="p", ts=utc_now(), event="printer_online")])
         thread.work.set()
         while len(script.requests) < 2:
@@ -161,7 +162,7 @@ def _run_until(thread: DeliveryThread, condition: Callable[[], bool], within_s: 
 
 
 def _queue(tmp_path: Path) -> DurableQueue:
-    return DurableQueue(queue_path(make_config(tmp_path, {"p": 1})), 10**8)
+    return DurableQueue(Layout.of(make_config(tmp_path, {"p": 1})).queue_db, 10**8)
 
 
 def test_a_refused_token_keeps_every_record_and_is_reported(tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ from pathlib import Path
 import msgspec
 
 from gateway.config import Secret, Token
+from gateway.layout import Layout
 from gateway.messages import Event, PrinterInfo, PrinterState, Status, Temperature, utc_now
 from services.uplink.legacy import legacy_message
 from services.uplink.queue import DurableQueue
-from services.uplink.service import DeliveryThread, queue_path
+from services.uplink.service import DeliveryThread
 from tests.api_harness import Script, scripted_api
 from tests.poller_harness import make_config
 
@@ -78,7 +79,7 @@ def _run(
 
 
 def test_delivery_sends_prints_one_offline_message_and_turns_418_into_pause(tmp_path: Path) -> None:
-    queue = DurableQueue(queue_path(make_config(tmp_path, {"rex1": 1})), 10**8)
+    queue = DurableQueue(Layout.of(make_config(tmp_path, {"rex1": 1})).queue_db, 10**8)
     queue.accept(
         [
             status(1, "idle"),
@@ -101,12 +102,12 @@ def test_delivery_sends_prints_one_offline_message_and_turns_418_into_pause(tmp_
     assert headers["key"] == "legacy-key"
     assert "Authorization" not in headers
     assert pauses == [("rex1", 1)]  # the first print of rex1 since tracking began
-    queue = DurableQueue(queue_path(make_config(tmp_path, {"rex1": 1})), 10**8)
+    queue = DurableQueue(Layout.of(make_config(tmp_path, {"rex1": 1})).queue_db, 10**8)
     assert queue.stats().depth_by_kind == {}
 
 
 def test_offline_message_survives_a_restart(tmp_path: Path) -> None:
-    path = queue_path(make_config(tmp_path, {"rex1": 1}))
+    path = Layout.of(make_config(tmp_path, {"rex1": 1})).queue_db
     queue = DurableQueue(path, 10**8)
     queue.accept([status(1, "printing", 10)])
     queue.close()
@@ -122,7 +123,7 @@ def test_offline_message_survives_a_restart(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_queued_record_is_set_aside_and_delivery_goes_on(tmp_path: Path) -> None:
-    path = queue_path(make_config(tmp_path, {"rex1": 1}))
+    path = Layout.of(make_config(tmp_path, {"rex1": 1})).queue_db
     queue = DurableQueue(path, 10**8)
     queue.accept([status(1, "printing", 10), status(2, "printing", 20)])
     with sqlite3.connect(path) as conn:  # a body this version cannot read (e.g. a newer one's)
@@ -138,11 +139,11 @@ def test_an_unreadable_queued_record_is_set_aside_and_delivery_goes_on(tmp_path:
 
 
 def test_a_message_refused_for_good_is_skipped_alone(tmp_path: Path) -> None:
-    queue = DurableQueue(queue_path(make_config(tmp_path, {"rex1": 1})), 10**8)
+    queue = DurableQueue(Layout.of(make_config(tmp_path, {"rex1": 1})).queue_db, 10**8)
     queue.accept([status(1, "printing", 10), status(2, "printing", 20)])
     queue.close()
     script = Script(answers=[(422, {}), (200, {})])
     _run(tmp_path, script, 2, [])
-    queue = DurableQueue(queue_path(make_config(tmp_path, {"rex1": 1})), 10**8)
+    queue = DurableQueue(Layout.of(make_config(tmp_path, {"rex1": 1})).queue_db, 10**8)
     assert queue.stats().depth_by_kind == {}  # the second went out; the first is not retried
     assert len(script.requests) == 2

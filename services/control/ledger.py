@@ -19,13 +19,13 @@ can stretch or skip them; a reboot expires whatever was pending.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from gateway import sqlite
 from gateway.clock import boot_id, boot_seconds
 from gateway.messages import Command, Outcome
 
@@ -74,10 +74,7 @@ class Ledger:
     """SQLite ledger; every change is one committed statement."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=10)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn = sqlite.connect(path)  # FULL: a state is committed before acting on it
         self._conn.executescript(_SCHEMA)
 
     def close(self) -> None:

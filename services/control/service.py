@@ -21,7 +21,6 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 import msgspec
 import zmq.asyncio
@@ -31,16 +30,13 @@ from gateway.bus import (
     Execute,
     InjectReceiver,
     RecordSender,
-    control_endpoint,
-    poller_endpoint,
-    prepare_runtime_dir,
-    records_endpoint,
     request_command,
 )
 from gateway.clock import boot_seconds
 from gateway.config import Config, Token
 from gateway.health import REPORT_AFTER_S, Problems
 from gateway.http import AUTH_RETRY_S
+from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop, guarded_thread_loop
 from gateway.messages import (
     Action,
@@ -69,11 +65,6 @@ ANSWER_TIMEOUT_S = 15.0  # a command's read-back takes up to ~5 s on the poller
 EMPTY_POLL_GAP_S = 1.0
 SILENT_POLLER_S = 60.0
 ROUTES_PER_PRINTER = 4
-
-
-def ledger_path(config: Config) -> Path:
-    """Where the control ledger lives."""
-    return Path(config.gateway.data_dir) / "control" / "ledger.db"
 
 
 def check(command: Command, config: Config) -> Action | str:
@@ -193,16 +184,14 @@ class Control:
         ctx: zmq.asyncio.Context,
         problems: Problems | None = None,
     ) -> None:
-        prepare_runtime_dir(config.gateway.runtime_dir)
         self.config = config
+        self.layout = Layout.of(config)
         self.ctx = ctx
         self.problems = problems or Problems(None, "control")
-        self.ledger = Ledger(ledger_path(config))
+        self.ledger = Ledger(self.layout.ledger_db)
         self.source = CommandSource(config.api.url, token.secret, config.gateway.id, WAIT_S)
-        self.sender = RecordSender(
-            ctx, records_endpoint(config.gateway.runtime_dir), self._acknowledged
-        )
-        self.injected = InjectReceiver(ctx, control_endpoint(config.gateway.runtime_dir))
+        self.sender = RecordSender(ctx, self.layout.records_endpoint, self._acknowledged)
+        self.injected = InjectReceiver(ctx, self.layout.control_endpoint)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._taken: frozenset[str] = frozenset()  # ids in the answer admitted last
@@ -338,7 +327,7 @@ class Control:
         its journal, or ``expired`` if it never started it. Only a poller silent for
         ``SILENT_POLLER_S`` past the deadline ends in ``failed``.
         """
-        endpoint = poller_endpoint(self.config.gateway.runtime_dir, entry.command.printer_id)
+        endpoint = self.layout.poller_endpoint(entry.command.printer_id)
         maybe_delivered = entry.state == "handed"
         if not maybe_delivered:
             self.ledger.handed(entry.command.id)
@@ -398,4 +387,4 @@ def run(config: Config, token: Token) -> int:
         logger.info("control started: commands from %s", safe(config.api.url))
         await control.run(stop)
 
-    return runner.run("control", config.gateway.runtime_dir, body)
+    return runner.run("control", Layout.of(config), body)

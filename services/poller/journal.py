@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.files import write_atomically
+from gateway.files import private_dir, set_aside, write_atomically
 from gateway.messages import Event, Outcome
 from services.poller.events import Belief
 
@@ -67,7 +67,7 @@ class Journal:
         except FileNotFoundError:
             return JournalState()
         except (msgspec.DecodeError, OSError) as err:
-            aside = self._set_aside()
+            aside = set_aside(self.path)
             logger.error(
                 "poller journal %s unreadable (%s); moved to %s, starting fresh",
                 self.path,
@@ -75,14 +75,6 @@ class Journal:
                 aside,
             )
             return JournalState()
-
-    def _set_aside(self) -> Path:
-        for n in range(1, 1000):
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{n}")
-            if not aside.exists():
-                self.path.replace(aside)
-                return aside
-        raise OSError(f"too many corrupt journals beside {self.path}")
 
     def record_events(self, belief: Belief, events: list[Event]) -> None:
         """Persist a new Belief with the events it implies, before they are sent."""
@@ -117,6 +109,6 @@ class Journal:
         return command_id in self.state.sending
 
     def _write(self, state: JournalState) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         write_atomically(self.path, _encoder.encode(state), durable=True)
         self.state = state

@@ -52,6 +52,7 @@ from gateway.errors import (
 )
 from gateway.health import PrinterHealth, Problems, write_printer
 from gateway.ids import RecordIds
+from gateway.layout import Layout
 from gateway.loops import LoopGuard, doubling
 from gateway.messages import Action, Event, PrinterState, Record, utc_now, utc_text
 from services.poller.commands import Verdict, execute_action, verify_only
@@ -104,7 +105,7 @@ class PrinterWatcher:
         journal: Journal,
         emit: Callable[[Record], object],
         tuning: Tuning | None = None,
-        runtime_dir: str | None = None,
+        layout: Layout | None = None,
         problems: Problems | None = None,
     ) -> None:
         self.printer = printer
@@ -125,7 +126,7 @@ class PrinterWatcher:
         self.state: PrinterState | None = None
         self.last_contact: str | None = None
         self.detail: str | None = None  # why the printer could not be read, while it cannot
-        self.runtime_dir = runtime_dir
+        self.layout = layout
         self._guard = LoopGuard(
             f"printer {printer.id} polling",
             problems or Problems(None, "poller"),
@@ -298,11 +299,11 @@ class PrinterWatcher:
 
     def _publish_health(self) -> None:
         """Leave the printer's state, lease and last contact for ``printer-gateway status``."""
-        if self.runtime_dir is not None and self.state is not None:
+        if self.layout is not None and self.state is not None:
             health = PrinterHealth(
                 self.printer.id, self.state, self.lease_held, self.last_contact, self.detail
             )
-            write_printer(self.runtime_dir, health)
+            write_printer(self.layout, health)
 
     def _record_events(self, belief: Belief, happenings: list[Happening]) -> None:
         if not happenings and belief == self.journal.state.belief:

@@ -12,33 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 
 import zmq.asyncio
 
 from gateway import runner
-from gateway.bus import (
-    CommandHandler,
-    CommandServer,
-    Execute,
-    Executed,
-    RecordSender,
-    poller_endpoint,
-    prepare_runtime_dir,
-    records_endpoint,
-)
+from gateway.bus import CommandHandler, CommandServer, Execute, Executed, RecordSender
 from gateway.config import Config, PrinterSection
 from gateway.health import Problems
+from gateway.layout import Layout
 from services.poller.journal import Journal
 from services.poller.lease import PrinterWatcher, Tuning
 
 logger = logging.getLogger(__name__)
 FLUSH_ON_STOP_S = 2.0
-
-
-def journal_path(config: Config, printer_id: str) -> Path:
-    """Where one printer's poller journal lives."""
-    return Path(config.gateway.data_dir) / "poller" / f"{printer_id}.json"
 
 
 class Poller:
@@ -52,20 +38,18 @@ class Poller:
         tuning: Tuning | None = None,
         problems: Problems | None = None,
     ) -> None:
-        prepare_runtime_dir(config.gateway.runtime_dir)
+        layout = Layout.of(config)
         self.problems = problems or Problems(None, "poller")
-        self.sender = RecordSender(
-            ctx, records_endpoint(config.gateway.runtime_dir), self._acknowledged
-        )
+        self.sender = RecordSender(ctx, layout.records_endpoint, self._acknowledged)
         self.watchers = {
             printer.id: PrinterWatcher(
                 printer,
                 config.limits,
                 config.gateway.id,
-                Journal(journal_path(config, printer.id)),
+                Journal(layout.journal(printer.id)),
                 self.sender.submit,
                 tuning,
-                config.gateway.runtime_dir,
+                layout,
                 self.problems,
             )
             for printer in printers
@@ -73,7 +57,7 @@ class Poller:
         self.servers = [
             CommandServer(
                 ctx,
-                poller_endpoint(config.gateway.runtime_dir, printer.id),
+                layout.poller_endpoint(printer.id),
                 self._handler(printer.id),
                 f"commands for {printer.id}",
             )
@@ -126,4 +110,4 @@ def run(config: Config, printer_id: str | None) -> int:
     # One process per printer (`--printer`) runs as its own supervisord program: it counts its
     # starts and reports its problems under its own name, never over another poller's.
     name = f"poller-{printer_id}" if printer_id else "poller"
-    return runner.run(name, config.gateway.runtime_dir, body)
+    return runner.run(name, Layout.of(config), body)

@@ -39,8 +39,10 @@ from pathlib import Path
 
 import msgspec
 
+from gateway import sqlite
 from gateway.bus import InvalidRecord
 from gateway.errors import GatewayError
+from gateway.files import set_aside
 from gateway.messages import Record
 
 logger = logging.getLogger(__name__)
@@ -117,7 +119,7 @@ class QueueStats:
 
 def _checked_connection(path: Path) -> sqlite3.Connection:
     """A connection to a sound queue file with the schema in place (DatabaseError if not)."""
-    conn = _connect(path)
+    conn = sqlite.connect(path, any_thread=True)  # FULL: an ack promises durability
     try:
         verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
         if verdict != "ok":
@@ -129,21 +131,12 @@ def _checked_connection(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")  # an ack promises durability across power loss
-    conn.execute("PRAGMA busy_timeout=10000")
-    return conn
-
-
 class DurableQueue:
     """One connection to the queue file; make one per thread."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._conn = self._open_or_set_aside()
         self._stored_bytes = _stored_size(self._conn)
         self._over_cap_logged = False
@@ -155,7 +148,7 @@ class DurableQueue:
         try:
             return _checked_connection(self.path)
         except sqlite3.DatabaseError as err:
-            aside = self._set_aside()
+            aside = set_aside(self.path)
             logger.error(
                 "queue %s is damaged (%s): moved to %s, starting a fresh queue",
                 self.path,
@@ -166,18 +159,6 @@ class DurableQueue:
         _bump(conn, "set_aside", 1)
         conn.execute("INSERT OR REPLACE INTO notes VALUES ('last_set_aside', ?)", (str(aside),))
         return conn
-
-    def _set_aside(self) -> Path:
-        n = 1
-        while self.path.with_name(f"{self.path.name}.corrupt-{n}").exists():
-            n += 1
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{n}")
-        self.path.replace(aside)
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                side.replace(aside.with_name(aside.name + suffix))
-        return aside
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

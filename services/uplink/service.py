@@ -6,7 +6,7 @@ Two loops share one queue file through two SQLite connections:
   already waiting (up to ``GROUP_RECORDS`` records), stores all of it in one transaction
   (group commit), then acknowledges every sender. A full disk means no acknowledgement
   (senders keep and re-send) and one log line per episode. Accepted records are published on
-  the tap (``ipc://<runtime_dir>/tap.ipc``, PUB: a debugging view that may drop).
+  the tap (``bus.TapPublisher``: a debugging view that may drop).
 * the **deliverer** (a thread, because ``requests`` blocks): claim a batch, post it, then
   delete it / dead-letter it / wait and post the *same* batch again (same Idempotency-Key).
   The first failure of an outage and the recovery are logged; retries in between are not.
@@ -18,30 +18,22 @@ attempt in flight finish within ``api.timeout_s`` and exits 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
-from pathlib import Path
 
 import msgspec
 import zmq
 import zmq.asyncio
 
 from gateway import runner
-from gateway.bus import (
-    CommandInjector,
-    Received,
-    RecordReceiver,
-    control_endpoint,
-    prepare_runtime_dir,
-    records_endpoint,
-)
+from gateway.bus import CommandInjector, Received, RecordReceiver, TapPublisher
 from gateway.config import Config, Token
 from gateway.health import REPORT_AFTER_S, Problems
 from gateway.http import AUTH_RETRY_S
+from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, guarded_loop, guarded_thread_loop
-from gateway.messages import Command, json_encoder
+from gateway.messages import Command
 from gateway.redaction import safe
 from services.uplink.delivery import Answer, Deliverer, Verdict
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
@@ -55,22 +47,12 @@ BATCH_BYTES = 2 * 1024 * 1024
 MIN_BATCH_BYTES = 16 * 1024
 
 
-def queue_path(config: Config) -> Path:
-    """Where the durable queue lives."""
-    return Path(config.gateway.data_dir) / "uplink" / "queue.db"
-
-
-def tap_endpoint(runtime_dir: str) -> str:
-    """Where accepted records are published for ``printer-gateway tap``."""
-    return f"ipc://{Path(runtime_dir) / 'tap.ipc'}"
-
-
 class PauseThroughControl:
     """The legacy 418 hook: a pause command handed to control, one id per print. Never waits
     (a 418 on every message must not slow delivery) and logs each print's request once."""
 
-    def __init__(self, runtime_dir: str) -> None:
-        self._injector = CommandInjector(control_endpoint(runtime_dir))
+    def __init__(self, endpoint: str) -> None:
+        self._injector = CommandInjector(endpoint)
         self._logged: tuple[str, int, bool] | None = None  # printer, print, handed over
 
     def __call__(self, printer_id: str, print_no: int) -> None:
@@ -114,12 +96,13 @@ class DeliveryThread(threading.Thread):
         problems: Problems | None = None,
     ) -> None:
         super().__init__(name="uplink-delivery", daemon=True)
-        self.queue = DurableQueue(queue_path(config), config.uplink.max_queue_mb * 1024 * 1024)
+        layout = Layout.of(config)
+        self.queue = DurableQueue(layout.queue_db, config.uplink.max_queue_mb * 1024 * 1024)
         self.problems = problems or Problems(None, "uplink")
         self.poster: Deliverer | LegacyDeliverer
         if config.api.flavor == "legacy":
             state = msgspec.json.decode(self.queue.note("legacy_state") or "{}", type=LegacyState)
-            hook = on_pause_request or PauseThroughControl(config.gateway.runtime_dir)
+            hook = on_pause_request or PauseThroughControl(layout.control_endpoint)
             self.poster = LegacyDeliverer(
                 config.api.url, token.secret, config.api.timeout_s, state, hook
             )
@@ -252,19 +235,14 @@ class Uplink:
         ctx: zmq.asyncio.Context,
         problems: Problems | None = None,
     ) -> None:
-        prepare_runtime_dir(config.gateway.runtime_dir)
+        layout = Layout.of(config)
         self.problems = problems or Problems(None, "uplink")
-        self.queue = DurableQueue(queue_path(config), config.uplink.max_queue_mb * 1024 * 1024)
+        self.queue = DurableQueue(layout.queue_db, config.uplink.max_queue_mb * 1024 * 1024)
         released = self.queue.release_stale_claims()
         if released:
             logger.info("requeued %d records claimed by a previous run", released)
-        self.receiver = RecordReceiver(ctx, records_endpoint(config.gateway.runtime_dir))
-        # A plain (blocking-API) socket on the same context: a NOBLOCK send on PUB never
-        # waits, and skips the per-message future of the asyncio wrapper.
-        self.tap: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PUB)
-        self.tap.setsockopt(zmq.LINGER, 0)
-        self.tap.setsockopt(zmq.SNDHWM, 10_000)
-        self.tap.bind(tap_endpoint(config.gateway.runtime_dir))
+        self.receiver = RecordReceiver(ctx, layout.records_endpoint)
+        self.tap = TapPublisher(ctx, layout.tap_endpoint)
         self.work = threading.Event()
         self.delivery = DeliveryThread(config, token, self.work, problems=self.problems)
         self.notifier = Notifier(config, self.problems)
@@ -282,7 +260,7 @@ class Uplink:
             self.work.set()
             await asyncio.to_thread(self.delivery.join, 15)
             self.receiver.close()
-            self.tap.close(linger=0)
+            self.tap.close()
             self.queue.close()
 
     async def _receive_once(self) -> None:
@@ -314,9 +292,7 @@ class Uplink:
             await self.receiver.acknowledge(received.peer, received.ids)
         self.work.set()
         self.notifier.offer(new)
-        for record in records:
-            with contextlib.suppress(zmq.Again):
-                self.tap.send(json_encoder.encode(record), flags=zmq.NOBLOCK)
+        self.tap.publish(records)
 
 
 def run(config: Config, token: Token) -> int:
@@ -324,7 +300,7 @@ def run(config: Config, token: Token) -> int:
 
     async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event, problems: Problems) -> None:
         uplink = Uplink(config, token, ctx, problems)
-        logger.info("uplink started: queue %s, API %s", queue_path(config), safe(config.api.url))
+        logger.info("uplink started: queue %s, API %s", uplink.queue.path, safe(config.api.url))
         await uplink.run(stop)
 
-    return runner.run("uplink", config.gateway.runtime_dir, body)
+    return runner.run("uplink", Layout.of(config), body)

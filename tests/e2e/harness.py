@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from console.deploy import supervisor_call
+from gateway.layout import Layout
 from simulator import SimulatorThread
 from tests.api_harness import TOKEN, ApiThread
 
@@ -99,7 +100,7 @@ def wait_for(condition: Callable[..., Any], within_s: float = 30) -> Any:
 def supervised_pid(runtime: Path, name: str) -> int | None:
     """The pid of a service supervisord reports RUNNING, else None."""
     try:
-        info = supervisor_call(str(runtime), "getProcessInfo", name)
+        info = supervisor_call(Layout(runtime.parent / "data", runtime), "getProcessInfo", name)
     except (OSError, xmlrpc.client.Error, http.client.HTTPException):
         return None
     return int(info["pid"]) if info["statename"] == "RUNNING" else None

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from console.deploy import supervisor_call
+from gateway.layout import Layout
 from simulator import PrintJob, SimulatorThread
 from tests.api_harness import TOKEN, ApiThread
 from tests.e2e.harness import status, supervised, supervised_pid, wait_for
@@ -51,11 +52,11 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
                 "poller": 1,
                 "uplink": 1,
             }
-            supervisor_call(str(runtime), "stopProcess", "control")
+            supervisor_call(Layout(runtime.parent / "data", runtime), "stopProcess", "control")
             code, report = status(config)
             assert code == 1
             assert "service control is STOPPED" in report["problems"]
-            supervisor_call(str(runtime), "startProcess", "control")
+            supervisor_call(Layout(runtime.parent / "data", runtime), "startProcess", "control")
             before = len(api.get("/v1/records", gateway_id="gw", limit=10000).json()["records"])
             wait_for(
                 lambda: (

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import zmq.asyncio
 
-from gateway.bus import RecordSender, records_endpoint
+from gateway.bus import RecordSender
 from gateway.config import Config
+from gateway.layout import Layout
 from gateway.messages import Event, Record, Status, utc_now
 from tests.api_harness import TOKEN, ApiThread
 from tests.poller_harness import make_config, wait_until
@@ -71,7 +72,7 @@ def test_outage_and_sigkill_while_records_flow_lose_nothing(tmp_path: Path) -> N
         ctx = zmq.asyncio.Context()
         acked: set[str] = set()
         sender = RecordSender(
-            ctx, records_endpoint(config.gateway.runtime_dir), acked.update, resend_after_s=0.5
+            ctx, Layout.of(config).records_endpoint, acked.update, resend_after_s=0.5
         )
         stop = asyncio.Event()
         pump = asyncio.create_task(sender.run(stop))

@@ -1,0 +1,102 @@
+"""Where every file and socket of one gateway lives: one object, derived from the config.
+
+Two roots, chosen for what they cost on a Pi:
+
+* ``data_dir`` (the SD card; durable): the uplink's queue, control's ledger, one poller
+  journal per printer and, unless ``$PRINTER_GATEWAY_LOG_DIR`` says otherwise, the logs;
+* ``runtime_dir`` (tmpfs; gone at reboot, free to rewrite): the ZeroMQ ``ipc://`` endpoints,
+  supervisord's socket and pid file, and the health facts ``printer-gateway status`` reads.
+
+Nothing else builds a path under either root. Whoever writes a file makes its folder with
+``files.private_dir`` (owner-only when created): the one routine that creates a directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config import Config
+
+LOG_DIR_ENV = "PRINTER_GATEWAY_LOG_DIR"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths and endpoints of one gateway (the config's two roots, already absolute)."""
+
+    data_dir: Path
+    runtime_dir: Path
+
+    @classmethod
+    def of(cls, config: Config) -> Layout:
+        """The layout of a loaded config."""
+        return cls(Path(config.gateway.data_dir), Path(config.gateway.runtime_dir))
+
+    # --- durable, under data_dir -------------------------------------------------------
+
+    @property
+    def queue_db(self) -> Path:
+        """The uplink's durable queue."""
+        return self.data_dir / "uplink" / "queue.db"
+
+    @property
+    def ledger_db(self) -> Path:
+        """Control's ledger of command ids."""
+        return self.data_dir / "control" / "ledger.db"
+
+    def journal(self, printer_id: str) -> Path:
+        """The poller's state file of one printer (belief, unsent events, command outcomes)."""
+        return self.data_dir / "poller" / f"{printer_id}.json"
+
+    @property
+    def log_dir(self) -> Path:
+        """``$PRINTER_GATEWAY_LOG_DIR``, else ``<data_dir>/logs``."""
+        return Path(os.environ.get(LOG_DIR_ENV) or self.data_dir / "logs")
+
+    # --- sockets, under runtime_dir ------------------------------------------------------
+
+    @property
+    def records_endpoint(self) -> str:
+        """Where the uplink receives records (poller and control send there)."""
+        return self._ipc("records.ipc")
+
+    @property
+    def control_endpoint(self) -> str:
+        """Where control takes commands injected by other services."""
+        return self._ipc("control.ipc")
+
+    @property
+    def tap_endpoint(self) -> str:
+        """Where the uplink publishes accepted records for ``printer-gateway tap``."""
+        return self._ipc("tap.ipc")
+
+    def poller_endpoint(self, printer_id: str) -> str:
+        """Where the poller of one printer takes commands."""
+        return self._ipc(f"poller-{printer_id}.ipc")
+
+    @property
+    def supervisor_socket(self) -> Path:
+        """supervisord's XML-RPC socket (``supervisord.conf`` names the same file)."""
+        return self.runtime_dir / "supervisor.sock"
+
+    # --- health facts, under runtime_dir ------------------------------------------------
+
+    @property
+    def starts_dir(self) -> Path:
+        """``<service>``: starts since ``up`` began."""
+        return self.runtime_dir / "starts"
+
+    @property
+    def printers_dir(self) -> Path:
+        """``<printer_id>.json``: each printer's state, lease and last contact."""
+        return self.runtime_dir / "printers"
+
+    @property
+    def problems_dir(self) -> Path:
+        """``<service>.json``: what each service finds wrong right now."""
+        return self.runtime_dir / "problems"
+
+    def _ipc(self, name: str) -> str:
+        return f"ipc://{self.runtime_dir / name}"
