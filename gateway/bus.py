@@ -37,14 +37,13 @@ import msgspec
 import zmq
 import zmq.asyncio
 
+from gateway.commands import Action, Answer
 from gateway.files import private_dir
 from gateway.health import Problems
 from gateway.loops import LoopGuard, guarded_loop
 from gateway.messages import (
     DECODE_ERRORS,
-    Action,
     Command,
-    Outcome,
     Record,
     Status,
     json_encoder,
@@ -86,9 +85,7 @@ class Execute(_Message, frozen=True, tag="execute"):
 class Executed(_Message, frozen=True, tag="executed"):
     """The one answer to a command id."""
 
-    command_id: str
-    outcome: Outcome
-    detail: str
+    answer: Answer
 
 
 class Inject(_Message, frozen=True, tag="inject"):
@@ -406,7 +403,7 @@ class RecordReceiver:
         self._socket.close(linger=0)
 
 
-CommandHandler = Callable[[Execute], Awaitable[Executed]]
+CommandHandler = Callable[[Execute], Awaitable[Answer]]
 
 
 class CommandServer:
@@ -453,8 +450,8 @@ class CommandServer:
             answer = await self._handler(request)
         except Exception as err:
             logger.exception("command %s: unexpected error", request.command_id)
-            answer = Executed(request.command_id, "failed", f"internal error: {err}"[:300])
-        await self._socket.send_multipart([*envelope, encode(answer)])
+            answer = Answer(request.command_id, "failed", f"internal error: {err}"[:300])
+        await self._socket.send_multipart([*envelope, encode(Executed(answer))])
 
     def close(self) -> None:
         """Close the socket."""
@@ -466,7 +463,7 @@ class CommandReply:
     """Whether a request reached a poller at all, and its answer if one came."""
 
     sent: bool
-    answer: Executed | None
+    answer: Answer | None
 
 
 async def request_command(
@@ -504,20 +501,18 @@ async def request_command(
         sock.close(linger=0)
 
 
-async def _answer_to(
-    sock: zmq.asyncio.Socket, command_id: str, timeout_s: float
-) -> Executed | None:
+async def _answer_to(sock: zmq.asyncio.Socket, command_id: str, timeout_s: float) -> Answer | None:
     deadline = time.monotonic() + timeout_s
     while (left := deadline - time.monotonic()) > 0:
         if not await sock.poll(int(left * 1000) + 1):
             return None
         try:
-            answer = decode(await sock.recv())
+            message = decode(await sock.recv())
         except DECODE_ERRORS as err:
             logger.warning("ignoring undecodable command answer: %s", err)
             continue
-        if isinstance(answer, Executed) and answer.command_id == command_id:
-            return answer
+        if isinstance(message, Executed) and message.answer.command_id == command_id:
+            return message.answer
     return None
 
 

@@ -184,54 +184,40 @@ class NewCommand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     id: CommandId | None = None
 
 
-# Actions are validated input, not wire evolution: unknown params are refused outright.
-class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
-    """A command's type and params, checked for shape (limits are control's job)."""
+# Answers of the v1 API (architecture §4.5): what an API server sends back.
 
 
-class Pause(_Action, frozen=True, forbid_unknown_fields=True, tag="pause"):
-    """Pause the running print (M25)."""
+class StoredCount(msgspec.Struct, frozen=True):
+    """Answer to ``POST /v1/records``."""
+
+    stored: int
+    duplicates: int
 
 
-class Resume(_Action, frozen=True, forbid_unknown_fields=True, tag="resume"):
-    """Resume a paused print (M24)."""
+class Created(msgspec.Struct, frozen=True):
+    """Answer to ``POST /v1/commands``."""
+
+    id: str
 
 
-class Cancel(_Action, frozen=True, forbid_unknown_fields=True, tag="cancel"):
-    """Cancel the running print (M26)."""
+class CommandState(msgspec.Struct, frozen=True):
+    """Answer to ``GET /v1/commands/{id}``: the command and its result once there is one."""
+
+    id: str
+    gateway_id: str
+    printer_id: str
+    type: str
+    params: dict[str, Any]
+    created_at: str
+    expires_at: str | None
+    outcome: str | None
+    detail: str | None
 
 
-class SetNozzleTemperature(
-    _Action, frozen=True, forbid_unknown_fields=True, tag="set_nozzle_temperature"
-):
-    """Set the nozzle target; the firmware takes whole degrees only."""
+class Error(msgspec.Struct, frozen=True):
+    """Any refusal."""
 
-    celsius: int
-
-
-class SetBedTemperature(
-    _Action, frozen=True, forbid_unknown_fields=True, tag="set_bed_temperature"
-):
-    """Set the bed target; whole degrees only."""
-
-    celsius: int
-
-
-class Light(_Action, frozen=True, forbid_unknown_fields=True, tag="light"):
-    """Switch the case light."""
-
-    on: bool
-
-
-Action = Pause | Resume | Cancel | SetNozzleTemperature | SetBedTemperature | Light
-
-
-def parse_action(command: Command) -> Action:
-    """The typed action of a command; msgspec.ValidationError says what is wrong with it."""
-    if "type" in command.params:
-        raise msgspec.ValidationError("Object contains unknown field `type` - at `$.params`")
-    action: Action = msgspec.convert({**command.params, "type": command.type}, Action, strict=True)
-    return action
+    error: str
 
 
 # What decoding bytes from outside may raise: malformed, invalid, or nested deeper than the

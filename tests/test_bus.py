@@ -13,7 +13,6 @@ import zmq.asyncio
 from gateway.bus import (
     CommandServer,
     Execute,
-    Executed,
     RecordReceiver,
     RecordSender,
     Submit,
@@ -21,7 +20,8 @@ from gateway.bus import (
     encode,
     request_command,
 )
-from gateway.messages import Event, Pause, Status, utc_now
+from gateway.commands import Answer, Pause
+from gateway.messages import Event, Status, utc_now
 from tests.poller_harness import wait_until
 
 
@@ -114,10 +114,10 @@ def test_command_request_retries_with_the_same_id(tmp_path: Path) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         seen: list[str] = []
 
-        async def slow_handler(request: Execute) -> Executed:
+        async def slow_handler(request: Execute) -> Answer:
             seen.append(request.command_id)
             await asyncio.sleep(0.3)
-            return Executed(request.command_id, "done", "paused")
+            return Answer(request.command_id, "done", "paused")
 
         server = CommandServer(ctx, endpoint, slow_handler)
         stop = asyncio.Event()
@@ -125,7 +125,7 @@ def test_command_request_retries_with_the_same_id(tmp_path: Path) -> None:
         reply = await request_command(
             ctx, endpoint, Execute("c-9", Pause()), timeout_s=0.2, attempts=3
         )
-        assert reply.answer == Executed("c-9", "done", "paused")
+        assert reply.answer == Answer("c-9", "done", "paused")
         assert set(seen) == {"c-9"}
         assert len(seen) >= 2  # the retry reached the server with the same id
         stop.set()

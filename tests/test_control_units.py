@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import zmq.asyncio
 
+from gateway.clock import BootClock
+from gateway.commands import Answer, Pause, SetNozzleTemperature
 from gateway.config import Secret, Token
-from gateway.messages import Command, Pause, SetNozzleTemperature
+from gateway.messages import Command
 from services.control.ledger import Ledger
 from services.control.service import Control, FetchThread, LatestAnswer, check
 from services.control.source import (
@@ -90,34 +92,58 @@ def test_ledger_admits_once_and_keeps_states_across_reopen(tmp_path: Path) -> No
     path = tmp_path / "control" / "ledger.db"
     ledger = Ledger(path)
     command = Command(id="c1", printer_id="rex1", type="pause")
-    entry, new = ledger.admit(command, deadline=1e12)
+    entry, new = ledger.admit(command, ttl_s=1e9)
     assert new
     assert entry.state == "received"
-    assert ledger.admit(command, deadline=1e12)[1] is False
+    assert ledger.admit(command, ttl_s=1e9)[1] is False
     ledger.handed("c1")
     ledger.close()
     ledger = Ledger(path)
     assert [e.command.id for e in ledger.in_state("handed")] == ["c1"]
-    ledger.answer("c1", "done", "paused", "2026-11-23T20:00:00+00:00")
-    ledger.answer("c1", "failed", "late answer", "2026-11-23T20:00:01+00:00")  # never replaces
+    ledger.answer(Answer("c1", "done", "paused"), "2026-11-23T20:00:00+00:00")
+    late = Answer("c1", "failed", "late answer")
+    ledger.answer(late, "2026-11-23T20:00:01+00:00")  # never replaces
     answered = ledger.get("c1")
     assert answered is not None
-    assert (answered.state, answered.outcome, answered.detail) == ("answered", "done", "paused")
+    assert (answered.state, answered.answer) == ("answered", Answer("c1", "done", "paused"))
     ledger.reported("c1")
     assert ledger.in_state("answered") == []
 
 
+class HandClock(BootClock):
+    """A boot clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now, self.boot_name = 1000.0, "boot-1"
+
+    def seconds(self) -> float:
+        return self.now
+
+    def boot(self) -> str:
+        return self.boot_name
+
+
 def test_ledger_deadline_is_on_the_boot_clock(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.db")
-    entry, _ = ledger.admit(
-        Command(id="c", printer_id="rex1", type="pause"),
-        deadline=time.clock_gettime(time.CLOCK_BOOTTIME) + 0.2,
-    )
-    assert not entry.expired()
-    assert 0 < entry.seconds_left() <= 0.2
-    time.sleep(0.25)
-    assert entry.expired()
-    assert entry.seconds_left() == 0
+    clock = HandClock()
+    ledger = Ledger(tmp_path / "ledger.db", clock)
+    entry, _ = ledger.admit(Command(id="c", printer_id="rex1", type="pause"), ttl_s=0.2)
+    assert not ledger.expired(entry)
+    assert ledger.seconds_left(entry) == pytest.approx(0.2)
+    clock.now += 0.25
+    assert ledger.expired(entry)
+    assert ledger.seconds_left(entry) == 0
+    assert not ledger.overdue(entry, by_s=60)
+    clock.now += 60
+    assert ledger.overdue(entry, by_s=60)
+
+
+def test_a_reboot_expires_what_was_pending(tmp_path: Path) -> None:
+    clock = HandClock()
+    ledger = Ledger(tmp_path / "ledger.db", clock)
+    entry, _ = ledger.admit(Command(id="c", printer_id="rex1", type="pause"), ttl_s=3600)
+    clock.boot_name, clock.now = "boot-2", 5.0  # the boot clock restarts near zero
+    assert ledger.expired(entry)
+    assert ledger.seconds_left(entry) == 0
 
 
 @contextmanager
@@ -207,8 +233,10 @@ def test_a_malformed_command_is_rejected_alone_and_reported(tmp_path: Path) -> N
         await control._take_latest(latest)
         bad = control.ledger.get("bad")
         assert bad is not None
-        assert (bad.state, bad.outcome) == ("answered", "rejected")
-        assert "expires_at" in (bad.detail or "")
+        assert bad.state == "answered"
+        assert bad.answer is not None
+        assert bad.answer.outcome == "rejected"
+        assert "expires_at" in bad.answer.detail
         good = control.ledger.get("good")
         assert good is not None
         assert good.state in ("received", "handed")  # on its way to the poller

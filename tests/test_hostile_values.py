@@ -13,9 +13,9 @@ from typing import Any, get_args
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.commands import Action
 from gateway.errors import PrinterProtocolError, UnexpectedPayloadError
 from gateway.messages import (
-    Action,
     PrinterInfo,
     json_encoder,
     msgpack_encoder,
@@ -25,7 +25,7 @@ from gateway.messages import (
 )
 from services.control.service import check
 from services.control.source import FetchError, parse_command_list
-from services.poller.observe import Observation, printer_state, status_from_observation
+from services.poller.observe import Observation
 from services.poller.protocol import (
     ReplyBuffer,
     parse_ack,
@@ -38,6 +38,7 @@ from services.poller.protocol import (
     parse_m601,
     parse_m602,
 )
+from services.poller.report import status_of_reading
 from tests.poller_harness import make_config
 
 PARSERS: list[Callable[[Sequence[str]], object]] = [
@@ -131,14 +132,13 @@ def test_whatever_parses_makes_a_record_every_process_can_carry(
         observation = Observation(parse_m119(m119), parse_m105(m105), parse_m27(m27))
     except UnexpectedPayloadError:
         return
-    status = status_from_observation(
+    status = status_of_reading(
         record_id="gw:p:1:1",
         printer_id="p",
         ts=utc_now(),
         observation=observation,
-        state=printer_state(observation, job),
+        job_active=job,
         info=PrinterInfo(name="p"),
-        file=observation.machine.current_file,
     )
     assert record_msgpack_decoder.decode(msgpack_encoder.encode(status)) == status
     assert record_json_decoder.decode(json_encoder.encode(status)) == status

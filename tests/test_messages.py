@@ -12,30 +12,32 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from console.schema import render
+from gateway.commands import (
+    Cancel,
+    Light,
+    Pause,
+    SetBedTemperature,
+    SetNozzleTemperature,
+    parse_action,
+)
 from gateway.messages import (
     MAX_CELSIUS,
     MIN_CELSIUS,
-    Cancel,
     Command,
     CommandList,
     CommandResult,
     Event,
     Layer,
-    Light,
-    Pause,
     PrinterInfo,
     Progress,
     Record,
     RecordBatch,
-    SetBedTemperature,
-    SetNozzleTemperature,
     Status,
     Temperature,
     batch_json_decoder,
     command_list_json_decoder,
     json_encoder,
     msgpack_encoder,
-    parse_action,
     record_json_decoder,
     record_msgpack_decoder,
     utc_now,

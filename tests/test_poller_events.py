@@ -8,9 +8,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from gateway.commands import Answer
 from gateway.messages import Event, Temperature, utc_now
 from services.poller.events import Belief, Happening, on_failure, on_reading
-from services.poller.journal import CommandOutcome, Journal
+from services.poller.journal import Journal
 from services.poller.observe import Observation
 from services.poller.protocol import MachineStatus, PrintProgress, Temperatures
 
@@ -122,11 +123,11 @@ def test_journal_survives_reopen_and_acknowledge(tmp_path: Path) -> None:
     journal = Journal(path)
     belief = Belief(connectivity="online", job_phase="printing", file="a.gx")
     journal.record_events(belief, [_event("e1"), _event("e2")])
-    journal.remember(CommandOutcome("c1", "done", "ok"))
+    journal.remember(Answer("c1", "done", "ok"))
     again = Journal(path)
     assert again.state.belief == belief
     assert [e.id for e in again.state.pending] == ["e1", "e2"]
-    assert again.outcome("c1") == CommandOutcome("c1", "done", "ok")
+    assert again.outcome("c1") == Answer("c1", "done", "ok")
     again.acknowledge({"e1", "unknown"})
     assert [e.id for e in Journal(path).state.pending] == ["e2"]
     assert oct(path.stat().st_mode & 0o777) == "0o600"

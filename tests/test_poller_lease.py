@@ -11,8 +11,8 @@ import pytest
 import zmq.asyncio
 
 from gateway.bus import Execute, request_command
+from gateway.commands import Action, Answer, Pause, SetNozzleTemperature
 from gateway.layout import Layout
-from gateway.messages import Action, Pause, SetNozzleTemperature
 from services.poller.service import Poller
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread, WireEntry
 from tests.poller_harness import Collector, make_config, running_poller, wait_until
@@ -337,12 +337,12 @@ def test_a_command_sent_before_a_restart_is_only_verified_never_resent(
 
 
 def test_the_sending_mark_is_cleared_by_the_outcome(tmp_path: Path) -> None:
-    from services.poller.journal import CommandOutcome, Journal
+    from services.poller.journal import Journal
 
     journal = Journal(tmp_path / "p.json")
     journal.mark_sending("c1")
     assert Journal(tmp_path / "p.json").was_sending("c1")
-    journal.remember(CommandOutcome("c1", "done", "paused"))
+    journal.remember(Answer("c1", "done", "paused"))
     reopened = Journal(tmp_path / "p.json")
     assert not reopened.was_sending("c1")
-    assert reopened.outcome("c1") == CommandOutcome("c1", "done", "paused")
+    assert reopened.outcome("c1") == Answer("c1", "done", "paused")

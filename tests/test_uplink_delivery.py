@@ -15,7 +15,7 @@ from gateway.config import Secret, Token
 from gateway.layout import Layout
 from gateway.loops import Backoff
 from gateway.messages import Event, utc_now
-from services.uplink.delivery import Answer, Deliverer, Verdict, classify, retry_after
+from services.uplink.delivery import Deliverer, Disposition, PostResult, classify, retry_after
 from services.uplink.queue import Batch, DurableQueue
 from services.uplink.service import DeliveryThread
 from tests.api_harness import Script, scripted_api
@@ -24,27 +24,27 @@ from tests.poller_harness import make_config
 
 
 @pytest.mark.parametrize(
-    ("status", "verdict"),
+    ("status", "disposition"),
     [
-        (200, Verdict.DELIVERED),
-        (201, Verdict.DELIVERED),
-        (204, Verdict.DELIVERED),
-        (408, Verdict.RETRY),
-        (429, Verdict.RETRY),
-        (500, Verdict.RETRY),
-        (503, Verdict.RETRY),
-        (302, Verdict.RETRY),
-        (400, Verdict.SPLIT),  # one bad record must not take its batch with it
-        (401, Verdict.UNAUTHORIZED),
-        (403, Verdict.UNAUTHORIZED),
-        (404, Verdict.REFUSED),
-        (410, Verdict.REFUSED),
-        (413, Verdict.SPLIT),
-        (422, Verdict.SPLIT),
+        (200, Disposition.DELIVERED),
+        (201, Disposition.DELIVERED),
+        (204, Disposition.DELIVERED),
+        (408, Disposition.RETRY),
+        (429, Disposition.RETRY),
+        (500, Disposition.RETRY),
+        (503, Disposition.RETRY),
+        (302, Disposition.RETRY),
+        (400, Disposition.SPLIT),  # one bad record must not take its batch with it
+        (401, Disposition.UNAUTHORIZED),
+        (403, Disposition.UNAUTHORIZED),
+        (404, Disposition.REFUSED),
+        (410, Disposition.REFUSED),
+        (413, Disposition.SPLIT),
+        (422, Disposition.SPLIT),
     ],
 )
-def test_classify(status: int, verdict: Verdict) -> None:
-    assert classify(status, None, "").verdict is verdict
+def test_classify(status: int, disposition: Disposition) -> None:
+    assert classify(status, None, "").disposition is disposition
 
 
 def test_retry_after_seconds_date_and_garbage() -> None:
@@ -74,7 +74,7 @@ def test_post_sends_bearer_idempotency_key_and_the_v1_body() -> None:
         deliverer = Deliverer(url + "/api", Secret("tok-1"), "gw", 5)
         answer = deliverer.post(Batch("batch-1", (1,), (b'{"kind":"event","id":"e1"}',)))
         deliverer.close()
-    assert answer.verdict is Verdict.DELIVERED
+    assert answer.disposition is Disposition.DELIVERED
     headers, body = script.requests[0]
     assert headers["Authorization"] == "Bearer tok-1"
     assert headers["Idempotency-Key"] == "batch-1"
@@ -88,11 +88,11 @@ def test_timeouts_and_refused_connections_are_retries() -> None:
     script = Script(delay_s=1.5)
     with scripted_api(script) as url:
         deliverer = Deliverer(url, Secret("t"), "gw", 0.3)
-        assert deliverer.post(Batch("b", (1,), (b"{}",))).verdict is Verdict.RETRY
+        assert deliverer.post(Batch("b", (1,), (b"{}",))).disposition is Disposition.RETRY
         deliverer.close()
     deliverer = Deliverer(url, Secret("t"), "gw", 0.3)  # the server is gone now
     answer = deliverer.post(Batch("b", (1,), (b"{}",)))
-    assert answer.verdict is Verdict.RETRY
+    assert answer.disposition is Disposition.RETRY
     assert "connection" in answer.reason
     deliverer.close()
 
@@ -216,7 +216,7 @@ def test_the_delivery_loop_outlives_an_unexpected_error(tmp_path: Path) -> None:
         real_post = thread.poster.post
         calls: list[int] = []
 
-        def flaky(batch: Batch) -> Answer:
+        def flaky(batch: Batch) -> PostResult:
             calls.append(1)
             if len(calls) == 1:
                 raise RuntimeError("a bug in one iteration")

@@ -14,7 +14,8 @@ So after a restart of control:
 
 A repeated id from the API is never admitted twice. Deadlines are on the boot clock
 (CLOCK_BOOTTIME) with the boot id, so neither a wrong wall clock nor a restart of control
-can stretch or skip them; a reboot expires whatever was pending.
+can stretch or skip them; a reboot expires whatever was pending. The ledger owns that
+clock (``clock.BootClock``, replaced in tests) and answers every question about time left.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from typing import Any, Literal
 import msgspec
 
 from gateway import sqlite
-from gateway.clock import boot_id, boot_seconds
-from gateway.messages import Command, Outcome
+from gateway.clock import BootClock
+from gateway.commands import Answer
+from gateway.messages import Command
 
 State = Literal["received", "handed", "answered", "reported"]
 
@@ -57,23 +59,15 @@ class Entry:
     boot_id: str
     deadline: float
     state: State
-    outcome: Outcome | None
-    detail: str | None
+    answer: Answer | None
     answered_at: str | None
-
-    def expired(self) -> bool:
-        """Past its deadline, or admitted before a reboot."""
-        return self.boot_id != boot_id() or boot_seconds() >= self.deadline
-
-    def seconds_left(self) -> float:
-        """Time left before the deadline (0 when expired)."""
-        return 0.0 if self.expired() else max(0.0, self.deadline - boot_seconds())
 
 
 class Ledger:
     """SQLite ledger; every change is one committed statement."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: BootClock | None = None) -> None:
+        self.clock = clock or BootClock()
         self._conn = sqlite.connect(path)  # FULL: a state is committed before acting on it
         self._conn.executescript(_SCHEMA)
 
@@ -81,8 +75,21 @@ class Ledger:
         """Close the database."""
         self._conn.close()
 
-    def admit(self, command: Command, deadline: float) -> tuple[Entry, bool]:
-        """Record a fetched command once; returns its entry and whether it is new."""
+    def expired(self, entry: Entry) -> bool:
+        """Past its deadline, or admitted before a reboot."""
+        return entry.boot_id != self.clock.boot() or self.clock.seconds() >= entry.deadline
+
+    def seconds_left(self, entry: Entry) -> float:
+        """Time left before the deadline (0 when expired)."""
+        return 0.0 if self.expired(entry) else max(0.0, entry.deadline - self.clock.seconds())
+
+    def overdue(self, entry: Entry, by_s: float) -> bool:
+        """More than `by_s` past its deadline on this boot's clock."""
+        return self.clock.seconds() > entry.deadline + by_s
+
+    def admit(self, command: Command, ttl_s: float) -> tuple[Entry, bool]:
+        """Record a fetched command once, to expire `ttl_s` from now; returns its entry and
+        whether it is new (a known id keeps its first deadline)."""
         cursor = self._conn.execute(
             "INSERT OR IGNORE INTO commands "
             "(id, printer_id, type, params, boot_id, deadline, state) "
@@ -92,8 +99,8 @@ class Ledger:
                 command.printer_id,
                 command.type,
                 msgspec.json.encode(command.params),
-                boot_id(),
-                deadline,
+                self.clock.boot(),
+                self.clock.seconds() + ttl_s,
             ),
         )
         entry = self.get(command.id)
@@ -125,12 +132,12 @@ class Ledger:
             (command_id,),
         )
 
-    def answer(self, command_id: str, outcome: Outcome, detail: str, at: str) -> None:
-        """The command's one outcome (a later answer never replaces it)."""
+    def answer(self, answer: Answer, at: str) -> None:
+        """The command's one answer (a later answer never replaces it)."""
         self._conn.execute(
             "UPDATE commands SET state = 'answered', outcome = ?, detail = ?, answered_at = ? "
             "WHERE id = ? AND state IN ('received', 'handed')",
-            (outcome, detail, at, command_id),
+            (answer.outcome, answer.detail, at, answer.command_id),
         )
 
     def reported(self, command_id: str) -> None:
@@ -143,4 +150,5 @@ class Ledger:
 
 def _entry(row: tuple[Any, ...]) -> Entry:
     command = Command(id=row[0], printer_id=row[1], type=row[2], params=msgspec.json.decode(row[3]))
-    return Entry(command, row[4], row[5], row[6], row[7], row[8], row[9])
+    answer = None if row[7] is None else Answer(row[0], row[7], row[8] or "")
+    return Entry(command, row[4], row[5], row[6], answer, row[9])

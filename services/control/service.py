@@ -33,21 +33,14 @@ from gateway.bus import (
     request_command,
 )
 from gateway.clock import boot_seconds
+from gateway.commands import Action, Answer, limit_violation, parse_action, result_record
 from gateway.config import Config, Token
 from gateway.health import REPORT_AFTER_S, Problems
 from gateway.http import AUTH_RETRY_S
+from gateway.ids import command_of_result
 from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop, guarded_thread_loop
-from gateway.messages import (
-    Action,
-    Command,
-    CommandResult,
-    Outcome,
-    SetBedTemperature,
-    SetNozzleTemperature,
-    parse_action,
-    utc_now,
-)
+from gateway.messages import Command, utc_now
 from gateway.redaction import safe
 from services.control.ledger import Entry, Ledger
 from services.control.source import (
@@ -75,12 +68,7 @@ def check(command: Command, config: Config) -> Action | str:
         action = parse_action(command)
     except msgspec.ValidationError as err:
         return f"invalid {command.type!r} command: {err}"
-    limits = config.limits
-    if isinstance(action, SetNozzleTemperature) and not 0 <= action.celsius <= limits.max_nozzle_c:
-        return f"nozzle {action.celsius} °C outside 0..{limits.max_nozzle_c} °C"
-    if isinstance(action, SetBedTemperature) and not 0 <= action.celsius <= limits.max_bed_c:
-        return f"bed {action.celsius} °C outside 0..{limits.max_bed_c} °C"
-    return action
+    return limit_violation(action, config.limits) or action
 
 
 class LatestAnswer:
@@ -197,10 +185,6 @@ class Control:
         self._taken: frozenset[str] = frozenset()  # ids in the answer admitted last
         self._slots: dict[str, asyncio.Semaphore] = {}  # per configured printer
 
-    def result_id(self, command_id: str) -> str:
-        """The one record id of a command's result (the same on every re-send)."""
-        return f"{self.config.gateway.id}:result:{command_id}"
-
     async def run(self, stop: asyncio.Event) -> None:
         """Resume what a previous run left, then fetch and serve until stop."""
         self._stop = stop
@@ -267,9 +251,9 @@ class Control:
     def _admit_invalid(self, item: InvalidCommand) -> None:
         """A listed command that cannot be read: admitted once, answered ``rejected``."""
         placeholder = Command(id=item.id, printer_id=item.printer_id or "-", type=item.type or "-")
-        entry, new = self.ledger.admit(placeholder, boot_seconds())
+        entry, new = self.ledger.admit(placeholder, 0.0)
         if new:
-            self._answer(entry, "rejected", item.reason)
+            self._answer(Answer(item.id, "rejected", item.reason))
         elif entry.state == "answered":
             self._report(entry)
 
@@ -277,7 +261,7 @@ class Control:
         left = seconds_until(
             command.expires_at, fetched.server_time, self.config.control.command_ttl_s
         )
-        entry, new = self.ledger.admit(command, boot_seconds() + left)
+        entry, new = self.ledger.admit(command, left)
         if new:
             logger.info("command %s: %s for %s", command.id, command.type, command.printer_id)
             self._start(entry)
@@ -295,12 +279,12 @@ class Control:
             await self._settle_checked(entry)
         except Exception as err:
             logger.exception("command %s: unexpected error", entry.command.id)
-            self._answer(entry, "failed", f"internal error in control: {err}")
+            self._answer(Answer(entry.command.id, "failed", f"internal error in control: {err}"))
 
     async def _settle_checked(self, entry: Entry) -> None:
         checked = check(entry.command, self.config)
         if isinstance(checked, str):
-            self._answer(entry, "rejected", checked)
+            self._answer(Answer(entry.command.id, "rejected", checked))
             return
         # A few commands per printer in flight (its poller runs them one at a time anyway):
         # thousands of open commands wait here, not as thousands of sockets.
@@ -308,18 +292,20 @@ class Control:
             entry.command.printer_id, asyncio.Semaphore(ROUTES_PER_PRINTER)
         )
         async with slot:
-            if entry.state == "received" and entry.expired():
+            if entry.state == "received" and self.ledger.expired(entry):
                 self._answer(
-                    entry,
-                    "expired",
-                    "not executed: its time to live ran out before it could be sent",
+                    Answer(
+                        entry.command.id,
+                        "expired",
+                        "not executed: its time to live ran out before it could be sent",
+                    )
                 )
                 return
             answer = await self._route(entry, checked)
         if answer is not None:
-            self._answer(entry, *answer)
+            self._answer(answer)
 
-    async def _route(self, entry: Entry, action: Action) -> tuple[Outcome, str] | None:
+    async def _route(self, entry: Entry, action: Action) -> Answer | None:
         """Ask the poller (same id every time) until it answers; None when stopping first.
 
         Never delivered and past the deadline: ``expired`` (it cannot have run). Delivered
@@ -332,51 +318,50 @@ class Control:
         if not maybe_delivered:
             self.ledger.handed(entry.command.id)
         while not self._stop.is_set():
-            request = Execute(entry.command.id, action, ttl_s=entry.seconds_left())
+            request = Execute(entry.command.id, action, ttl_s=self.ledger.seconds_left(entry))
             reply = await request_command(
                 self.ctx, endpoint, request, timeout_s=ANSWER_TIMEOUT_S, attempts=1
             )
             if reply.answer is not None:
-                return reply.answer.outcome, reply.answer.detail
+                return reply.answer
             maybe_delivered = maybe_delivered or reply.sent
-            if entry.expired() and not maybe_delivered:
-                return "expired", "not executed: no poller took it before its time to live ran out"
-            if maybe_delivered and boot_seconds() > entry.deadline + SILENT_POLLER_S:
-                return "failed", "handed to the poller, which never answered"
+            command_id = entry.command.id
+            if self.ledger.expired(entry) and not maybe_delivered:
+                return Answer(
+                    command_id,
+                    "expired",
+                    "not executed: no poller took it before its time to live ran out",
+                )
+            if maybe_delivered and self.ledger.overdue(entry, SILENT_POLLER_S):
+                return Answer(command_id, "failed", "handed to the poller, which never answered")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
         return None
 
-    def _answer(self, entry: Entry, outcome: Outcome, detail: str) -> None:
-        detail = safe(detail, 500)  # it may quote the API's command or a printer's reply
-        self.ledger.answer(entry.command.id, outcome, detail, utc_now().isoformat())
-        logger.info("command %s: %s (%s)", entry.command.id, outcome, detail)
-        answered = self.ledger.get(entry.command.id)
+    def _answer(self, answer: Answer) -> None:
+        # The detail may quote the API's command or a printer's reply.
+        answer = msgspec.structs.replace(answer, detail=safe(answer.detail, 500))
+        self.ledger.answer(answer, utc_now().isoformat())
+        logger.info("command %s: %s (%s)", answer.command_id, answer.outcome, answer.detail)
+        answered = self.ledger.get(answer.command_id)
         if answered is not None:
             self._report(answered)
 
     def _report(self, entry: Entry) -> None:
-        if entry.outcome is None:
+        if entry.answer is None:
             return
-        printer_ids = {printer.id for printer in self.config.printers}
+        printer_id = entry.command.printer_id
+        known = printer_id in {printer.id for printer in self.config.printers}
+        at = datetime.fromisoformat(entry.answered_at) if entry.answered_at else utc_now()
         self.sender.submit(
-            CommandResult(
-                id=self.result_id(entry.command.id),
-                printer_id=entry.command.printer_id
-                if entry.command.printer_id in printer_ids
-                else None,
-                ts=datetime.fromisoformat(entry.answered_at) if entry.answered_at else utc_now(),
-                command_id=entry.command.id,
-                outcome=entry.outcome,
-                detail=entry.detail or "",
-            )
+            result_record(self.config.gateway.id, printer_id if known else None, entry.answer, at)
         )
 
     def _acknowledged(self, ids: set[str]) -> None:
-        prefix = f"{self.config.gateway.id}:result:"
         for record_id in ids:
-            if record_id.startswith(prefix):
-                self.ledger.reported(record_id.removeprefix(prefix))
+            command_id = command_of_result(self.config.gateway.id, record_id)
+            if command_id is not None:
+                self.ledger.reported(command_id)
 
 
 def run(config: Config, token: Token) -> int:

@@ -6,7 +6,7 @@ control was granted, whatever happened in between. If control is refused twice, 
 apart (another client holds it), the bare command is sent once anyway; some firmware obeys
 it, and the read-back tells. The effect is then polled for until a deadline: seen ->
 ``done``, not seen -> ``failed``. Temperatures outside ``[limits]`` are rejected here too,
-as a second fence behind control's validation.
+as a second fence behind control's validation (the same ``limit_violation``).
 """
 
 from __future__ import annotations
@@ -16,20 +16,19 @@ import logging
 import time
 from collections.abc import Callable
 
-import msgspec
-
-from gateway.config import LimitsSection
-from gateway.errors import PrinterIOError, PrinterProtocolError
-from gateway.messages import (
+from gateway.commands import (
     Action,
+    Answer,
     Cancel,
     Light,
-    Outcome,
     Pause,
     Resume,
     SetBedTemperature,
     SetNozzleTemperature,
+    limit_violation,
 )
+from gateway.config import LimitsSection
+from gateway.errors import PrinterIOError, PrinterProtocolError
 from services.poller.link import PrinterLink
 from services.poller.protocol import (
     Activity,
@@ -44,13 +43,6 @@ logger = logging.getLogger(__name__)
 DEADLINE_S = 5.0
 CONTROL_ATTEMPTS = 2
 CONTROL_RETRY_S = 1.0
-
-
-class Verdict(msgspec.Struct, frozen=True):
-    """A command's outcome and the sentence that explains it."""
-
-    outcome: Outcome
-    detail: str
 
 
 def _wire(action: Action) -> tuple[str, ...]:
@@ -79,11 +71,7 @@ def not_applicable(action: Action, activity: Activity, limits: LimitsSection) ->
             return f"nothing to resume: printer is {activity.value}"
         case Cancel() if activity not in (Activity.PRINTING, Activity.PAUSED):
             return f"nothing to cancel: printer is {activity.value}"
-        case SetNozzleTemperature(celsius=c) if not 0 <= c <= limits.max_nozzle_c:
-            return f"nozzle {c} °C outside 0..{limits.max_nozzle_c} °C"
-        case SetBedTemperature(celsius=c) if not 0 <= c <= limits.max_bed_c:
-            return f"bed {c} °C outside 0..{limits.max_bed_c} °C"
-    return None
+    return limit_violation(action, limits)
 
 
 async def _effect_seen(link: PrinterLink, action: Action) -> bool | None:
@@ -109,19 +97,20 @@ async def _effect_seen(link: PrinterLink, action: Action) -> bool | None:
 
 async def execute_action(
     link: PrinterLink,
+    command_id: str,
     action: Action,
     limits: LimitsSection,
     *,
     verify_within_s: float = 5.0,
     before_sending: Callable[[], None] = lambda: None,
-) -> Verdict:
+) -> Answer:
     """Run one action on the printer behind `link` and report what was seen afterwards.
     ``before_sending`` runs (and must have made its mark durable) right before the code that
     changes the printer is sent."""
     activity = parse_m119((await link.request("M119")).lines).activity
     reason = not_applicable(action, activity, limits)
     if reason is not None:
-        return Verdict("rejected", reason)
+        return Answer(command_id, "rejected", reason)
     code, *args = _wire(action)
     granted = await _take_control(link)
     try:
@@ -135,24 +124,32 @@ async def execute_action(
     while True:
         seen = await _effect_seen(link, action)
         if seen is None:
-            return Verdict("failed", f"{code} sent {how}; this printer does not report the effect")
+            return Answer(
+                command_id, "failed", f"{code} sent {how}; this printer does not report the effect"
+            )
         if seen:
-            return Verdict("done", f"{code} sent {how}; effect verified")
+            return Answer(command_id, "done", f"{code} sent {how}; effect verified")
         if time.monotonic() >= deadline:
-            return Verdict(
-                "failed", f"{code} sent {how}; effect not seen within {verify_within_s:g}s"
+            return Answer(
+                command_id,
+                "failed",
+                f"{code} sent {how}; effect not seen within {verify_within_s:g}s",
             )
         await asyncio.sleep(0.2)
 
 
-async def verify_only(link: PrinterLink, action: Action) -> Verdict:
+async def verify_only(link: PrinterLink, command_id: str, action: Action) -> Answer:
     """For a command that may have been sent by a previous life of the poller (killed before
     it wrote the outcome): look, never send again."""
     code = _wire(action)[0]
     seen = await _effect_seen(link, action)
     if seen:
-        return Verdict("done", f"{code} was sent before a poller restart; effect verified")
-    return Verdict("failed", f"{code} may have been sent before a poller restart; effect not seen")
+        return Answer(
+            command_id, "done", f"{code} was sent before a poller restart; effect verified"
+        )
+    return Answer(
+        command_id, "failed", f"{code} may have been sent before a poller restart; effect not seen"
+    )
 
 
 async def _take_control(link: PrinterLink) -> bool:

@@ -25,20 +25,13 @@ from pathlib import Path
 
 import msgspec
 
+from gateway.commands import Answer
 from gateway.files import private_dir, set_aside, write_atomically
-from gateway.messages import Event, Outcome
+from gateway.messages import Event
 from services.poller.events import Belief
 
 logger = logging.getLogger(__name__)
 MAX_REMEMBERED_OUTCOMES = 500
-
-
-class CommandOutcome(msgspec.Struct, frozen=True):
-    """The answer a command id got, kept so a repeated id is answered without re-running it."""
-
-    command_id: str
-    outcome: Outcome
-    detail: str
 
 
 class JournalState(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,7 +39,7 @@ class JournalState(msgspec.Struct, frozen=True, kw_only=True):
 
     belief: Belief = msgspec.field(default_factory=Belief)
     pending: tuple[Event, ...] = ()
-    outcomes: tuple[CommandOutcome, ...] = ()
+    outcomes: tuple[Answer, ...] = ()  # kept so a repeated id is answered, not re-run
     sending: tuple[str, ...] = ()  # command ids about to be sent, not yet answered
 
 
@@ -90,11 +83,11 @@ class Journal:
         if len(remaining) != len(self.state.pending):
             self._write(msgspec.structs.replace(self.state, pending=remaining))
 
-    def outcome(self, command_id: str) -> CommandOutcome | None:
+    def outcome(self, command_id: str) -> Answer | None:
         """The remembered outcome of a command id, if it ran before."""
         return next((o for o in self.state.outcomes if o.command_id == command_id), None)
 
-    def remember(self, outcome: CommandOutcome) -> None:
+    def remember(self, outcome: Answer) -> None:
         """Persist a command's outcome (the newest MAX_REMEMBERED_OUTCOMES are kept)."""
         outcomes = (*self.state.outcomes, outcome)[-MAX_REMEMBERED_OUTCOMES:]
         sending = tuple(c for c in self.state.sending if c != outcome.command_id)

@@ -16,12 +16,13 @@ import time
 import zmq.asyncio
 
 from gateway import runner
-from gateway.bus import CommandHandler, CommandServer, Execute, Executed, RecordSender
+from gateway.bus import CommandHandler, CommandServer, Execute, RecordSender
+from gateway.commands import Answer
 from gateway.config import Config, PrinterSection
 from gateway.health import Problems
 from gateway.layout import Layout
 from services.poller.journal import Journal
-from services.poller.lease import PrinterWatcher, Tuning
+from services.poller.watcher import PrinterWatcher, Tuning
 
 logger = logging.getLogger(__name__)
 FLUSH_ON_STOP_S = 2.0
@@ -71,10 +72,9 @@ class Poller:
     def _handler(self, printer_id: str) -> CommandHandler:
         watcher = self.watchers[printer_id]
 
-        async def handle(request: Execute) -> Executed:
+        async def handle(request: Execute) -> Answer:
             deadline = None if request.ttl_s is None else time.monotonic() + request.ttl_s
-            verdict = await watcher.run_command(request.command_id, request.action, deadline)
-            return Executed(request.command_id, verdict.outcome, verdict.detail)
+            return await watcher.commands.answer(request.command_id, request.action, deadline)
 
         return handle
 

@@ -31,7 +31,7 @@ ERROR_BODY_BYTES = 4096  # of an error page, kept for the reason (the rest is dr
 _SECONDS = re.compile(r"[0-9]+\Z")
 
 
-class Verdict(enum.Enum):
+class Disposition(enum.Enum):
     """What to do with a batch after one attempt."""
 
     DELIVERED = "delivered"
@@ -42,12 +42,12 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Answer:
-    """One attempt's verdict, the server's requested delay if any, and why (safe to show).
+class PostResult:
+    """One attempt's disposition, the server's requested delay if any, and why (safe to show).
     ``unreadable``: indexes of records the poster could not even read (legacy flavor); they
-    are dead-lettered alone while the rest of the batch is settled by the verdict."""
+    are dead-lettered alone while the rest of the batch is settled by the disposition."""
 
-    verdict: Verdict
+    disposition: Disposition
     reason: str
     retry_after_s: float | None = None
     unreadable: tuple[int, ...] = ()
@@ -80,7 +80,7 @@ class Deliverer:
         )
         self._prefix = b'{"gateway_id":' + msgspec.json.encode(gateway_id) + b',"records":['
 
-    def post(self, batch: Batch) -> Answer:
+    def post(self, batch: Batch) -> PostResult:
         """One attempt to deliver a batch; never raises for network or HTTP trouble."""
         body = self._prefix + b",".join(batch.bodies) + b"]}"
         return post_once(
@@ -98,32 +98,32 @@ def post_once(
     body: bytes,
     timeout_s: float,
     headers: dict[str, str] | None = None,
-) -> Answer:
+) -> PostResult:
     """POST once (no redirect followed, `timeout_s` for the whole exchange) and classify."""
     try:
         answer = client.exchange(
             "POST", url, body=body, headers=headers, total_s=timeout_s, max_body=ERROR_BODY_BYTES
         )
     except HttpError as err:
-        return Answer(Verdict.RETRY, safe(str(err)))
+        return PostResult(Disposition.RETRY, safe(str(err)))
     return classify_answer(answer)
 
 
-def classify_answer(answer: HttpAnswer) -> Answer:
-    """Sort an HTTP answer into the verdicts (see ``classify``)."""
+def classify_answer(answer: HttpAnswer) -> PostResult:
+    """Sort an HTTP answer into dispositions (see ``classify``)."""
     return classify(answer.status, answer.headers.get("Retry-After"), answer.text())
 
 
-def classify(status: int, retry_after_header: str | None, text: str) -> Answer:
-    """Sort an HTTP status into a verdict; the reason quotes the server, made safe."""
+def classify(status: int, retry_after_header: str | None, text: str) -> PostResult:
+    """Sort an HTTP status into a disposition; the reason quotes the server, made safe."""
     if 200 <= status < 300:
-        return Answer(Verdict.DELIVERED, f"HTTP {status}", status=status)
+        return PostResult(Disposition.DELIVERED, f"HTTP {status}", status=status)
     text = quoted(text.strip())  # an error page may echo the Authorization header
     reason = safe(f"HTTP {status}: {text}" if text else f"HTTP {status}")
     if status in (408, 429) or status >= 500 or status < 200 or 300 <= status < 400:
-        return Answer(Verdict.RETRY, reason, retry_after(retry_after_header), status=status)
+        return PostResult(Disposition.RETRY, reason, retry_after(retry_after_header), status=status)
     if status in (401, 403):
-        return Answer(Verdict.UNAUTHORIZED, reason, status=status)
+        return PostResult(Disposition.UNAUTHORIZED, reason, status=status)
     if status in (400, 413, 422):
-        return Answer(Verdict.SPLIT, reason, status=status)
-    return Answer(Verdict.REFUSED, reason, status=status)
+        return PostResult(Disposition.SPLIT, reason, status=status)
+    return PostResult(Disposition.REFUSED, reason, status=status)

@@ -29,7 +29,7 @@ import msgspec
 from gateway.config import Secret
 from gateway.http import HttpClient
 from gateway.messages import DECODE_ERRORS, Record, Status, Temperature, record_json_decoder
-from services.uplink.delivery import Answer, Verdict, post_once
+from services.uplink.delivery import Disposition, PostResult, post_once
 from services.uplink.queue import Batch
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class LegacyDeliverer:
         self.on_pause_request = on_pause_request
         self.skipped = 0
 
-    def post(self, batch: Batch) -> Answer:
+    def post(self, batch: Batch) -> PostResult:
         """Send what a claimed batch means in the legacy flavor; stop at the first failure
         that is worth retrying."""
         unreadable: list[int] = []
@@ -105,35 +105,37 @@ class LegacyDeliverer:
             if not isinstance(record, Status) or record.printer_id is None:
                 continue
             answer = self._send(record, record.printer_id)
-            if answer.verdict is not Verdict.DELIVERED:
+            if answer.disposition is not Disposition.DELIVERED:
                 return dataclasses.replace(answer, unreadable=tuple(unreadable))
-        return Answer(Verdict.DELIVERED, "legacy messages sent", unreadable=tuple(unreadable))
+        return PostResult(
+            Disposition.DELIVERED, "legacy messages sent", unreadable=tuple(unreadable)
+        )
 
-    def _send(self, record: Status, printer: str) -> Answer:
+    def _send(self, record: Status, printer: str) -> PostResult:
         message = legacy_message(record, printer in self.state.active)
         if message is None:
-            return Answer(Verdict.DELIVERED, "nothing to send")
+            return PostResult(Disposition.DELIVERED, "nothing to send")
         if record.state in _ACTIVE and printer not in self.state.active:
             self.state.prints[printer] = self.state.prints.get(printer, 0) + 1
         answer = self._post(message)
-        if answer.verdict in (Verdict.SPLIT, Verdict.REFUSED):  # this message, for good
+        if answer.disposition in (Disposition.SPLIT, Disposition.REFUSED):  # this message, for good
             self.skipped += 1
             if self.skipped in (1, 10) or self.skipped % 100 == 0:
                 logger.warning("legacy API refused %d messages (%s)", self.skipped, answer.reason)
-            answer = Answer(Verdict.DELIVERED, answer.reason)
-        if answer.verdict is Verdict.DELIVERED:
+            answer = PostResult(Disposition.DELIVERED, answer.reason)
+        if answer.disposition is Disposition.DELIVERED:
             if record.state in _ACTIVE:
                 self.state.active.add(printer)
             else:
                 self.state.active.discard(printer)
         return answer
 
-    def _post(self, message: dict[str, Any]) -> Answer:
+    def _post(self, message: dict[str, Any]) -> PostResult:
         answer = post_once(self.client, self.url, msgspec.json.encode(message), self.timeout_s)
         if answer.status == 418:
             printer = str(message["printer_id"])
             self.on_pause_request(printer, self.state.prints.get(printer, 0))
-            return Answer(Verdict.DELIVERED, "HTTP 418: pause requested")
+            return PostResult(Disposition.DELIVERED, "HTTP 418: pause requested")
         return answer
 
     def close(self) -> None:

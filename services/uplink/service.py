@@ -31,11 +31,12 @@ from gateway.bus import CommandInjector, Received, RecordReceiver, TapPublisher
 from gateway.config import Config, Token
 from gateway.health import REPORT_AFTER_S, Problems
 from gateway.http import AUTH_RETRY_S
+from gateway.ids import legacy_pause_id
 from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, guarded_loop, guarded_thread_loop
 from gateway.messages import Command
 from gateway.redaction import safe
-from services.uplink.delivery import Answer, Deliverer, Verdict
+from services.uplink.delivery import Deliverer, Disposition, PostResult
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
 from services.uplink.notify import Notifier
 from services.uplink.queue import Batch, DurableQueue, QueueFullError
@@ -57,7 +58,7 @@ class PauseThroughControl:
 
     def __call__(self, printer_id: str, print_no: int) -> None:
         command = Command(
-            id=f"legacy-418:{printer_id}:{print_no}", printer_id=printer_id, type="pause"
+            id=legacy_pause_id(printer_id, print_no), printer_id=printer_id, type="pause"
         )
         handed = self._injector.inject(command)
         if self._logged == (printer_id, print_no, handed):
@@ -151,21 +152,21 @@ class DeliveryThread(threading.Thread):
             batch = self._todo[-1] = self.queue.dead_letter_some(
                 batch, answer.unreadable, "the queued record cannot be read"
             )
-        if answer.verdict is Verdict.DELIVERED:
+        if answer.disposition is Disposition.DELIVERED:
             self.queue.delivered(batch)
             self._todo.pop()
             self._recovered()
             return None
         self.queue.note_error(answer.reason)
-        if answer.verdict is Verdict.UNAUTHORIZED:
+        if answer.disposition is Disposition.UNAUTHORIZED:
             return self._unauthorized(answer.reason)
-        if answer.verdict is Verdict.SPLIT and len(batch.positions) > 1:
+        if answer.disposition is Disposition.SPLIT and len(batch.positions) > 1:
             if answer.status == 413:
                 self._shrink(batch)
             first, second = self.queue.split(batch)
             self._todo[-1:] = [second, first]
             return None
-        if answer.verdict in (Verdict.SPLIT, Verdict.REFUSED):
+        if answer.disposition in (Disposition.SPLIT, Disposition.REFUSED):
             logger.error(
                 "API refused %d record(s) for good (%s): dead-lettered",
                 len(batch.bodies),
@@ -185,7 +186,7 @@ class DeliveryThread(threading.Thread):
             self.outage_since = None
             self._failure_kind = None
 
-    def _failing(self, answer: Answer) -> float:
+    def _failing(self, answer: PostResult) -> float:
         """A retry: logged when an outage starts and when the kind of failure changes (an
         HTTP status, or the error), reported by `status` as soon as the outage will have
         lasted a minute by the next attempt (a Retry-After of an hour is said at once)."""

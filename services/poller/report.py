@@ -1,0 +1,76 @@
+"""Every Status record of a printer is built here (architecture §4.3): which state a reading
+means, which file is shown, and the identity block.
+
+A printer that answered gets its measured values; one that could not be read gets only a
+state (offline, held_by_other_client, error) and every measured value null, never a stale one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gateway.messages import PrinterInfo, PrinterState, Progress, Status
+from services.poller.observe import Observation
+from services.poller.protocol import Activity, MachineInfo
+
+_ACTIVITY_STATE: dict[Activity, PrinterState] = {
+    Activity.READY: "idle",
+    Activity.PRINTING: "printing",
+    Activity.PAUSED: "paused",
+    Activity.COMPLETED: "completed",
+    Activity.UNKNOWN: "error",
+}
+
+
+def printer_state(observation: Observation, job_active: bool) -> PrinterState:
+    """The §4.3 state; BUSY (homing, filament moves) counts as printing only inside a job."""
+    if observation.activity is Activity.BUSY:
+        return "printing" if job_active else "idle"
+    return _ACTIVITY_STATE[observation.activity]
+
+
+def printer_info(name: str, info: MachineInfo | None) -> PrinterInfo:
+    """The record's ``printer`` block: the configured name, the rest as M115 reports it."""
+    if info is None:
+        return PrinterInfo(name=name)
+    return PrinterInfo(
+        name=name, model=info.machine_type, firmware=info.firmware, serial=info.serial
+    )
+
+
+def status_of_reading(
+    *,
+    record_id: str,
+    printer_id: str,
+    ts: datetime,
+    observation: Observation,
+    job_active: bool,
+    info: PrinterInfo,
+) -> Status:
+    """The Status of a printer that answered; the file is shown while a job is open and on
+    the completed screen (an idle printer's last file is not news)."""
+    state = printer_state(observation, job_active)
+    temps = observation.temperatures
+    progress = observation.progress
+    shows_file = job_active or state == "completed"
+    return Status(
+        id=record_id,
+        printer_id=printer_id,
+        ts=ts,
+        state=state,
+        nozzle=temps.nozzles[0],
+        bed=temps.bed,
+        extra_nozzles=temps.nozzles[1:],
+        progress_percent=round(progress.percent, 2),
+        progress=Progress(done=progress.done, total=progress.total),
+        layer=progress.layer,
+        file=observation.machine.current_file if shows_file else None,
+        printer=info,
+    )
+
+
+def status_without_reading(
+    *, record_id: str, printer_id: str, ts: datetime, state: PrinterState, info: PrinterInfo
+) -> Status:
+    """A Status for a printer that could not be read: every measured value is null."""
+    return Status(id=record_id, printer_id=printer_id, ts=ts, state=state, printer=info)

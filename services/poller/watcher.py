@@ -1,0 +1,310 @@
+"""The poll loop of one printer: read it, derive events, report a status, and do what the
+lease state machine (``schedule.py``) decides, under the connection's turn.
+
+Per cycle: read (on the held link, or a fresh connection), feed the reading to ``events.py``
+(the Belief and its events are written to the journal before they are sent), emit one
+Status (``report.py``), then ask ``schedule.after_reading`` whether to keep the link and
+when to look again. A failed read asks ``schedule.after_failure`` instead, which says
+whether to retry quietly or report the failure as a state. Commands (``executor.py``) take
+the same turn between cycles and wake the loop so the next status shows their effect. A
+cycle that fails in a way nobody foresaw (a bug, a full disk under the journal) drops the
+link and is retried with a growing pause by a LoopGuard: one printer's surprise never stops
+the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gateway.config import LimitsSection, PrinterSection
+from gateway.errors import PrinterIOError, PrinterProtocolError
+from gateway.health import PrinterHealth, Problems, write_printer
+from gateway.ids import RecordIds
+from gateway.layout import Layout
+from gateway.loops import LoopGuard
+from gateway.messages import Event, PrinterState, Record, utc_now, utc_text
+from services.poller.connection import PrinterConnection
+from services.poller.events import Belief, Happening, on_failure, on_reading
+from services.poller.executor import CommandExecutor
+from services.poller.journal import Journal
+from services.poller.observe import Observation, observe
+from services.poller.protocol import Activity
+from services.poller.report import printer_info, status_of_reading, status_without_reading
+from services.poller.schedule import (
+    REPORTED_STATE,
+    Decision,
+    Lease,
+    Timing,
+    after_failure,
+    after_reading,
+    failure_kind,
+)
+
+logger = logging.getLogger(__name__)
+FAILURE_LOG_GAP_S = 300.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Timing knobs that are not in the config contract (tests shorten them)."""
+
+    connect_timeout_s: float = 3.0
+    retry_attempts: int = 3
+    retry_backoff_s: float = 0.25
+    retry_backoff_cap_s: float = 2.0
+    lost_grace_s: float = 60.0
+    active_recheck_s: float = 5.0
+    verify_within_s: float = 5.0
+    request_timeout_s: float = 5.0
+
+
+class PrinterWatcher:
+    """One printer's poll loop; its commands go to ``commands`` (a CommandExecutor)."""
+
+    def __init__(
+        self,
+        printer: PrinterSection,
+        limits: LimitsSection,
+        gateway_id: str,
+        journal: Journal,
+        emit: Callable[[Record], object],
+        tuning: Tuning | None = None,
+        layout: Layout | None = None,
+        problems: Problems | None = None,
+    ) -> None:
+        self.printer = printer
+        self.journal = journal
+        self.tuning = tuning = tuning or Tuning()
+        self.timing = Timing(
+            poll_interval_s=printer.poll_interval_s,
+            probe_interval_s=printer.probe_interval_s,
+            retry_attempts=tuning.retry_attempts,
+            retry_backoff_s=tuning.retry_backoff_s,
+            retry_backoff_cap_s=tuning.retry_backoff_cap_s,
+            active_recheck_s=tuning.active_recheck_s,
+        )
+        self.connection = PrinterConnection(
+            printer, tuning.connect_timeout_s, tuning.request_timeout_s
+        )
+        self._wake = asyncio.Event()
+        self.commands = CommandExecutor(
+            self.connection,
+            journal,
+            limits,
+            verify_within_s=tuning.verify_within_s,
+            after_each=self._wake.set,
+        )
+        self._emit = emit
+        self._ids = RecordIds(gateway_id, printer.id)
+        self.lease = Lease.PROBING
+        self._failures = 0
+        self._logged_failure: tuple[type | None, float] = (None, 0.0)
+        self._unreachable_since: float | None = None
+        self._last_percent = 0.0
+        self.state: PrinterState | None = None
+        self.last_contact: str | None = None
+        self.detail: str | None = None  # why the printer could not be read, while it cannot
+        self.layout = layout
+        self._guard = LoopGuard(
+            f"printer {printer.id} polling",
+            problems or Problems(None, "poller"),
+            cap_s=max(1.0, printer.probe_interval_s),
+        )
+
+    @property
+    def lease_held(self) -> bool:
+        """Whether the printer's connection is open right now."""
+        return self.connection.held
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop`; the link is closed on the way out."""
+        for event in self.journal.state.pending:  # derived before a restart, not yet acked
+            self._emit(event)
+        try:
+            while not stop.is_set():
+                try:
+                    async with self.connection.turn:
+                        decision = await _unless_stopped(self._cycle(), stop)
+                    if decision is None:
+                        break
+                    delay = decision.next_delay_s()
+                    self._publish_health()
+                except Exception as err:  # noqa: BLE001 - one printer's surprise, not the process's
+                    await self.connection.close()
+                    delay = self._guard.failed(err)
+                else:
+                    self._guard.succeeded()
+                self._wake.clear()
+                await _sleep_until(delay, stop, self._wake)
+        finally:
+            self._guard.ended(stop.is_set())
+            async with self.connection.turn:
+                await self.connection.close()
+
+    def acknowledged(self, ids: set[str]) -> None:
+        """The uplink made these records durable."""
+        self.journal.acknowledge(ids)
+
+    # ------------------------------------------------------------------ one cycle
+
+    async def _cycle(self) -> Decision:
+        try:
+            link = await self.connection.open()
+            observation = await observe(link, self.tuning.request_timeout_s)
+        except (PrinterIOError, PrinterProtocolError) as err:
+            await self.connection.close()
+            decision = self._after_failure(err)
+        else:
+            decision = self._after_reading(observation)
+            if not decision.hold_link:
+                await self.connection.close()
+        self.lease = decision.lease
+        return decision
+
+    def _after_reading(self, observation: Observation) -> Decision:
+        self._failures, self._unreachable_since = 0, None
+        self.detail = (  # the reason of an `error` state, for `status`
+            f"unknown MachineStatus {observation.machine.machine_status!r}"
+            if observation.activity is Activity.UNKNOWN
+            else None
+        )
+        belief, happenings = on_reading(
+            self.journal.state.belief, observation, self._last_percent, utc_text()
+        )
+        self._record_events(belief, happenings)
+        job_active = belief.job_phase != "none"
+        self._last_percent = observation.progress.percent if job_active else 0.0
+        status = status_of_reading(
+            record_id=self._ids.next(),
+            printer_id=self.printer.id,
+            ts=utc_now(),
+            observation=observation,
+            job_active=job_active,
+            info=printer_info(self.printer.name, self.connection.info),
+        )
+        self._set_state(status.state)
+        self._emit(status)
+        return after_reading(observation.activity, job_active, self.timing)
+
+    def _after_failure(self, err: Exception) -> Decision:
+        now = time.monotonic()
+        self._failures += 1
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        if self._failures == 1 and self._worth_logging(err, now):
+            logger.info("printer %s: read failed (%s), retrying", self.printer.id, err)
+        job_active = self.journal.state.belief.job_phase != "none"
+        decision = after_failure(self._failures, job_active, self.timing)
+        if not decision.report:
+            return decision
+        self.detail = str(err)
+        kind = failure_kind(err)
+        if kind != "error":  # an `error` printer answers: reachable, so no connectivity event
+            belief, happenings = on_failure(
+                self.journal.state.belief,
+                kind,
+                now - self._unreachable_since,
+                self.tuning.lost_grace_s,
+            )
+            self._record_events(belief, happenings)
+        state = REPORTED_STATE[kind]
+        if state != self.state:
+            logger.warning("printer %s: %s (%s)", self.printer.id, state, err)
+        self._set_state(state)
+        self._emit(
+            status_without_reading(
+                record_id=self._ids.next(),
+                printer_id=self.printer.id,
+                ts=utc_now(),
+                state=state,
+                info=printer_info(self.printer.name, self.connection.info),
+            )
+        )
+        # A job may have ended while the printer was away (events.on_failure): re-decide.
+        return after_failure(
+            self._failures, self.journal.state.belief.job_phase != "none", self.timing
+        )
+
+    def _worth_logging(self, err: Exception, now: float) -> bool:
+        """A streak's first failure is logged, but a printer that alternates good and bad
+        replies starts a streak every few seconds: the same kind of failure is logged again
+        only after FAILURE_LOG_GAP_S."""
+        kind = type(err)
+        if kind is self._logged_failure[0] and now - self._logged_failure[1] < FAILURE_LOG_GAP_S:
+            return False
+        self._logged_failure = (kind, now)
+        return True
+
+    def _set_state(self, state: PrinterState) -> None:
+        if state != self.state:
+            logger.info("printer %s: %s -> %s", self.printer.id, self.state or "start", state)
+            self.state = state
+        if state not in ("offline", "held_by_other_client"):
+            self.last_contact = utc_text()
+
+    def _publish_health(self) -> None:
+        """Leave the printer's state, lease and last contact for ``printer-gateway status``."""
+        if self.layout is not None and self.state is not None:
+            health = PrinterHealth(
+                self.printer.id, self.state, self.lease_held, self.last_contact, self.detail
+            )
+            write_printer(self.layout, health)
+
+    def _record_events(self, belief: Belief, happenings: list[Happening]) -> None:
+        if not happenings and belief == self.journal.state.belief:
+            return
+        ts = utc_now()
+        events = [
+            Event(
+                id=self._ids.next(),
+                printer_id=self.printer.id,
+                ts=ts,
+                event=happening.event,
+                file=happening.file,
+                detail=happening.detail,
+            )
+            for happening in happenings
+        ]
+        self.journal.record_events(belief, events)  # durable before anyone hears of them
+        for event in events:
+            logger.info(
+                "printer %s: event %s%s",
+                self.printer.id,
+                event.event,
+                f" ({event.file})" if event.file else "",
+            )
+            self._emit(event)
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """Run work to its end, or cancel it when stop is set first (a hung printer must not
+    hold up shutdown); None when it was cancelled."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+async def _sleep_until(delay_s: float, stop: asyncio.Event, wake: asyncio.Event) -> None:
+    """Sleep delay_s, or less if stop or wake is set."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
