@@ -8,40 +8,16 @@ from typing import Any
 
 import msgspec
 
-from gateway.messages import Command, CommandList, NewCommand, RecordBatch
-
-
-class StoredCount(msgspec.Struct):
-    """Answer to ``POST /v1/records``."""
-
-    stored: int
-    duplicates: int
-
-
-class Created(msgspec.Struct):
-    """Answer to ``POST /v1/commands``."""
-
-    id: str
-
-
-class CommandState(msgspec.Struct):
-    """Answer to ``GET /v1/commands/{id}``: the command and its result once there is one."""
-
-    id: str
-    gateway_id: str
-    printer_id: str
-    type: str
-    params: dict[str, Any]
-    created_at: str
-    expires_at: str | None
-    outcome: str | None
-    detail: str | None
-
-
-class Error(msgspec.Struct):
-    """Any refusal."""
-
-    error: str
+from gateway.messages import (
+    Command,
+    CommandList,
+    CommandState,
+    Created,
+    Error,
+    NewCommand,
+    RecordBatch,
+    StoredCount,
+)
 
 
 def _ref(name: str) -> dict[str, Any]:

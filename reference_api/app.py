@@ -33,7 +33,18 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.messages import DECODE_ERRORS, CommandResult, NewCommand, RecordBatch, utc_text
+from gateway.messages import (
+    DECODE_ERRORS,
+    CommandList,
+    CommandResult,
+    CommandState,
+    Created,
+    Error,
+    NewCommand,
+    RecordBatch,
+    StoredCount,
+    utc_text,
+)
 from reference_api.store import Store
 
 MAX_WAIT_S = 60.0
@@ -94,7 +105,10 @@ def _bounded_int(text: str | None, default: int, low: int, high: int) -> int:
     return min(value, high)
 
 
-def _json(data: Any, status_code: int = 200) -> Response:
+def _json(
+    data: StoredCount | Created | CommandState | CommandList | Error, status_code: int = 200
+) -> Response:
+    """An answer in one of the documented shapes (docs/openapi.json)."""
     return Response(msgspec.json.encode(data), status_code, media_type="application/json")
 
 
@@ -121,13 +135,13 @@ class Api:
         try:
             batch = _batch_decoder.decode(await _body(request, MAX_RECORDS_BODY))
         except _TooLarge:
-            return _json({"error": f"body larger than {MAX_RECORDS_BODY} bytes"}, 413)
+            return _json(Error(f"body larger than {MAX_RECORDS_BODY} bytes"), 413)
         except DECODE_ERRORS as err:
-            return _json({"error": f"invalid record batch: {err}"}, 400)
+            return _json(Error(f"invalid record batch: {err}"), 400)
         stored, duplicates = self.store.store_records(batch.gateway_id, batch.records)
         if any(isinstance(r, CommandResult) for r in batch.records):
             await self._notify()
-        return _json({"stored": stored, "duplicates": duplicates})
+        return _json(StoredCount(stored, duplicates))
 
     async def get_commands(self, request: Request) -> Response:
         """Open commands of a gateway, long-polling up to ``wait`` seconds."""
@@ -137,7 +151,7 @@ class Api:
         except ValueError:
             wait = math.nan
         if not 0 <= wait < math.inf:  # also refuses nan
-            return _json({"error": "wait must be a finite number of seconds"}, 400)
+            return _json(Error("wait must be a finite number of seconds"), 400)
         wait = min(wait, MAX_WAIT_S)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(wait, 0.0)
@@ -146,7 +160,7 @@ class Api:
             commands = self.store.open_commands(gateway_id)
             left = deadline - loop.time()
             if commands or left <= 0:
-                return _json({"commands": commands})
+                return _json(CommandList(tuple(commands)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), left)
 
@@ -155,21 +169,21 @@ class Api:
         try:
             command = _command_decoder.decode(await _body(request, MAX_COMMAND_BODY))
         except _TooLarge:
-            return _json({"error": f"body larger than {MAX_COMMAND_BODY} bytes"}, 413)
+            return _json(Error(f"body larger than {MAX_COMMAND_BODY} bytes"), 413)
         except DECODE_ERRORS as err:
-            return _json({"error": f"invalid command: {err}"}, 400)
+            return _json(Error(f"invalid command: {err}"), 400)
         created = utc_text()
         try:
             command_id = self.store.add_command(command, created)
         except sqlite3.IntegrityError as err:  # the id is already taken
-            return _json({"error": f"cannot queue command: {err}"}, 409)
+            return _json(Error(f"cannot queue command: {err}"), 409)
         await self._notify()
-        return _json({"id": command_id}, 201)
+        return _json(Created(command_id), 201)
 
     async def get_command(self, request: Request) -> Response:
         """One command and its result."""
         command = self.store.command(request.path_params["command_id"])
-        return _json(command) if command else _json({"error": "no such command"}, 404)
+        return _json(command) if command else _json(Error("no such command"), 404)
 
     async def get_records(self, request: Request) -> Response:
         """Stored records, filtered by printer, kind and seq."""
@@ -178,7 +192,7 @@ class Api:
             after = _bounded_int(query.get("after_seq"), 0, 0, MAX_SEQ)
             limit = _bounded_int(query.get("limit"), 1000, 1, MAX_LIMIT)
         except ValueError:
-            return _json({"error": f"after_seq must be 0..{MAX_SEQ}, limit 1..{MAX_LIMIT}"}, 400)
+            return _json(Error(f"after_seq must be 0..{MAX_SEQ}, limit 1..{MAX_LIMIT}"), 400)
         bodies = self.store.records(
             query.get("gateway_id", ""), query.get("printer_id"), query.get("kind"), after, limit
         )
@@ -228,7 +242,7 @@ def create_app(store: Store, token: str) -> Starlette:
     def guarded(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
             if not api.authorized(request):
-                return _json({"error": "missing or wrong bearer token"}, 401)
+                return _json(Error("missing or wrong bearer token"), 401)
             response: Response = await handler(request)
             return response
 

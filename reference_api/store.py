@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from gateway import sqlite
-from gateway.messages import CommandResult, NewCommand, Record, Status, json_encoder, utc_text
+from gateway.messages import (
+    Command,
+    CommandResult,
+    CommandState,
+    NewCommand,
+    Record,
+    Status,
+    json_encoder,
+    utc_text,
+)
 
 MAX_OPEN_LISTED = 1000  # commands per answer to GET /v1/commands
 
@@ -125,7 +134,7 @@ class Store:
         )
         return command_id
 
-    def open_commands(self, gateway_id: str) -> list[dict[str, Any]]:
+    def open_commands(self, gateway_id: str) -> list[Command]:
         """Commands without a result, oldest first (at most MAX_OPEN_LISTED: the rest follow
         as these get results), in the §4.3 shape."""
         rows = self._conn.execute(
@@ -134,18 +143,18 @@ class Store:
             (gateway_id, MAX_OPEN_LISTED),
         ).fetchall()
         return [
-            {
-                "id": r[0],
-                "printer_id": r[1],
-                "type": r[2],
-                "params": msgspec.json.decode(r[3]),
-                "created_at": r[4],
-                "expires_at": r[5],
-            }
+            Command(
+                id=r[0],
+                printer_id=r[1],
+                type=r[2],
+                params=msgspec.json.decode(r[3]),
+                created_at=_moment(r[4]),
+                expires_at=_moment(r[5]),
+            )
             for r in rows
         ]
 
-    def command(self, command_id: str) -> dict[str, Any] | None:
+    def command(self, command_id: str) -> CommandState | None:
         """One command with its result, if any."""
         row = self._conn.execute(
             "SELECT id, gateway_id, printer_id, type, params, created_at, expires_at, outcome, "
@@ -154,20 +163,17 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        keys = (
-            "id",
-            "gateway_id",
-            "printer_id",
-            "type",
-            "params",
-            "created_at",
-            "expires_at",
-            "outcome",
-            "detail",
+        return CommandState(
+            id=row[0],
+            gateway_id=row[1],
+            printer_id=row[2],
+            type=row[3],
+            params=msgspec.json.decode(row[4]),
+            created_at=row[5],
+            expires_at=row[6],
+            outcome=row[7],
+            detail=row[8],
         )
-        result = dict(zip(keys, row, strict=True))
-        result["params"] = msgspec.json.decode(result["params"])
-        return result
 
     def records(
         self, gateway_id: str, printer_id: str | None, kind: str | None, after_seq: int, limit: int
@@ -194,3 +200,8 @@ class Store:
                 (gateway_id,),
             )
         ]
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A stored RFC 3339 time (written by ``utc_text``) as a datetime."""
+    return None if text is None else datetime.fromisoformat(text)

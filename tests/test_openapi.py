@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 from starlette.routing import Route
 
-from console.openapi import CommandState, Created, StoredCount, openapi, render
-from gateway.messages import CommandList
+from console.openapi import openapi, render
+from gateway.messages import CommandList, CommandState, Created, StoredCount
 from reference_api.app import create_app
 from reference_api.store import Store
 from tests.api_harness import ApiThread
