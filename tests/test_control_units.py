@@ -241,11 +241,13 @@ def test_a_malformed_command_is_rejected_alone_and_reported(tmp_path: Path) -> N
         assert good is not None
         assert good.state in ("received", "handed")  # on its way to the poller
         assert control.sender.pending == 1  # the rejection's result record
-        for task in list(control._tasks.values()):
+        tasks = list(control._tasks.values())
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # their sockets closed
         control.sender.close()
         control.injected.close()
-        control.ledger.close()
+        control.db.close()
         control.source.close()
         ctx.term()
 

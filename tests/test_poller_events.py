@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -122,13 +123,15 @@ def test_journal_survives_reopen_and_acknowledge(tmp_path: Path) -> None:
     path = tmp_path / "poller" / "p.json"
     journal = Journal(path)
     belief = Belief(connectivity="online", job_phase="printing", file="a.gx")
-    journal.record_events(belief, [_event("e1"), _event("e2")])
-    journal.remember(Answer("c1", "done", "ok"))
+    asyncio.run(journal.record_events(belief, [_event("e1"), _event("e2")]))
+    asyncio.run(journal.remember(Answer("c1", "done", "ok")))
     again = Journal(path)
     assert again.state.belief == belief
     assert [e.id for e in again.state.pending] == ["e1", "e2"]
     assert again.outcome("c1") == Answer("c1", "done", "ok")
     again.acknowledge({"e1", "unknown"})
+    assert [e.id for e in Journal(path).state.pending] == ["e1", "e2"]  # noted, not yet written
+    asyncio.run(again.settle_acks())
     assert [e.id for e in Journal(path).state.pending] == ["e2"]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
@@ -142,5 +145,5 @@ def test_unreadable_journal_is_set_aside(tmp_path: Path, content: bytes) -> None
     journal = Journal(path)
     assert journal.state.belief == Belief()
     assert (tmp_path / "p.json.corrupt-1").read_bytes() == content
-    journal.record_events(Belief(connectivity="online"), [])
+    asyncio.run(journal.record_events(Belief(connectivity="online"), []))
     assert msgspec.json.decode(path.read_bytes())["belief"]["connectivity"] == "online"

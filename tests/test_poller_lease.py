@@ -320,7 +320,8 @@ def test_a_command_sent_before_a_restart_is_only_verified_never_resent(
     from services.poller.journal import Journal
 
     config = make_config(tmp_path, {"rex1": sim.port})
-    Journal(tmp_path / "data" / "poller" / "rex1.json").mark_sending("c-old")  # a killed life
+    journal = Journal(Layout.of(config).journal("rex1"))
+    asyncio.run(journal.mark_sending("c-old"))  # a killed life
     start_print(sim)
     if paused:
         sim.call(sim.sim.model.pause)  # the earlier life's M25 did reach the printer
@@ -340,9 +341,9 @@ def test_the_sending_mark_is_cleared_by_the_outcome(tmp_path: Path) -> None:
     from services.poller.journal import Journal
 
     journal = Journal(tmp_path / "p.json")
-    journal.mark_sending("c1")
+    asyncio.run(journal.mark_sending("c1"))
     assert Journal(tmp_path / "p.json").was_sending("c1")
-    journal.remember(Answer("c1", "done", "paused"))
+    asyncio.run(journal.remember(Answer("c1", "done", "paused")))
     reopened = Journal(tmp_path / "p.json")
     assert not reopened.was_sending("c1")
     assert reopened.outcome("c1") == Answer("c1", "done", "paused")

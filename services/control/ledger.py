@@ -20,9 +20,14 @@ clock (``clock.BootClock``, replaced in tests) and answers every question about 
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import msgspec
 
@@ -31,6 +36,9 @@ from gateway.clock import BootClock
 from gateway.commands import Answer
 from gateway.messages import Command
 
+logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 State = Literal["received", "handed", "answered", "reported"]
 
 _SCHEMA = """
@@ -68,7 +76,8 @@ class Ledger:
 
     def __init__(self, path: Path, clock: BootClock | None = None) -> None:
         self.clock = clock or BootClock()
-        self._conn = sqlite.connect(path)  # FULL: a state is committed before acting on it
+        # FULL: a state is committed before acting on it. Any thread: LedgerThread's worker.
+        self._conn = sqlite.connect(path, any_thread=True)
         self._conn.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -152,3 +161,36 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     command = Command(id=row[0], printer_id=row[1], type=row[2], params=msgspec.json.decode(row[3]))
     answer = None if row[7] is None else Answer(row[0], row[7], row[8] or "")
     return Entry(command, row[4], row[5], row[6], answer, row[9])
+
+
+class LedgerThread:
+    """Runs ledger calls for the event loop on one worker thread: a commit (an fsync, tens of
+    milliseconds on an SD card) never stalls the loop, and calls run in the order they were
+    made, so a command's ``answered`` is always written before its ``reported``."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+
+    async def __call__(self, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``call(*args, **kwargs)`` on the worker and wait for its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, functools.partial(call, *args, **kwargs))
+
+    def later(self, call: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
+        """Queue a call nobody waits for (from a callback that cannot wait); a failure is
+        logged (what it would have written is asked again: an unreported result is re-sent
+        and acknowledged again)."""
+        future = self._worker.submit(call, *args, **kwargs)
+        future.add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        """Finish the queued calls, then close the database."""
+        self._worker.shutdown(wait=True)
+        self.ledger.close()
+
+
+def _log_failure(future: Future[object]) -> None:
+    err = future.exception()
+    if err is not None:
+        logger.error("ledger write failed: %s", err)

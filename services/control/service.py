@@ -5,11 +5,12 @@ checked (known printer, known type and params, within ``[limits]``) or ``rejecte
 its deadline before it could be handed on -> ``expired``; else handed to the printer's
 poller [handed] with the seconds it has left, asked again with the same id until the
 poller answers (the poller refuses to *start* it past that deadline) [answered]; the one
-``command_result`` record (id ``<gateway>:result:<command id>``) goes to the uplink's
+``command_result`` record (id ``ids.result_id``) goes to the uplink's
 durable queue and is re-sent until acknowledged [reported].
 
 Fetching runs in a daemon thread (``requests`` blocks for the whole long poll), so SIGTERM
-ends the process promptly even in the middle of one.
+ends the process promptly even in the middle of one. Ledger writes run on their own worker
+thread (``LedgerThread``), in order, so a commit's fsync never stalls the loop.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import msgspec
@@ -42,7 +43,7 @@ from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop, guarded_thread_loop
 from gateway.messages import Command, utc_now
 from gateway.redaction import safe
-from services.control.ledger import Entry, Ledger
+from services.control.ledger import Entry, Ledger, LedgerThread
 from services.control.source import (
     AuthRefused,
     CommandSource,
@@ -177,6 +178,7 @@ class Control:
         self.ctx = ctx
         self.problems = problems or Problems(None, "control")
         self.ledger = Ledger(self.layout.ledger_db)
+        self.db = LedgerThread(self.ledger)  # every ledger write, off the event loop
         self.source = CommandSource(config.api.url, token.secret, config.gateway.id, WAIT_S)
         self.sender = RecordSender(ctx, self.layout.records_endpoint, self._acknowledged)
         self.injected = InjectReceiver(ctx, self.layout.control_endpoint)
@@ -188,9 +190,9 @@ class Control:
     async def run(self, stop: asyncio.Event) -> None:
         """Resume what a previous run left, then fetch and serve until stop."""
         self._stop = stop
-        for entry in self.ledger.in_state("answered"):
+        for entry in await self.db(self.ledger.in_state, "answered"):
             self._report(entry)
-        for entry in self.ledger.in_state("received", "handed"):
+        for entry in await self.db(self.ledger.in_state, "received", "handed"):
             self._start(entry)
         latest = LatestAnswer(asyncio.get_running_loop())
         fetcher = FetchThread(self.source, latest, self.problems)
@@ -216,7 +218,7 @@ class Control:
             await sending
             await self.sender.flush(1.0)
             self.sender.close()
-            self.ledger.close()
+            self.db.close()
 
     async def _take_latest(self, latest: LatestAnswer) -> None:
         """Admit what the newest command list holds that the one before did not."""
@@ -225,7 +227,7 @@ class Control:
         answer = latest.take()
         if answer is None:
             return
-        admissions: list[tuple[str, Callable[[], None]]] = [
+        admissions: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             *((c.id, functools.partial(self._admit, c, answer)) for c in answer.commands),
             *((c.id, functools.partial(self._admit_invalid, c)) for c in answer.invalid),
         ]
@@ -234,7 +236,7 @@ class Control:
             if command_id in self._taken:
                 continue
             try:
-                admit()
+                await admit()
             except Exception:  # one command's trouble (a ledger write) must not stop the rest
                 logger.exception(
                     "command %s: could not be admitted, next answer retries", command_id
@@ -246,22 +248,22 @@ class Control:
         """Commands other services hand in (the legacy flavor's 418 -> pause)."""
         command = await self.injected.receive(0.2)
         if command is not None:
-            self._admit(command, Fetched((command,), None))
+            await self._admit(command, Fetched((command,), None))
 
-    def _admit_invalid(self, item: InvalidCommand) -> None:
+    async def _admit_invalid(self, item: InvalidCommand) -> None:
         """A listed command that cannot be read: admitted once, answered ``rejected``."""
         placeholder = Command(id=item.id, printer_id=item.printer_id or "-", type=item.type or "-")
-        entry, new = self.ledger.admit(placeholder, 0.0)
+        entry, new = await self.db(self.ledger.admit, placeholder, 0.0)
         if new:
-            self._answer(Answer(item.id, "rejected", item.reason))
+            await self._answer(Answer(item.id, "rejected", item.reason))
         elif entry.state == "answered":
             self._report(entry)
 
-    def _admit(self, command: Command, fetched: Fetched) -> None:
+    async def _admit(self, command: Command, fetched: Fetched) -> None:
         left = seconds_until(
             command.expires_at, fetched.server_time, self.config.control.command_ttl_s
         )
-        entry, new = self.ledger.admit(command, left)
+        entry, new = await self.db(self.ledger.admit, command, left)
         if new:
             logger.info("command %s: %s for %s", command.id, command.type, command.printer_id)
             self._start(entry)
@@ -279,12 +281,14 @@ class Control:
             await self._settle_checked(entry)
         except Exception as err:
             logger.exception("command %s: unexpected error", entry.command.id)
-            self._answer(Answer(entry.command.id, "failed", f"internal error in control: {err}"))
+            await self._answer(
+                Answer(entry.command.id, "failed", f"internal error in control: {err}")
+            )
 
     async def _settle_checked(self, entry: Entry) -> None:
         checked = check(entry.command, self.config)
         if isinstance(checked, str):
-            self._answer(Answer(entry.command.id, "rejected", checked))
+            await self._answer(Answer(entry.command.id, "rejected", checked))
             return
         # A few commands per printer in flight (its poller runs them one at a time anyway):
         # thousands of open commands wait here, not as thousands of sockets.
@@ -293,7 +297,7 @@ class Control:
         )
         async with slot:
             if entry.state == "received" and self.ledger.expired(entry):
-                self._answer(
+                await self._answer(
                     Answer(
                         entry.command.id,
                         "expired",
@@ -303,7 +307,7 @@ class Control:
                 return
             answer = await self._route(entry, checked)
         if answer is not None:
-            self._answer(answer)
+            await self._answer(answer)
 
     async def _route(self, entry: Entry, action: Action) -> Answer | None:
         """Ask the poller (same id every time) until it answers; None when stopping first.
@@ -316,7 +320,7 @@ class Control:
         endpoint = self.layout.poller_endpoint(entry.command.printer_id)
         maybe_delivered = entry.state == "handed"
         if not maybe_delivered:
-            self.ledger.handed(entry.command.id)
+            await self.db(self.ledger.handed, entry.command.id)
         while not self._stop.is_set():
             request = Execute(entry.command.id, action, ttl_s=self.ledger.seconds_left(entry))
             reply = await request_command(
@@ -338,12 +342,12 @@ class Control:
                 await asyncio.wait_for(self._stop.wait(), 1.0)
         return None
 
-    def _answer(self, answer: Answer) -> None:
+    async def _answer(self, answer: Answer) -> None:
         # The detail may quote the API's command or a printer's reply.
         answer = msgspec.structs.replace(answer, detail=safe(answer.detail, 500))
-        self.ledger.answer(answer, utc_now().isoformat())
+        await self.db(self.ledger.answer, answer, utc_now().isoformat())
         logger.info("command %s: %s (%s)", answer.command_id, answer.outcome, answer.detail)
-        answered = self.ledger.get(answer.command_id)
+        answered = await self.db(self.ledger.get, answer.command_id)
         if answered is not None:
             self._report(answered)
 
@@ -361,7 +365,7 @@ class Control:
         for record_id in ids:
             command_id = command_of_result(self.config.gateway.id, record_id)
             if command_id is not None:
-                self.ledger.reported(command_id)
+                self.db.later(self.ledger.reported, command_id)
 
 
 def run(config: Config, token: Token) -> int:

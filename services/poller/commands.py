@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from gateway.commands import (
     Action,
@@ -102,7 +102,7 @@ async def execute_action(
     limits: LimitsSection,
     *,
     verify_within_s: float = 5.0,
-    before_sending: Callable[[], None] = lambda: None,
+    before_sending: Callable[[], Awaitable[None]] | None = None,
 ) -> Answer:
     """Run one action on the printer behind `link` and report what was seen afterwards.
     ``before_sending`` runs (and must have made its mark durable) right before the code that
@@ -114,7 +114,8 @@ async def execute_action(
     code, *args = _wire(action)
     granted = await _take_control(link)
     try:
-        before_sending()  # right before the code: a crash before this point re-runs cleanly
+        if before_sending is not None:  # right before the code: a crash before re-runs cleanly
+            await before_sending()
         parse_ack((await link.request(code, *args, deadline_s=DEADLINE_S)).lines)
     finally:
         if granted:

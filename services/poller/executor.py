@@ -75,7 +75,7 @@ class CommandExecutor:
                 )
             else:
                 answer = await self._on_printer(command_id, action)
-        self.journal.remember(answer)
+        await self.journal.remember(answer)
         logger.info(
             "printer %s: command %s -> %s (%s)",
             self.connection.printer.id,

@@ -10,6 +10,15 @@ a command is about to be sent (``sending``), a command finished (its outcome is
 remembered). A command still marked ``sending`` after a restart is never sent again: asked
 again, the poller only reads the printer back and answers from what it sees.
 
+Writes run on a worker thread (an fsync on an SD card can take tens of milliseconds, and
+every printer's loop shares the event loop), one at a time per journal: a change is computed
+from the current state, written, and only then becomes the current state, under one lock.
+So a write that fails leaves the journal as it was (the caller's cycle fails and the next
+reading derives the same events again), and two changes never overwrite each other.
+Acknowledgements arrive from the record sender's callback, which cannot wait: they are
+noted in memory and written by the printer's loop at its next cycle (``settle_acks``);
+losing that note to a crash only means the uplink gets those events again, and dedupes them.
+
 A poller killed at any point restarts with either the old or the new file, never a torn
 one: if the events were derived but not yet written, the next reading derives them again
 (same Belief as before); if they were written, they are re-sent with their original ids
@@ -20,7 +29,9 @@ from an empty Belief, logging once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -53,6 +64,8 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.state = self._load()
+        self._lock = asyncio.Lock()
+        self._acked: set[str] = set()
 
     def _load(self) -> JournalState:
         try:
@@ -69,39 +82,64 @@ class Journal:
             )
             return JournalState()
 
-    def record_events(self, belief: Belief, events: list[Event]) -> None:
+    async def record_events(self, belief: Belief, events: list[Event]) -> None:
         """Persist a new Belief with the events it implies, before they are sent."""
-        self._write(
-            msgspec.structs.replace(
-                self.state, belief=belief, pending=(*self.state.pending, *events)
+        await self._change(
+            lambda state: msgspec.structs.replace(
+                state, belief=belief, pending=(*state.pending, *events)
             )
         )
 
     def acknowledge(self, ids: set[str]) -> None:
-        """The uplink made these records durable: they leave the pending list."""
-        remaining = tuple(event for event in self.state.pending if event.id not in ids)
-        if len(remaining) != len(self.state.pending):
-            self._write(msgspec.structs.replace(self.state, pending=remaining))
+        """The uplink made these records durable: noted now, written by ``settle_acks``."""
+        self._acked.update(ids & {event.id for event in self.state.pending})
+
+    async def settle_acks(self) -> None:
+        """Write the acknowledged events out of ``pending``."""
+        if not self._acked:
+            return
+        acked, self._acked = self._acked, set()
+        try:
+            await self._change(
+                lambda state: msgspec.structs.replace(
+                    state, pending=tuple(e for e in state.pending if e.id not in acked)
+                )
+            )
+        except BaseException:
+            self._acked |= acked  # written next time
+            raise
 
     def outcome(self, command_id: str) -> Answer | None:
         """The remembered outcome of a command id, if it ran before."""
         return next((o for o in self.state.outcomes if o.command_id == command_id), None)
 
-    def remember(self, outcome: Answer) -> None:
+    async def remember(self, outcome: Answer) -> None:
         """Persist a command's outcome (the newest MAX_REMEMBERED_OUTCOMES are kept)."""
-        outcomes = (*self.state.outcomes, outcome)[-MAX_REMEMBERED_OUTCOMES:]
-        sending = tuple(c for c in self.state.sending if c != outcome.command_id)
-        self._write(msgspec.structs.replace(self.state, outcomes=outcomes, sending=sending))
+        await self._change(
+            lambda state: msgspec.structs.replace(
+                state,
+                outcomes=(*state.outcomes, outcome)[-MAX_REMEMBERED_OUTCOMES:],
+                sending=tuple(c for c in state.sending if c != outcome.command_id),
+            )
+        )
 
-    def mark_sending(self, command_id: str) -> None:
+    async def mark_sending(self, command_id: str) -> None:
         """A command's code is about to go to the printer (durable before it does)."""
-        self._write(msgspec.structs.replace(self.state, sending=(*self.state.sending, command_id)))
+        await self._change(
+            lambda state: msgspec.structs.replace(state, sending=(*state.sending, command_id))
+        )
 
     def was_sending(self, command_id: str) -> bool:
         """Whether a previous life of the poller may have sent this command without answering."""
         return command_id in self.state.sending
 
-    def _write(self, state: JournalState) -> None:
+    async def _change(self, change: Callable[[JournalState], JournalState]) -> None:
+        """Apply `change` to the current state, durably (see the module's comment)."""
+        async with self._lock:
+            state = change(self.state)
+            await asyncio.to_thread(self._write, _encoder.encode(state))
+            self.state = state
+
+    def _write(self, data: bytes) -> None:
         private_dir(self.path.parent)
-        write_atomically(self.path, _encoder.encode(state), durable=True)
-        self.state = state
+        write_atomically(self.path, data, durable=True)

@@ -147,6 +147,10 @@ class PrinterWatcher:
             self._guard.ended(stop.is_set())
             async with self.connection.turn:
                 await self.connection.close()
+                try:
+                    await self.journal.settle_acks()
+                except OSError as err:  # the events are sent again next time; the uplink dedupes
+                    logger.warning("printer %s: acks not written at exit: %s", self.printer.id, err)
 
     def acknowledged(self, ids: set[str]) -> None:
         """The uplink made these records durable."""
@@ -155,20 +159,21 @@ class PrinterWatcher:
     # ------------------------------------------------------------------ one cycle
 
     async def _cycle(self) -> Decision:
+        await self.journal.settle_acks()
         try:
             link = await self.connection.open()
             observation = await observe(link, self.tuning.request_timeout_s)
         except (PrinterIOError, PrinterProtocolError) as err:
             await self.connection.close()
-            decision = self._after_failure(err)
+            decision = await self._after_failure(err)
         else:
-            decision = self._after_reading(observation)
+            decision = await self._after_reading(observation)
             if not decision.hold_link:
                 await self.connection.close()
         self.lease = decision.lease
         return decision
 
-    def _after_reading(self, observation: Observation) -> Decision:
+    async def _after_reading(self, observation: Observation) -> Decision:
         self._failures, self._unreachable_since = 0, None
         self.detail = (  # the reason of an `error` state, for `status`
             f"unknown MachineStatus {observation.machine.machine_status!r}"
@@ -178,7 +183,7 @@ class PrinterWatcher:
         belief, happenings = on_reading(
             self.journal.state.belief, observation, self._last_percent, utc_text()
         )
-        self._record_events(belief, happenings)
+        await self._record_events(belief, happenings)
         job_active = belief.job_phase != "none"
         self._last_percent = observation.progress.percent if job_active else 0.0
         status = status_of_reading(
@@ -193,7 +198,7 @@ class PrinterWatcher:
         self._emit(status)
         return after_reading(observation.activity, job_active, self.timing)
 
-    def _after_failure(self, err: Exception) -> Decision:
+    async def _after_failure(self, err: Exception) -> Decision:
         now = time.monotonic()
         self._failures += 1
         if self._unreachable_since is None:
@@ -213,7 +218,7 @@ class PrinterWatcher:
                 now - self._unreachable_since,
                 self.tuning.lost_grace_s,
             )
-            self._record_events(belief, happenings)
+            await self._record_events(belief, happenings)
         state = REPORTED_STATE[kind]
         if state != self.state:
             logger.warning("printer %s: %s (%s)", self.printer.id, state, err)
@@ -257,7 +262,7 @@ class PrinterWatcher:
             )
             write_printer(self.layout, health)
 
-    def _record_events(self, belief: Belief, happenings: list[Happening]) -> None:
+    async def _record_events(self, belief: Belief, happenings: list[Happening]) -> None:
         if not happenings and belief == self.journal.state.belief:
             return
         ts = utc_now()
@@ -272,7 +277,7 @@ class PrinterWatcher:
             )
             for happening in happenings
         ]
-        self.journal.record_events(belief, events)  # durable before anyone hears of them
+        await self.journal.record_events(belief, events)  # durable before anyone hears of them
         for event in events:
             logger.info(
                 "printer %s: event %s%s",
