@@ -72,3 +72,32 @@ def test_every_project_package_has_a_rule() -> None:
     services = {f"services.{p.name}" for p in (REPO / "services").iterdir() if p.is_dir()}
     services.discard("services.__pycache__")
     assert (folders - {"services", "tests", "benchmarks"}) | services == {*ALLOWED, "console"}
+
+
+# Decisions without I/O: each is tested by tables of inputs, never by a socket or a clock.
+PURE = (
+    "gateway/commands.py",
+    "gateway/ids.py",
+    "gateway/messages.py",
+    "services/poller/protocol.py",
+    "services/poller/events.py",
+    "services/poller/schedule.py",
+    "services/poller/report.py",
+)
+IO_MODULES = {"asyncio", "socket", "zmq", "sqlite3", "requests", "threading", "subprocess"}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Every top-level module name a file imports, at any depth."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_decision_modules_do_no_io(module: str) -> None:
+    assert _top_level_imports(REPO / module) & IO_MODULES == set()
