@@ -14,8 +14,8 @@ from gateway.bus import RecordReceiver
 from gateway.config import Config, parse_config
 from gateway.layout import Layout
 from gateway.messages import Event, Record, Status
+from services.poller.schedule import Tuning
 from services.poller.service import Poller
-from services.poller.watcher import Tuning
 
 FAST = Tuning(
     connect_timeout_s=0.5,

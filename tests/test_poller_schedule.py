@@ -19,19 +19,14 @@ from services.poller.schedule import (
     Decision,
     Lease,
     Timing,
+    Tuning,
     after_failure,
     after_reading,
     failure_kind,
 )
 
-TIMING = Timing(
-    poll_interval_s=1.0,
-    probe_interval_s=30.0,
-    retry_attempts=3,
-    retry_backoff_s=0.25,
-    retry_backoff_cap_s=2.0,
-    active_recheck_s=5.0,
-)
+TUNING = Tuning(retry_attempts=3, retry_backoff_s=0.25, retry_backoff_cap_s=2.0, active_recheck_s=5)
+TIMING = Timing(poll_interval_s=1.0, probe_interval_s=30.0, tuning=TUNING)
 WATCH = Decision(Lease.WATCHING, 1.0)
 PROBE = Decision(Lease.PROBING, 30.0, jitter=True)
 PROBE_FAST = Decision(Lease.PROBING, 1.0)  # a job is open but the printer is between states
@@ -80,7 +75,7 @@ def test_after_failure(failures: int, job_active: bool, expected: Decision) -> N
 
 
 def test_retries_are_capped_and_an_active_recheck_never_exceeds_the_probe() -> None:
-    many = Timing(poll_interval_s=1, probe_interval_s=2, retry_attempts=100)
+    many = Timing(poll_interval_s=1, probe_interval_s=2, tuning=Tuning(retry_attempts=100))
     assert after_failure(60, False, many).delay_s == 2.0  # the backoff cap
     assert after_failure(100, True, many).delay_s == 2.0  # min(active recheck, probe)
 

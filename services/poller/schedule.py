@@ -51,15 +51,26 @@ class Lease(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """Timing knobs that are not in the config contract (tests shorten them)."""
+
+    connect_timeout_s: float = 3.0
+    retry_attempts: int = 3
+    retry_backoff_s: float = 0.25
+    retry_backoff_cap_s: float = 2.0
+    lost_grace_s: float = 60.0
+    active_recheck_s: float = 5.0
+    verify_within_s: float = 5.0
+    request_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Timing:
     """The intervals the decisions use: the printer's config and the internal tuning."""
 
     poll_interval_s: float
     probe_interval_s: float
-    retry_attempts: int = 3
-    retry_backoff_s: float = 0.25
-    retry_backoff_cap_s: float = 2.0
-    active_recheck_s: float = 5.0
+    tuning: Tuning = Tuning()
 
 
 @dataclass(frozen=True)
@@ -100,11 +111,12 @@ def after_reading(activity: Activity, job_active: bool, timing: Timing) -> Decis
 
 def after_failure(failures: int, job_active: bool, timing: Timing) -> Decision:
     """The `failures`-th read in a row failed (1 for the first)."""
-    if failures < timing.retry_attempts:
-        delay = doubling(timing.retry_backoff_s, failures - 1, timing.retry_backoff_cap_s)
+    tuning = timing.tuning
+    if failures < tuning.retry_attempts:
+        delay = doubling(tuning.retry_backoff_s, failures - 1, tuning.retry_backoff_cap_s)
         return Decision(Lease.RETRYING, delay, jitter=True)
     if job_active:
-        recheck = min(timing.active_recheck_s, timing.probe_interval_s)
+        recheck = min(tuning.active_recheck_s, timing.probe_interval_s)
         return Decision(Lease.TROUBLE, recheck, jitter=True)
     return Decision(Lease.TROUBLE, timing.probe_interval_s, jitter=True)
 

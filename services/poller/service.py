@@ -22,7 +22,8 @@ from gateway.config import Config, PrinterSection
 from gateway.health import Problems
 from gateway.layout import Layout
 from services.poller.journal import Journal
-from services.poller.watcher import PrinterWatcher, Tuning
+from services.poller.schedule import Tuning
+from services.poller.watcher import PrinterWatcher
 
 logger = logging.getLogger(__name__)
 FLUSH_ON_STOP_S = 2.0

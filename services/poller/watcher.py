@@ -19,7 +19,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gateway.config import LimitsSection, PrinterSection
@@ -41,6 +40,7 @@ from services.poller.schedule import (
     Decision,
     Lease,
     Timing,
+    Tuning,
     after_failure,
     after_reading,
     failure_kind,
@@ -49,20 +49,6 @@ from services.poller.schedule import (
 logger = logging.getLogger(__name__)
 FAILURE_LOG_GAP_S = 300.0
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """Timing knobs that are not in the config contract (tests shorten them)."""
-
-    connect_timeout_s: float = 3.0
-    retry_attempts: int = 3
-    retry_backoff_s: float = 0.25
-    retry_backoff_cap_s: float = 2.0
-    lost_grace_s: float = 60.0
-    active_recheck_s: float = 5.0
-    verify_within_s: float = 5.0
-    request_timeout_s: float = 5.0
 
 
 class PrinterWatcher:
@@ -82,14 +68,7 @@ class PrinterWatcher:
         self.printer = printer
         self.journal = journal
         self.tuning = tuning = tuning or Tuning()
-        self.timing = Timing(
-            poll_interval_s=printer.poll_interval_s,
-            probe_interval_s=printer.probe_interval_s,
-            retry_attempts=tuning.retry_attempts,
-            retry_backoff_s=tuning.retry_backoff_s,
-            retry_backoff_cap_s=tuning.retry_backoff_cap_s,
-            active_recheck_s=tuning.active_recheck_s,
-        )
+        self.timing = Timing(printer.poll_interval_s, printer.probe_interval_s, tuning)
         self.connection = PrinterConnection(
             printer, tuning.connect_timeout_s, tuning.request_timeout_s
         )
