@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from services.poller.protocol import Activity, parse_m119
-from tests.conftest import Client
+from tests.support.printers import Client
 
 CLI = [sys.executable, "-m", "console.cli"]
 GOOD = (

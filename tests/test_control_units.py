@@ -26,8 +26,8 @@ from services.control.source import (
     seconds_until,
     split_entries,
 )
-from tests.hostile_api import echo, hostile_api, no_commands
-from tests.poller_harness import make_config
+from tests.support.hostile import echo, hostile_api, no_commands
+from tests.support.poller import make_config
 
 CONFIG = make_config(Path("/tmp"), {"rex1": 1})
 

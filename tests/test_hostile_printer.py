@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from gateway.messages import Status, json_encoder, record_json_decoder
-from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from simulator import PrinterSimulator, PrintJob, SimulatorThread
 from simulator.server import NASTY_FILE, NASTY_NAME, Hostility
-from tests.poller_harness import make_config, running_poller, wait_until
+from tests.support.poller import make_config, running_poller, wait_until
+from tests.support.printers import fast_model
 
 
 @pytest.fixture
@@ -22,8 +23,7 @@ def pair() -> Iterator[tuple[SimulatorThread, SimulatorThread]]:
     """A healthy printer and one to make hostile, both printing."""
     sims = []
     for _ in range(2):
-        model = PrinterModel(completed_hold_s=0.5)
-        model.nozzle.tau_s = model.bed.tau_s = 0.05
+        model = fast_model()
         sim = SimulatorThread(PrinterSimulator(model)).__enter__()
         sim.call(lambda model=model: model.start_print(PrintJob(duration_s=600)))  # type: ignore[misc]
         sims.append(sim)

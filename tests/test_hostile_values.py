@@ -38,7 +38,7 @@ from services.poller.protocol import (
     parse_m601,
     parse_m602,
 )
-from tests.poller_harness import make_config
+from tests.support.poller import make_config
 
 PARSERS: list[Callable[[Sequence[str]], object]] = [
     parse_m115,

@@ -25,7 +25,7 @@ from services.poller.protocol import (
     parse_m602,
 )
 from simulator import PrintJob, SimulatorThread
-from tests.conftest import Client
+from tests.support.printers import Client
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:

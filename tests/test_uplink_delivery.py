@@ -17,9 +17,9 @@ from gateway.messages import Event, utc_now
 from services.uplink.delivery import Answer, Deliverer, Verdict, classify, retry_after
 from services.uplink.queue import Batch, DurableQueue
 from services.uplink.service import DeliveryThread, queue_path
-from tests.api_harness import Script, scripted_api
-from tests.hostile_api import Reply, echo, hostile_api
-from tests.poller_harness import make_config
+from tests.support.hostile import Reply, echo, hostile_api
+from tests.support.http import Script, scripted_api
+from tests.support.poller import make_config
 
 
 @pytest.mark.parametrize(

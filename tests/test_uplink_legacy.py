@@ -13,8 +13,8 @@ from gateway.messages import Event, PrinterInfo, PrinterState, Status, Temperatu
 from services.uplink.legacy import legacy_message
 from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread, queue_path
-from tests.api_harness import Script, scripted_api
-from tests.poller_harness import make_config
+from tests.support.http import Script, scripted_api
+from tests.support.poller import make_config
 
 
 def status(n: int, state: PrinterState, percent: float | None = None) -> Status:

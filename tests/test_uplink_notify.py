@@ -12,7 +12,7 @@ from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gateway.messages import Event, Status, utc_now
 from services.uplink.notify import Notifier, apprise_for
-from tests.api_harness import Script, scripted_api
+from tests.support.http import Script, scripted_api
 
 BASE = '[api]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n[[printers]]\nid = "rex1"\nname = "REX #1"\nhost = "h"\n'
 

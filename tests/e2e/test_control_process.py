@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from simulator import PrintJob, SimulatorThread
-from tests.api_harness import ApiThread, Script, scripted_api
-from tests.e2e.harness import Gateway, running
+from tests.support.http import ApiThread, Script, scripted_api
+from tests.support.processes import Gateway, running
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "console.cli"]

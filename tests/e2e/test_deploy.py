@@ -12,8 +12,8 @@ import pytest
 
 from console.deploy import supervisor_call
 from simulator import PrintJob, SimulatorThread
-from tests.api_harness import TOKEN, ApiThread
-from tests.e2e.harness import status, supervised, supervised_pid, wait_for
+from tests.support.http import TOKEN, ApiThread
+from tests.support.processes import status, supervised, supervised_pid, wait_for
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "console.cli"]

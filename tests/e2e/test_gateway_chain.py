@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 from simulator import PrintJob, SimulatorThread
-from tests.api_harness import TOKEN, ApiThread, Script, scripted_api
-from tests.poller_harness import wait_until
+from tests.support.http import TOKEN, ApiThread, Script, scripted_api
+from tests.support.poller import wait_until
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "console.cli"]

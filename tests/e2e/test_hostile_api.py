@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from simulator import PrintJob, SimulatorThread
-from tests.e2e.harness import cli, status, supervised, supervised_pid, wait_for
-from tests.hostile_api import HostileApi, Reply, Request, echo, hostile_api, no_commands, stored
+from tests.support.hostile import HostileApi, Reply, Request, echo, hostile_api, no_commands, stored
+from tests.support.processes import cli, status, supervised, supervised_pid, wait_for
 
 pytestmark = pytest.mark.e2e
 TOKEN = "hostile-test-token-5f0c2a9e7d"

@@ -14,7 +14,7 @@ import zmq.asyncio
 
 from gateway.messages import Event, Record, json_encoder
 from simulator import PrintJob, SimulatorThread
-from tests.poller_harness import Collector, make_config, wait_until
+from tests.support.poller import Collector, make_config, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import zmq.asyncio
 from gateway.bus import RecordSender, records_endpoint
 from gateway.config import Config
 from gateway.messages import Event, Record, Status, utc_now
-from tests.api_harness import TOKEN, ApiThread
-from tests.poller_harness import make_config, wait_until
+from tests.support.http import TOKEN, ApiThread
+from tests.support.poller import make_config, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from console.deploy import supervisor_call
 from simulator import SimulatorThread
-from tests.api_harness import TOKEN, ApiThread
+from tests.support.http import TOKEN, ApiThread
 
 CLI = [sys.executable, "-m", "console.cli"]
 

@@ -1,0 +1,10 @@
+"""What tests share; the fixtures built on it are in tests/conftest.py.
+
+    http.py       the reference API in a thread; a scripted HTTP server
+    hostile.py    a v1 API that misbehaves on demand
+    printers.py   a fast simulated printer model and a framed TCP client for it
+    poller.py     the poller in-process with a collecting receiver
+    processes.py  the services as real processes, alone or under supervisord (`up`)
+
+Nothing here imports pytest: benchmarks/ may use it too.
+"""
