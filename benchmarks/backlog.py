@@ -16,12 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import requests
 
 from console.demo import free_port
 from simulator import PrinterModel, PrinterSimulator, SimulatorThread
+from tests.support.http import answers
+from tests.support.waiting import wait_for
 
 TOKEN = "bench-token-backlog-0123"
 
@@ -70,12 +73,7 @@ def main() -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {TOKEN}"
         try:
-            for _ in range(200):
-                try:
-                    session.get(f"{url}/healthz", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
+            wait_for(partial(answers, f"{url}/healthz"), 20, every_s=0.05, what="the API to start")
             time.sleep(3.0)
             baseline = _rss_mb(services["control"].pid)
             for n in range(args.commands):

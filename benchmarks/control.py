@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -24,16 +23,9 @@ import requests
 
 from console.demo import free_port
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from tests.support.waiting import wait_for
 
 TOKEN = "bench-token"
-
-
-def _wait(condition: Callable[[], bool], within_s: float = 30.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark step did not complete")
-        time.sleep(0.002)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -76,7 +68,7 @@ def main() -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {TOKEN}"
         try:
-            _wait(lambda: _printers(session, url))
+            wait_for(lambda: _printers(session, url), 30, every_s=0.002)
             to_wire, to_result = [], []
             for n in range(args.commands):
                 pauses_before = _m25(sim)
@@ -87,9 +79,11 @@ def main() -> None:
                     timeout=5,
                 )
                 command_id = created.json()["id"]
-                _wait(partial(_more_pauses, sim, pauses_before))
+                wait_for(partial(_more_pauses, sim, pauses_before), 30, every_s=0.002)
                 t1 = time.monotonic()
-                _wait(partial(_done, session, f"{url}/v1/commands/{command_id}"))
+                wait_for(
+                    partial(_done, session, f"{url}/v1/commands/{command_id}"), 30, every_s=0.002
+                )
                 t2 = time.monotonic()
                 to_wire.append(t1 - t0)
                 to_result.append(t2 - t0)

@@ -22,9 +22,9 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
-import requests
 import zmq.asyncio
 
 from console.demo import free_port
@@ -33,6 +33,8 @@ from gateway.config import Config, Secret, Token, parse_config
 from gateway.messages import Status, Temperature, utc_now
 from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread, Uplink, queue_path
+from tests.support.http import answers
+from tests.support.waiting import wait_for
 
 
 def _config(root: Path, api_url: str = "http://127.0.0.1:9") -> Config:
@@ -131,15 +133,7 @@ def _drain_rate(root: Path, n: int) -> float:
     with subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL) as api:
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    requests.get(f"{url}/healthz", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            wait_for(partial(answers, f"{url}/healthz"), 20, what="the API to start")
             config = _config(root / "drain", url)
             queue = DurableQueue(queue_path(config), 10**10)
             for start in range(0, n, 5000):

@@ -22,7 +22,7 @@ from gateway.bus import (
     request_command,
 )
 from gateway.messages import Event, Pause, Status, utc_now
-from tests.support.poller import wait_until
+from tests.support.waiting import wait_until
 
 
 def status(n: int) -> Status:

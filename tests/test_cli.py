@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import msgspec
@@ -14,6 +13,7 @@ import pytest
 
 from services.poller.protocol import Activity, parse_m119
 from tests.support.printers import Client
+from tests.support.waiting import wait_for
 
 CLI = [sys.executable, "-m", "console.cli"]
 GOOD = (
@@ -109,10 +109,11 @@ def test_sim_binds_port_zero_reports_it_and_follows_a_script(tmp_path: Path) -> 
             assert port_file.read_text().strip() == str(port)
             with Client(port) as client:
                 assert parse_m119(client.send("M119").lines).current_file == "cube.gx"
-                deadline = time.monotonic() + 5
-                while parse_m119(client.send("M119").lines).activity is not Activity.PAUSED:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+                wait_for(
+                    lambda: parse_m119(client.send("M119").lines).activity is Activity.PAUSED,
+                    5,
+                    every_s=0.05,
+                )
                 assert b"[garbage]" in client.received
         finally:
             process.send_signal(signal.SIGTERM)

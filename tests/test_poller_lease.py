@@ -14,7 +14,8 @@ from gateway.bus import Execute, poller_endpoint, request_command
 from gateway.messages import Action, Pause, SetNozzleTemperature
 from services.poller.service import Poller
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread, WireEntry
-from tests.support.poller import Collector, make_config, running_poller, wait_until
+from tests.support.poller import Collector, make_config, running_poller
+from tests.support.waiting import wait_until
 
 
 def start_print(sim: SimulatorThread, duration_s: float = 60.0, file: str = "benchy.gx") -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
@@ -20,6 +19,7 @@ from services.uplink.service import DeliveryThread, queue_path
 from tests.support.hostile import Reply, echo, hostile_api
 from tests.support.http import Script, scripted_api
 from tests.support.poller import make_config
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.parametrize(
@@ -116,8 +116,7 @@ def test_503_with_retry_after_then_recovery_same_idempotency_key(tmp_path: Path)
     with scripted_api(script) as url:
         thread = _fill(tmp_path, url, 3)
         thread.start()
-        while len(script.requests) < 3:
-            thread.stopping.wait(0.05)
+        wait_for(lambda: len(script.requests) >= 3, every_s=0.05)
         thread.stopping.set()
         thread.join(10)
     keys = [headers["Idempotency-Key"] for headers, _ in script.requests]
@@ -132,13 +131,11 @@ def test_permanent_404_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None
     with scripted_api(script) as url:
         thread = _fill(tmp_path, url, 2)
         thread.start()
-        while len(script.requests) < 1:
-            thread.stopping.wait(0.05)
+        wait_for(lambda: len(script.requests) >= 1, every_s=0.05)
         queue = DurableQueue(queue_path(make_config(tmp_path, {"p": 1})), 10**8)
         queue.accept([Event(id="late", printer_id="p", ts=utc_now(), event="printer_online")])
         thread.work.set()
-        while len(script.requests) < 2:
-            thread.stopping.wait(0.05)
+        wait_for(lambda: len(script.requests) >= 2, every_s=0.05)
         thread.stopping.set()
         thread.join(10)
     stats = queue.stats()
@@ -150,11 +147,8 @@ def test_permanent_404_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None
 
 def _run_until(thread: DeliveryThread, condition: Callable[[], bool], within_s: float = 10) -> None:
     thread.start()
-    deadline = time.monotonic() + within_s
     try:
-        while not condition():
-            assert time.monotonic() < deadline, "condition not met before the deadline"
-            thread.stopping.wait(0.02)
+        wait_for(condition, within_s, every_s=0.02)
     finally:
         thread.stopping.set()
         thread.join(10)

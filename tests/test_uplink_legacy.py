@@ -15,6 +15,7 @@ from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread, queue_path
 from tests.support.http import Script, scripted_api
 from tests.support.poller import make_config
+from tests.support.waiting import wait_for
 
 
 def status(n: int, state: PrinterState, percent: float | None = None) -> Status:
@@ -70,8 +71,7 @@ def _run(
             lambda printer, n: pauses.append((printer, n)),
         )
         thread.start()
-        while len(script.requests) < expected_posts:
-            thread.stopping.wait(0.05)
+        wait_for(lambda: len(script.requests) >= expected_posts, every_s=0.05)
         thread.stopping.wait(0.3)  # nothing more may come
         thread.stopping.set()
         thread.join(10)

@@ -13,6 +13,7 @@ from gateway.errors import ConfigError
 from gateway.messages import Event, Status, utc_now
 from services.uplink.notify import Notifier, apprise_for
 from tests.support.http import Script, scripted_api
+from tests.support.waiting import wait_for
 
 BASE = '[api]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n[[printers]]\nid = "rex1"\nname = "REX #1"\nhost = "h"\n'
 
@@ -38,9 +39,7 @@ def test_chosen_events_are_sent_once_others_not(tmp_path: Path) -> None:
                 Status(id="s1", printer_id="rex1", ts=ts, state="idle"),
             ]
         )
-        deadline = time.monotonic() + 10
-        while notifier.sent < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: notifier.sent >= 1, 10, every_s=0.05)
         time.sleep(0.3)
         notifier.stop()
     assert len(script.requests) == 1
@@ -58,9 +57,7 @@ def test_failures_are_counted_not_raised(tmp_path: Path) -> None:
     notifier = Notifier(config)
     notifier.start()
     notifier.offer([Event(id="e1", printer_id="rex1", ts=utc_now(), event="print_started")])
-    deadline = time.monotonic() + 15
-    while notifier.failed < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: notifier.failed >= 1, 15, every_s=0.05)
     notifier.stop()
     assert notifier.failed == 1
 

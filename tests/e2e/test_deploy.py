@@ -13,7 +13,8 @@ import pytest
 from console.deploy import supervisor_call
 from simulator import PrintJob, SimulatorThread
 from tests.support.http import TOKEN, ApiThread
-from tests.support.processes import status, supervised, supervised_pid, wait_for
+from tests.support.processes import status, supervised, supervised_pid
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "console.cli"]
@@ -42,7 +43,7 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
                 wait_for(
-                    lambda name=name, pid=pid: supervised_pid(runtime, name) not in (None, pid)
+                    lambda name=name, pid=pid: supervised_pid(runtime, name) not in (None, pid)  # type: ignore[misc]
                 )
             code, report = status(config)
             assert code == 0

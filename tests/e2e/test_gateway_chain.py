@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 
 from simulator import PrintJob, SimulatorThread
 from tests.support.http import TOKEN, ApiThread, Script, scripted_api
-from tests.support.poller import wait_until
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "console.cli"]
@@ -51,13 +50,10 @@ def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(
             ).json()["records"]
             return [r["event"] for r in records]
 
-        async def scenario() -> None:
-            await wait_until(lambda: events() == ["printer_online"], within_s=20)
-            sim.call(lambda: sim.sim.model.start_print(PrintJob(file="chain.gx", duration_s=1.5)))
-            await wait_until(lambda: "print_finished" in events(), within_s=30)
-
         try:
-            asyncio.run(scenario())
+            wait_for(lambda: events() == ["printer_online"], 20, every_s=0.02)
+            sim.call(lambda: sim.sim.model.start_print(PrintJob(file="chain.gx", duration_s=1.5)))
+            wait_for(lambda: "print_finished" in events(), 30, every_s=0.02)
             tapped, _ = tap.communicate(timeout=20)
         finally:
             for process in services:

@@ -17,7 +17,8 @@ import pytest
 
 from simulator import PrintJob, SimulatorThread
 from tests.support.hostile import HostileApi, Reply, Request, echo, hostile_api, no_commands, stored
-from tests.support.processes import cli, status, supervised, supervised_pid, wait_for
+from tests.support.processes import cli, status, supervised, supervised_pid
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 TOKEN = "hostile-test-token-5f0c2a9e7d"

@@ -14,7 +14,8 @@ import zmq.asyncio
 
 from gateway.messages import Event, Record, json_encoder
 from simulator import PrintJob, SimulatorThread
-from tests.support.poller import Collector, make_config, wait_until
+from tests.support.poller import Collector, make_config
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

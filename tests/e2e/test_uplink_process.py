@@ -15,7 +15,8 @@ from gateway.bus import RecordSender, records_endpoint
 from gateway.config import Config
 from gateway.messages import Event, Record, Status, utc_now
 from tests.support.http import TOKEN, ApiThread
-from tests.support.poller import make_config, wait_until
+from tests.support.poller import make_config
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,18 @@ import uvicorn
 
 from reference_api.server import build_server
 from reference_api.store import Store
+from tests.support.waiting import wait_for
 
 TOKEN = "test-token-0123"
+
+
+def answers(url: str) -> bool:
+    """Whether a server answers at url (any status) within a second."""
+    try:
+        requests.get(url, timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
 
 
 class ApiThread:
@@ -37,11 +47,7 @@ class ApiThread:
 
     def __enter__(self) -> ApiThread:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("API server did not start")
-            time.sleep(0.01)
+        wait_for(lambda: self.server.started, 10, every_s=0.01, what="the API server to start")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import zmq.asyncio
@@ -89,15 +88,6 @@ class Collector:
     def close(self) -> None:
         """Close the receiver socket."""
         self.receiver.close()
-
-
-async def wait_until(condition: Callable[[], bool], within_s: float = 10.0) -> None:
-    """Poll a condition from async code; fail at the deadline."""
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager

@@ -8,16 +8,17 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import xmlrpc.client
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from console.deploy import supervisor_call
 from simulator import SimulatorThread
 from tests.support.http import TOKEN, ApiThread
+from tests.support.waiting import wait_for
 
 CLI = [sys.executable, "-m", "console.cli"]
 
@@ -87,15 +88,6 @@ def running(
         assert all(code == 0 for code in codes), (tmp_path / "services.log").read_text()
 
 
-def wait_for(condition: Callable[..., Any], within_s: float = 30) -> Any:
-    """Poll a condition until it is truthy (returned) or fail at the deadline."""
-    deadline = time.monotonic() + within_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.1)
-    return value
-
-
 def supervised_pid(runtime: Path, name: str) -> int | None:
     """The pid of a service supervisord reports RUNNING, else None."""
     try:
@@ -133,7 +125,7 @@ def supervised(config: Path, runtime: Path) -> Iterator[subprocess.Popen[bytes]]
     )
     try:
         for name in ("uplink", "poller", "control"):
-            wait_for(lambda name=name: supervised_pid(runtime, name))
+            wait_for(partial(supervised_pid, runtime, name))
         yield up
     finally:
         up.send_signal(signal.SIGTERM)
