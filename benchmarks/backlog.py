@@ -23,6 +23,7 @@ import requests
 
 from console.demo import free_port
 from simulator import PrinterModel, PrinterSimulator, SimulatorThread
+from tests.support.configs import write_config
 from tests.support.http import answers
 from tests.support.waiting import wait_for
 
@@ -48,11 +49,8 @@ def main() -> None:
         root = Path(tmp)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        config = root / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "bench"\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
-            f'[api]\nurl = "{url}"\ntoken = "{TOKEN}"\n'
-            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
+        config = write_config(
+            root, {"rex1": {"port": sim.port}}, gateway_id="bench", api_url=url, token=TOKEN
         )
         os.chmod(config, 0o600)
         env = {**os.environ, "PRINTER_GATEWAY_TOKEN": TOKEN}

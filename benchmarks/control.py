@@ -23,6 +23,7 @@ import requests
 
 from console.demo import free_port
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from tests.support.configs import write_config
 from tests.support.waiting import wait_for
 
 TOKEN = "bench-token"
@@ -44,11 +45,8 @@ def main() -> None:
         sim.call(lambda: model.start_print(PrintJob(duration_s=3600)))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        config = root / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "bench"\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
-            f'[api]\nurl = "{url}"\ntoken = "{TOKEN}"\n'
-            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
+        config = write_config(
+            root, {"rex1": {"port": sim.port}}, gateway_id="bench", api_url=url, token=TOKEN
         )
         env = {**os.environ, "PRINTER_GATEWAY_TOKEN": TOKEN}
         cli = [sys.executable, "-m", "console.cli"]

@@ -29,21 +29,19 @@ import zmq.asyncio
 
 from console.demo import free_port
 from gateway.bus import RecordSender, records_endpoint
-from gateway.config import Config, Secret, Token, parse_config
+from gateway.config import Config, Secret, Token
 from gateway.messages import Status, Temperature, utc_now
 from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread, Uplink, queue_path
+from tests.support.configs import make_config
 from tests.support.http import answers
 from tests.support.waiting import wait_for
 
 
 def _config(root: Path, api_url: str = "http://127.0.0.1:9") -> Config:
-    raw = (
-        f'[gateway]\nid = "bench"\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
-        f'[api]\nurl = "{api_url}"\ntoken = "t"\n[uplink]\nmax_queue_mb = 4096\n'
-        '[[printers]]\nid = "p1"\nhost = "127.0.0.1"\n'
+    return make_config(
+        root, {"p1": {}}, gateway_id="bench", api_url=api_url, uplink={"max_queue_mb": 4096}
     )
-    return parse_config(raw.encode(), root)
 
 
 def _records(n: int, prefix: str) -> list[Status]:

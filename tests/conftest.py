@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator import PrinterSimulator, SimulatorThread
+from tests.support.configs import ConfigFactory
 from tests.support.printers import fast_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,3 +21,9 @@ def sim() -> Iterator[SimulatorThread]:
     """A simulator on 127.0.0.1:<free port> with a fast-heating model."""
     with SimulatorThread(PrinterSimulator(fast_model())) as thread:
         yield thread
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> ConfigFactory:
+    """Gateway configs with data_dir and runtime_dir under tmp_path (tests/support/configs.py)."""
+    return ConfigFactory(tmp_path)

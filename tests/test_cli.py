@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from services.poller.protocol import Activity, parse_m119
+from tests.support.configs import ConfigFactory
 from tests.support.printers import Client
 from tests.support.waiting import wait_for
 
@@ -132,16 +133,15 @@ def test_api_without_a_token_exits_2() -> None:
     assert "no token" in result.stderr
 
 
-def test_queue_tools_on_a_real_queue(tmp_path: Path) -> None:
-    from gateway.config import load_config
+def test_queue_tools_on_a_real_queue(configs: ConfigFactory) -> None:
     from gateway.messages import Event, utc_now
     from services.uplink.queue import DurableQueue
     from services.uplink.service import queue_path
 
-    (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
-    config_args = ("--config", str(tmp_path / "g.toml"))
+    path, config = configs.written({"printer1": {}}, gateway_id=None)
+    config_args = ("--config", str(path))
     assert run(*config_args, "queue", "stats").returncode == 1  # no queue yet
-    queue = DurableQueue(queue_path(load_config(tmp_path / "g.toml")), 10**8)
+    queue = DurableQueue(queue_path(config), 10**8)
     queue.accept(
         [Event(id=f"e{n}", printer_id="p", ts=utc_now(), event="printer_online") for n in range(3)]
     )
@@ -212,32 +212,30 @@ def test_inline_token_in_a_readable_config_is_warned_about(tmp_path: Path) -> No
     assert "api.token in" not in run("--config", str(config), "check-config").stderr
 
 
-def test_queue_output_never_carries_a_printers_terminal_tricks(tmp_path: Path) -> None:
-    from gateway.config import load_config
+def test_queue_output_never_carries_a_printers_terminal_tricks(configs: ConfigFactory) -> None:
     from gateway.messages import Event, utc_now
     from services.uplink.queue import DurableQueue
     from services.uplink.service import queue_path
 
-    (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
+    path, config = configs.written({"printer1": {}}, gateway_id=None)
     nasty = "\x1b[2Jevil\u202egx.exe\u2028fake line\x85.gx"
-    queue = DurableQueue(queue_path(load_config(tmp_path / "g.toml")), 10**8)
+    queue = DurableQueue(queue_path(config), 10**8)
     queue.accept([Event(id="e1", printer_id="p", ts=utc_now(), event="print_started", file=nasty)])
     queue.close()
-    output = run("--config", str(tmp_path / "g.toml"), "queue", "peek").stdout
+    output = run("--config", str(path), "queue", "peek").stdout
     assert output.rstrip("\n").isprintable()
     assert msgspec.json.decode(output)["file"] == nasty  # the same JSON, escaped
 
 
-def test_queue_dead_stays_json_for_a_record_nobody_could_read(tmp_path: Path) -> None:
+def test_queue_dead_stays_json_for_a_record_nobody_could_read(configs: ConfigFactory) -> None:
     import sqlite3
 
-    from gateway.config import load_config
     from gateway.messages import Event, utc_now
     from services.uplink.queue import DurableQueue
     from services.uplink.service import queue_path
 
-    (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
-    path = queue_path(load_config(tmp_path / "g.toml"))
+    config_path, config = configs.written({"printer1": {}}, gateway_id=None)
+    path = queue_path(config)
     queue = DurableQueue(path, 10**8)
     queue.accept([Event(id="e1", printer_id="p", ts=utc_now(), event="printer_online")])
     batch = queue.claim(1, 10**6)
@@ -246,7 +244,7 @@ def test_queue_dead_stays_json_for_a_record_nobody_could_read(tmp_path: Path) ->
     queue.close()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE dead SET body = ?", (b'\xff\x00 not json {"',))
-    lines = run("--config", str(tmp_path / "g.toml"), "queue", "dead").stdout.splitlines()
+    lines = run("--config", str(config_path), "queue", "dead").stdout.splitlines()
     assert [msgspec.json.decode(line)["reason"] for line in lines] == [
         "the queued record cannot be read"
     ]

@@ -26,10 +26,10 @@ from services.control.source import (
     seconds_until,
     split_entries,
 )
+from tests.support.configs import make_config
 from tests.support.hostile import echo, hostile_api, no_commands
-from tests.support.poller import make_config
 
-CONFIG = make_config(Path("/tmp"), {"rex1": 1})
+CONFIG = make_config(Path("/tmp"), {"rex1": 1}, limits={"max_nozzle_c": 240})
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ import pytest
 from gateway.messages import Status, json_encoder, record_json_decoder
 from simulator import PrinterSimulator, PrintJob, SimulatorThread
 from simulator.server import NASTY_FILE, NASTY_NAME, Hostility
-from tests.support.poller import make_config, running_poller
+from tests.support.configs import make_config
+from tests.support.poller import running_poller
 from tests.support.printers import fast_model
 from tests.support.waiting import wait_until
 

@@ -38,7 +38,7 @@ from services.poller.protocol import (
     parse_m601,
     parse_m602,
 )
-from tests.support.poller import make_config
+from tests.support.configs import make_config
 
 PARSERS: list[Callable[[Sequence[str]], object]] = [
     parse_m115,
@@ -158,7 +158,7 @@ def test_framed_hostile_bytes_end_in_protocol_errors_only(lines: list[str], nois
         pass
 
 
-CONFIG = make_config(Path("/tmp"), {"rex1": 1})
+CONFIG = make_config(Path("/tmp"), {"rex1": 1}, limits={"max_nozzle_c": 240})
 json_values = st.recursive(
     st.none()
     | st.booleans()

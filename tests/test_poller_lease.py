@@ -14,7 +14,8 @@ from gateway.bus import Execute, poller_endpoint, request_command
 from gateway.messages import Action, Pause, SetNozzleTemperature
 from services.poller.service import Poller
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread, WireEntry
-from tests.support.poller import Collector, make_config, running_poller
+from tests.support.configs import make_config
+from tests.support.poller import Collector, running_poller
 from tests.support.waiting import wait_until
 
 
@@ -56,7 +57,7 @@ def test_idle_probes_are_short_read_only_and_leave_nothing_open(
     sim: SimulatorThread, tmp_path: Path
 ) -> None:
     async def scenario() -> None:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port}, probe_s=0.3)) as (
+        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (
             _,
             collector,
         ):

@@ -16,9 +16,9 @@ from gateway.messages import Event, utc_now
 from services.uplink.delivery import Answer, Deliverer, Verdict, classify, retry_after
 from services.uplink.queue import Batch, DurableQueue
 from services.uplink.service import DeliveryThread, queue_path
+from tests.support.configs import make_config
 from tests.support.hostile import Reply, echo, hostile_api
 from tests.support.http import Script, scripted_api
-from tests.support.poller import make_config
 from tests.support.waiting import wait_for
 
 
@@ -97,10 +97,7 @@ def test_timeouts_and_refused_connections_are_retries() -> None:
 
 
 def _fill(tmp_path: Path, url: str, n: int) -> DeliveryThread:
-    config = make_config(tmp_path, {"p": 1})
-    config = msgspec.structs.replace(
-        config, api=msgspec.structs.replace(config.api, url=url, timeout_s=2.0)
-    )
+    config = make_config(tmp_path, {"p": 1}, api_url=url, api={"timeout_s": 2.0})
     queue = DurableQueue(queue_path(config), 10**8)
     queue.accept(
         [Event(id=f"e{i}", printer_id="p", ts=utc_now(), event="printer_online") for i in range(n)]

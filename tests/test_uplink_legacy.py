@@ -13,8 +13,8 @@ from gateway.messages import Event, PrinterInfo, PrinterState, Status, Temperatu
 from services.uplink.legacy import legacy_message
 from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread, queue_path
+from tests.support.configs import make_config
 from tests.support.http import Script, scripted_api
-from tests.support.poller import make_config
 from tests.support.waiting import wait_for
 
 
@@ -59,11 +59,12 @@ def _run(
     tmp_path: Path, script: Script, expected_posts: int, pauses: list[tuple[str, int]]
 ) -> None:
     with scripted_api(script) as url:
-        config = make_config(tmp_path, {"rex1": 1})
-        api = msgspec.structs.replace(
-            config.api, url=url + "/printer", flavor="legacy", timeout_s=2.0
+        config = make_config(
+            tmp_path,
+            {"rex1": 1},
+            api_url=url + "/printer",
+            api={"flavor": "legacy", "timeout_s": 2.0},
         )
-        config = msgspec.structs.replace(config, api=api)
         thread = DeliveryThread(
             config,
             Token(Secret("legacy-key"), "test"),

@@ -12,6 +12,7 @@ import pytest
 
 from console.deploy import supervisor_call
 from simulator import PrintJob, SimulatorThread
+from tests.support.configs import ConfigFactory
 from tests.support.http import TOKEN, ApiThread
 from tests.support.processes import status, supervised, supervised_pid
 from tests.support.waiting import wait_for
@@ -21,16 +22,13 @@ CLI = [sys.executable, "-m", "console.cli"]
 
 
 def test_up_restarts_killed_services_loses_nothing_and_status_tells(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory
 ) -> None:
     sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
     runtime = tmp_path / "run"
     with ApiThread(tmp_path / "api.db") as api:
-        config = tmp_path / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{runtime}"\n'
-            f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n'
-            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\npoll_interval_s = 0.2\n'
+        config = configs.write(
+            {"rex1": {"port": sim.port, "poll_interval_s": 0.2}}, api_url=api.url, token=TOKEN
         )
         with supervised(config, runtime):
             wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
@@ -76,11 +74,8 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
     wait_for(lambda: sim.open_connections() == 0, within_s=5)  # the printer was released
 
 
-def test_status_without_supervisord_is_unhealthy(tmp_path: Path) -> None:
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'[gateway]\nruntime_dir = "{tmp_path}/run"\ndata_dir = "{tmp_path}/data"\n[api]\nurl = "http://127.0.0.1:9"\n[[printers]]\nhost = "h"\n'
-    )
+def test_status_without_supervisord_is_unhealthy(configs: ConfigFactory) -> None:
+    config = configs.write({"printer1": {"host": "h"}}, gateway_id=None, token=None)
     code, report = status(config)
     assert code == 1
     assert "supervisord not reachable" in report["problems"][0]

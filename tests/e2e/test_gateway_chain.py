@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from simulator import PrintJob, SimulatorThread
+from tests.support.configs import FAST_PRINTER, ConfigFactory
 from tests.support.http import TOKEN, ApiThread, Script, scripted_api
 from tests.support.waiting import wait_for
 
@@ -19,17 +20,15 @@ CLI = [sys.executable, "-m", "console.cli"]
 
 
 def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory
 ) -> None:
     hooks = Script()
     with ApiThread(tmp_path / "api.db") as api, scripted_api(hooks) as hook_url:
-        config = tmp_path / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-            f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n'
-            f'[[printers]]\nid = "rex1"\nname = "REX #1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
-            "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
-            f'[notify]\nurls = ["json://{hook_url.removeprefix("http://")}/hook"]\n'
+        config = configs.write(
+            {"rex1": {**FAST_PRINTER, "name": "REX #1", "port": sim.port}},
+            api_url=api.url,
+            token=TOKEN,
+            notify={"urls": [f"json://{hook_url.removeprefix('http://')}/hook"]},
         )
         log = (tmp_path / "services.log").open("ab")
         services = [

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from simulator import PrintJob, SimulatorThread
+from tests.support.configs import write_config
 from tests.support.hostile import HostileApi, Reply, Request, echo, hostile_api, no_commands, stored
 from tests.support.processes import cli, status, supervised, supervised_pid
 from tests.support.waiting import wait_for
@@ -29,14 +30,13 @@ def _config(tmp_path: Path, url: str, port: int) -> Path:
     token_file.parent.mkdir(mode=0o700)
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-        f'[api]\nurl = "{url}"\ntoken_file = "{token_file}"\ntimeout_s = 2\n'
-        f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {port}\n'
-        "poll_interval_s = 0.2\nprobe_interval_s = 0.5\n"
+    return write_config(
+        tmp_path,
+        {"rex1": {"port": port, "poll_interval_s": 0.2, "probe_interval_s": 0.5}},
+        api_url=url,
+        token=None,
+        api={"token_file": token_file, "timeout_s": 2},
     )
-    return config
 
 
 def _log(tmp_path: Path, service: str) -> str:

@@ -14,21 +14,11 @@ import zmq.asyncio
 
 from gateway.messages import Event, Record, json_encoder
 from simulator import PrintJob, SimulatorThread
-from tests.support.poller import Collector, make_config
+from tests.support.configs import write_config, written_config
+from tests.support.poller import Collector
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def write_config(tmp_path: Path, port: int) -> Path:
-    config = make_config(tmp_path, {"rex1": port})  # validates the same text we write
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        f'[gateway]\nid = "gw"\ndata_dir = "{config.gateway.data_dir}"\nruntime_dir = "{config.gateway.runtime_dir}"\n'
-        f'[api]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n'
-        f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {port}\npoll_interval_s = 0.2\nprobe_interval_s = 0.3\n'
-    )
-    return path
 
 
 async def start_poller(config: Path, log: Path) -> asyncio.subprocess.Process:
@@ -56,12 +46,12 @@ def no_reused_ids(records: list[Record]) -> None:
 async def collecting(
     ctx: zmq.asyncio.Context, tmp_path: Path, port: int, body: Callable[[Collector, Path], object]
 ) -> Collector:
-    config = make_config(tmp_path, {"rex1": port})
+    path, config = written_config(tmp_path, {"rex1": port})
     collector = Collector(ctx, config)
     stop = asyncio.Event()
     task = asyncio.create_task(collector.run(stop))
     try:
-        await body(collector, write_config(tmp_path, port))  # type: ignore[misc]
+        await body(collector, path)  # type: ignore[misc]
     finally:
         stop.set()
         await task
@@ -139,7 +129,7 @@ def test_sigterm_mid_print_exits_0_and_closes_the_printer_socket(
 def test_unknown_printer_id_is_a_config_error(tmp_path: Path, sim: SimulatorThread) -> None:
     import subprocess
 
-    config = write_config(tmp_path, sim.port)
+    config = write_config(tmp_path, {"rex1": sim.port})
     result = subprocess.run(
         [
             sys.executable,

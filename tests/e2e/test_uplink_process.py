@@ -12,24 +12,12 @@ import pytest
 import zmq.asyncio
 
 from gateway.bus import RecordSender, records_endpoint
-from gateway.config import Config
 from gateway.messages import Event, Record, Status, utc_now
+from tests.support.configs import ConfigFactory
 from tests.support.http import TOKEN, ApiThread
-from tests.support.poller import make_config
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def write_config(tmp_path: Path, api_url: str) -> tuple[Path, Config]:
-    text = (
-        f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-        f'[api]\nurl = "{api_url}"\ntoken = "{TOKEN}"\ntimeout_s = 2\n'
-        f'[[printers]]\nid = "p1"\nhost = "127.0.0.1"\n[[printers]]\nid = "p2"\nhost = "127.0.0.1"\n'
-    )
-    path = tmp_path / "gateway.toml"
-    path.write_text(text)
-    return path, make_config(tmp_path, {"p1": 1, "p2": 2})
 
 
 async def start_uplink(config: Path, log: Path) -> asyncio.subprocess.Process:
@@ -60,13 +48,17 @@ def make_records(n: int) -> list[Record]:
     return records
 
 
-def test_outage_and_sigkill_while_records_flow_lose_nothing(tmp_path: Path) -> None:
+def test_outage_and_sigkill_while_records_flow_lose_nothing(
+    tmp_path: Path, configs: ConfigFactory
+) -> None:
     log = tmp_path / "uplink.log"
     records = make_records(600)
     rng = random.Random(7)
 
     api = ApiThread(tmp_path / "api.db")  # port bound, not listening yet: connects are refused
-    config_path, config = write_config(tmp_path, api.url)
+    config_path, config = configs.written(
+        {"p1": {}, "p2": {}}, api_url=api.url, token=TOKEN, api={"timeout_s": 2}
+    )
 
     async def main() -> set[str]:
         ctx = zmq.asyncio.Context()

@@ -1,6 +1,7 @@
 """What tests share; the fixtures built on it are in tests/conftest.py.
 
     waiting.py    wait_for (sync) and wait_until (async): poll a condition, fail naming it
+    configs.py    the gateway config factory: TOML with data_dir/runtime_dir under one root
     http.py       the reference API in a thread; a scripted HTTP server
     hostile.py    a v1 API that misbehaves on demand
     printers.py   a fast simulated printer model and a framed TCP client for it

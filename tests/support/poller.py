@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import zmq.asyncio
 
 from gateway.bus import RecordReceiver, records_endpoint
-from gateway.config import Config, parse_config
+from gateway.config import Config
 from gateway.messages import Event, Record, Status
 from services.poller.lease import Tuning
 from services.poller.service import Poller
@@ -25,22 +24,6 @@ FAST = Tuning(
     verify_within_s=2.0,
     request_timeout_s=1.0,
 )
-
-
-def make_config(
-    tmp_path: Path, ports: dict[str, int], poll_s: float = 0.2, probe_s: float = 0.3
-) -> Config:
-    """A config for printers on 127.0.0.1 at these ports, files under tmp_path."""
-    printers = "".join(
-        f'[[printers]]\nid = "{pid}"\nhost = "127.0.0.1"\nport = {port}\n'
-        f"poll_interval_s = {poll_s}\nprobe_interval_s = {probe_s}\n"
-        for pid, port in ports.items()
-    )
-    raw = (
-        f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-        f'[api]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n[limits]\nmax_nozzle_c = 240\n{printers}'
-    )
-    return parse_config(raw.encode(), tmp_path)
 
 
 class Collector:

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from console.deploy import supervisor_call
 from simulator import SimulatorThread
+from tests.support.configs import write_config
 from tests.support.http import TOKEN, ApiThread
 from tests.support.waiting import wait_for
 
@@ -35,17 +36,13 @@ class Gateway:
         flavor: str = "v1",
         more_printers: dict[str, int] | None = None,
     ) -> None:
-        self.config = tmp_path / "gateway.toml"
-        printers = {"rex1": sim.port, **(more_printers or {})}
-        self.config.write_text(
-            f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-            f'[api]\nurl = "{api_url}"\ntoken = "{TOKEN}"\nflavor = "{flavor}"\n'
-            f"[control]\ncommand_ttl_s = {ttl_s}\n"
-            + "".join(
-                f'[[printers]]\nid = "{name}"\nhost = "127.0.0.1"\nport = {port}\n'
-                "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
-                for name, port in printers.items()
-            )
+        self.config = write_config(
+            tmp_path,
+            {"rex1": sim.port, **(more_printers or {})},
+            api_url=api_url,
+            token=TOKEN,
+            api={"flavor": flavor},
+            control={"command_ttl_s": ttl_s},
         )
         self.log: IO[bytes] = (tmp_path / "services.log").open("ab")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
