@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from functools import partial
@@ -23,6 +21,7 @@ import requests
 
 from console.demo import free_port
 from simulator import PrinterModel, PrinterSimulator, SimulatorThread
+from tests.support.cli import Cli
 from tests.support.configs import write_config
 from tests.support.http import answers
 from tests.support.waiting import wait_for
@@ -54,18 +53,19 @@ def main() -> None:
         )
         os.chmod(config, 0o600)
         env = {**os.environ, "PRINTER_GATEWAY_TOKEN": TOKEN}
-        cli = [sys.executable, "-m", "console.cli"]
         log = (root / "services.log").open("ab")
-        api = subprocess.Popen(
-            [*cli, "api", "--port", str(port), "--db", str(root / "api.db")],
+        api = Cli().start(
+            "api",
+            "--port",
+            str(port),
+            "--db",
+            str(root / "api.db"),
             env=env,
             stdout=log,
             stderr=log,
         )
         services = {
-            name: subprocess.Popen(
-                [*cli, "--config", str(config), "run", name], env=env, stdout=log, stderr=log
-            )
+            name: Cli(config).start("run", name, env=env, stdout=log, stderr=log)
             for name in ("uplink", "poller", "control")
         }
         session = requests.Session()

@@ -23,6 +23,7 @@ import requests
 
 from console.demo import free_port
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from tests.support.cli import Cli
 from tests.support.configs import write_config
 from tests.support.waiting import wait_for
 
@@ -49,18 +50,19 @@ def main() -> None:
             root, {"rex1": {"port": sim.port}}, gateway_id="bench", api_url=url, token=TOKEN
         )
         env = {**os.environ, "PRINTER_GATEWAY_TOKEN": TOKEN}
-        cli = [sys.executable, "-m", "console.cli"]
         processes = [
-            subprocess.Popen(
-                [*cli, "api", "--port", str(port), "--db", str(root / "api.db")],
+            Cli().start(
+                "api",
+                "--port",
+                str(port),
+                "--db",
+                str(root / "api.db"),
                 env=env,
                 stderr=subprocess.DEVNULL,
             )
         ]
         processes += [
-            subprocess.Popen(
-                [*cli, "--config", str(config), "run", name], env=env, stderr=subprocess.DEVNULL
-            )
+            Cli(config).start("run", name, env=env, stderr=subprocess.DEVNULL)
             for name in ("uplink", "poller", "control")
         ]
         session = requests.Session()

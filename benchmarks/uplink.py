@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +32,7 @@ from gateway.config import Config, Secret, Token
 from gateway.messages import Status, Temperature, utc_now
 from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread, Uplink, queue_path
+from tests.support.cli import Cli
 from tests.support.configs import make_config
 from tests.support.http import answers
 from tests.support.waiting import wait_for
@@ -118,17 +118,10 @@ def _drain_rate(root: Path, n: int) -> float:
     """The API runs as its own process, as it would in production (no shared GIL)."""
     port = free_port()
     env = {**os.environ, "PRINTER_GATEWAY_TOKEN": "t"}
-    command = [
-        sys.executable,
-        "-m",
-        "console.cli",
-        "api",
-        "--port",
-        str(port),
-        "--db",
-        str(root / "api.db"),
-    ]
-    with subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL) as api:
+    db = str(root / "api.db")
+    with Cli().start(
+        "api", "--port", str(port), "--db", db, env=env, stderr=subprocess.DEVNULL
+    ) as api:
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for(partial(answers, f"{url}/healthz"), 20, what="the API to start")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator import PrinterSimulator, SimulatorThread
+from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory
 from tests.support.printers import fast_model
 
@@ -27,3 +28,9 @@ def sim() -> Iterator[SimulatorThread]:
 def configs(tmp_path: Path) -> ConfigFactory:
     """Gateway configs with data_dir and runtime_dir under tmp_path (tests/support/configs.py)."""
     return ConfigFactory(tmp_path)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    """`printer-gateway` in a child process (tests/support/cli.py); `cli.on(path)` adds --config."""
+    return Cli()

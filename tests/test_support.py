@@ -1,4 +1,4 @@
-"""The test support package itself: waiting, the config factory."""
+"""The test support package itself: waiting, the config factory, the CLI runner."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_config
+from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory, Keys, Printers
 from tests.support.waiting import wait_for, wait_until
 
@@ -83,3 +84,15 @@ def test_config_factory_leaves_out_what_is_none(configs: ConfigFactory) -> None:
     assert "token" not in text
     assert "\nid = " in text  # the printer's, not the gateway's
     assert not text.startswith("[gateway]\nid")
+
+
+def test_the_cli_runner_puts_the_config_before_the_verb(cli: Cli, tmp_path: Path) -> None:
+    assert cli.on(tmp_path / "g.toml").argv("status", "--json")[-4:] == [
+        "--config",
+        str(tmp_path / "g.toml"),
+        "status",
+        "--json",
+    ]
+    result = cli.run("--help")
+    assert result.returncode == 0, result.stderr
+    assert "check-config" in result.stdout

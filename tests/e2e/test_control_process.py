@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from tests.support.processes import Gateway, running
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "console.cli"]
 
 
 def queue(api: ApiThread, command_type: str, **params: object) -> str:

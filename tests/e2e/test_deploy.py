@@ -5,20 +5,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from console.deploy import supervisor_call
 from simulator import PrintJob, SimulatorThread
+from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory
 from tests.support.http import TOKEN, ApiThread
 from tests.support.processes import status, supervised, supervised_pid
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "console.cli"]
 
 
 def test_up_restarts_killed_services_loses_nothing_and_status_tells(
@@ -74,18 +73,12 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
     wait_for(lambda: sim.open_connections() == 0, within_s=5)  # the printer was released
 
 
-def test_status_without_supervisord_is_unhealthy(configs: ConfigFactory) -> None:
+def test_status_without_supervisord_is_unhealthy(configs: ConfigFactory, cli: Cli) -> None:
     config = configs.write({"printer1": {"host": "h"}}, gateway_id=None, token=None)
     code, report = status(config)
     assert code == 1
     assert "supervisord not reachable" in report["problems"][0]
-    human = subprocess.run(
-        [*CLI, "--config", str(config), "status"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    human = cli.on(config).run("status")
     assert "UNHEALTHY" in human.stdout
 
 

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from simulator import PrintJob, SimulatorThread
+from tests.support.cli import Cli
 from tests.support.configs import FAST_PRINTER, ConfigFactory
 from tests.support.http import TOKEN, ApiThread, Script, scripted_api
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "console.cli"]
 
 
 def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(
-    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory, cli: Cli
 ) -> None:
     hooks = Script()
     with ApiThread(tmp_path / "api.db") as api, scripted_api(hooks) as hook_url:
@@ -32,13 +31,14 @@ def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(
         )
         log = (tmp_path / "services.log").open("ab")
         services = [
-            subprocess.Popen(
-                [*CLI, "--config", str(config), "run", name], stdout=subprocess.DEVNULL, stderr=log
-            )
+            cli.on(config).start("run", name, stdout=subprocess.DEVNULL, stderr=log)
             for name in ("uplink", "poller")
         ]
-        tap = subprocess.Popen(
-            [*CLI, "--config", str(config), "tap", "--json", "--count", "5"],
+        tap = cli.on(config).start(
+            "tap",
+            "--json",
+            "--count",
+            "5",
             stdout=subprocess.PIPE,
             stderr=log,
         )

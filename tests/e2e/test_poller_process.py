@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import zmq.asyncio
 
 from gateway.messages import Event, Record, json_encoder
 from simulator import PrintJob, SimulatorThread
-from tests.support.configs import write_config, written_config
+from tests.support.cli import Cli
+from tests.support.configs import ConfigFactory, written_config
 from tests.support.poller import Collector
 from tests.support.waiting import wait_until
 
@@ -23,16 +23,8 @@ pytestmark = pytest.mark.e2e
 
 async def start_poller(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "console.cli",
-            "--config",
-            str(config),
-            "run",
-            "poller",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
+        return await Cli(config).start_async(
+            "run", "poller", stdout=asyncio.subprocess.DEVNULL, stderr=stderr
         )
 
 
@@ -126,27 +118,11 @@ def test_sigterm_mid_print_exits_0_and_closes_the_printer_socket(
     assert "poller stopped" in log.read_text()
 
 
-def test_unknown_printer_id_is_a_config_error(tmp_path: Path, sim: SimulatorThread) -> None:
-    import subprocess
-
-    config = write_config(tmp_path, {"rex1": sim.port})
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "console.cli",
-            "--config",
-            str(config),
-            "run",
-            "poller",
-            "--printer",
-            "nope",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+def test_unknown_printer_id_is_a_config_error(
+    configs: ConfigFactory, sim: SimulatorThread, cli: Cli
+) -> None:
+    config = configs.write({"rex1": sim.port})
+    result = cli.on(config).run("run", "poller", "--printer", "nope")
     assert result.returncode == 2
     assert "printers" in result.stderr
     assert "nope" in result.stderr

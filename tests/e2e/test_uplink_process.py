@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import zmq.asyncio
 
 from gateway.bus import RecordSender, records_endpoint
 from gateway.messages import Event, Record, Status, utc_now
+from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory
 from tests.support.http import TOKEN, ApiThread
 from tests.support.waiting import wait_until
@@ -22,16 +22,8 @@ pytestmark = pytest.mark.e2e
 
 async def start_uplink(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as stderr:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "console.cli",
-            "--config",
-            str(config),
-            "run",
-            "uplink",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
+        return await Cli(config).start_async(
+            "run", "uplink", stdout=asyncio.subprocess.DEVNULL, stderr=stderr
         )
 
 

@@ -2,6 +2,7 @@
 
     waiting.py    wait_for (sync) and wait_until (async): poll a condition, fail naming it
     configs.py    the gateway config factory: TOML with data_dir/runtime_dir under one root
+    cli.py        `printer-gateway` (python -m console.cli) in a child process: argv defined once
     http.py       the reference API in a thread; a scripted HTTP server
     hostile.py    a v1 API that misbehaves on demand
     printers.py   a fast simulated printer model and a framed TCP client for it

@@ -7,7 +7,6 @@ import http.client
 import json
 import signal
 import subprocess
-import sys
 import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +16,10 @@ from typing import IO, Any
 
 from console.deploy import supervisor_call
 from simulator import SimulatorThread
+from tests.support.cli import Cli
 from tests.support.configs import write_config
 from tests.support.http import TOKEN, ApiThread
 from tests.support.waiting import wait_for
-
-CLI = [sys.executable, "-m", "console.cli"]
 
 
 class Gateway:
@@ -44,14 +42,13 @@ class Gateway:
             api={"flavor": flavor},
             control={"command_ttl_s": ttl_s},
         )
+        self.cli = Cli(self.config)
         self.log: IO[bytes] = (tmp_path / "services.log").open("ab")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str) -> None:
-        self.processes[name] = subprocess.Popen(
-            [*CLI, "--config", str(self.config), "run", name],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
+        self.processes[name] = self.cli.start(
+            "run", name, stdout=subprocess.DEVNULL, stderr=self.log
         )
 
     def kill(self, name: str) -> None:
@@ -94,28 +91,17 @@ def supervised_pid(runtime: Path, name: str) -> int | None:
     return int(info["pid"]) if info["statename"] == "RUNNING" else None
 
 
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """One `printer-gateway --config CONFIG ARGS...` run, output captured."""
-    return subprocess.run(
-        [*CLI, "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def status(config: Path) -> tuple[int, dict[str, Any]]:
     """`status --json`: exit code and report."""
-    result = cli(config, "status", "--json")
+    result = Cli(config).run("status", "--json")
     return result.returncode, json.loads(result.stdout)
 
 
 @contextmanager
 def supervised(config: Path, runtime: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`up` on this config until the block ends (SIGTERM, exit 0 expected)."""
-    up = subprocess.Popen(
-        [*CLI, "--config", str(config), "up"],
+    up = Cli(config).start(
+        "up",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
