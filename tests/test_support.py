@@ -1,4 +1,4 @@
-"""The test support package itself: waiting, the config factory, the CLI runner."""
+"""The test support package itself: waiting, configs, the CLI runner, the scripted server."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import itertools
 from pathlib import Path
 
 import pytest
+import requests
 
 from gateway.config import load_config
 from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory, Keys, Printers
+from tests.support.http import Reply, Request, ScriptedServer
 from tests.support.waiting import wait_for, wait_until
 
 
@@ -96,3 +98,24 @@ def test_the_cli_runner_puts_the_config_before_the_verb(cli: Cli, tmp_path: Path
     result = cli.run("--help")
     assert result.returncode == 0, result.stderr
     assert "check-config" in result.stdout
+
+
+@pytest.mark.parametrize(("keep_alive", "version"), [(True, 11), (False, 10)])
+def test_the_scripted_server_answers_keeps_requests_and_refuses_other_methods(
+    keep_alive: bool, version: int
+) -> None:
+    def answer(request: Request) -> Reply:
+        return Reply(201, b"hi " + request.body, {"X-Seen": request.path})
+
+    with ScriptedServer(answer, methods=("POST",), keep_alive=keep_alive) as server:
+        answered = requests.post(server.url + "/p", data=b"body", timeout=5)
+        refused = requests.get(server.url + "/g", timeout=5)
+    assert (answered.status_code, answered.content, answered.headers["X-Seen"]) == (
+        201,
+        b"hi body",
+        "/p",
+    )
+    assert answered.raw.version == version
+    assert "Date" in answered.headers
+    assert refused.status_code == 501
+    assert [(r.method, r.path, r.body) for r in server.received()] == [("POST", "/p", b"body")]

@@ -17,8 +17,7 @@ from services.uplink.delivery import Answer, Deliverer, Verdict, classify, retry
 from services.uplink.queue import Batch, DurableQueue
 from services.uplink.service import DeliveryThread, queue_path
 from tests.support.configs import make_config
-from tests.support.hostile import Reply, echo, hostile_api
-from tests.support.http import Script, scripted_api
+from tests.support.http import Reply, Script, echo, hostile_api, scripted_api
 from tests.support.waiting import wait_for
 
 

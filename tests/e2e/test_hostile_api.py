@@ -18,7 +18,7 @@ import pytest
 from simulator import PrintJob, SimulatorThread
 from tests.support.cli import Cli
 from tests.support.configs import write_config
-from tests.support.hostile import HostileApi, Reply, Request, echo, hostile_api, no_commands, stored
+from tests.support.http import HostileApi, Reply, Request, echo, hostile_api, no_commands, stored
 from tests.support.processes import status, supervised, supervised_pid
 from tests.support.waiting import wait_for
 

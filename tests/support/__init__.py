@@ -3,8 +3,8 @@
     waiting.py    wait_for (sync) and wait_until (async): poll a condition, fail naming it
     configs.py    the gateway config factory: TOML with data_dir/runtime_dir under one root
     cli.py        `printer-gateway` (python -m console.cli) in a child process: argv defined once
-    http.py       the reference API in a thread; a scripted HTTP server
-    hostile.py    a v1 API that misbehaves on demand
+    http.py       one scripted HTTP server; on it the legacy/hook script and the hostile v1
+                  API; the real reference API in a thread
     printers.py   a fast simulated printer model and a framed TCP client for it
     poller.py     the poller in-process with a collecting receiver
     processes.py  the services as real processes, alone or under supervisord (`up`)
