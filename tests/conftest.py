@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq.asyncio
 
 from simulator import PrinterSimulator, SimulatorThread
 from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory
 from tests.support.printers import fast_model
+from tests.support.zmq_context import terminate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PRINTER_GATEWAY_SHARED", REPO.parent / "shared"))
@@ -34,3 +36,15 @@ def configs(tmp_path: Path) -> ConfigFactory:
 def cli() -> Cli:
     """`printer-gateway` in a child process (tests/support/cli.py); `cli.on(path)` adds --config."""
     return Cli()
+
+
+@pytest.fixture
+def zmq_context() -> Iterator[zmq.asyncio.Context]:
+    """The test's ZeroMQ context. At teardown it is terminated within 5 s: a socket the test
+    left open is closed (LINGER 0) and fails the test by name, and a context that still
+    cannot end fails it too, instead of hanging until the global timeout."""
+    ctx = zmq.asyncio.Context()
+    yield ctx
+    problem = terminate(ctx)
+    if problem:
+        pytest.fail(problem, pytrace=False)

@@ -22,7 +22,7 @@ from services.control.source import (
     seconds_until,
     split_entries,
 )
-from tests.support.configs import make_config
+from tests.support.configs import ConfigFactory, make_config
 from tests.support.http import Reply, ScriptedServer, echo, hostile_api, no_commands
 
 CONFIG = make_config(Path("/tmp"), {"rex1": 1}, limits={"max_nozzle_c": 240})
@@ -159,8 +159,10 @@ def test_fetching_does_not_spin_on_commands_already_held() -> None:
     assert 2 <= len(server.received()) <= 9  # backing off to one request a second, not hundreds
 
 
-def test_a_malformed_command_is_rejected_alone_and_reported(tmp_path: Path) -> None:
-    config = make_config(tmp_path, {"rex1": 1})
+def test_a_malformed_command_is_rejected_alone_and_reported(
+    configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
+    config = configs.make({"rex1": 1})
     body = json.dumps(
         {
             "commands": [
@@ -172,8 +174,7 @@ def test_a_malformed_command_is_rejected_alone_and_reported(tmp_path: Path) -> N
     ).encode()
 
     async def main() -> None:
-        ctx = zmq.asyncio.Context()
-        control = Control(config, Token(Secret("t"), "test"), ctx)
+        control = Control(config, Token(Secret("t"), "test"), zmq_context)
         latest = LatestAnswer(asyncio.get_running_loop())
         with command_server(body) as server:
             source = CommandSource(server.url, Secret("t"), "gw", wait_s=1)
@@ -194,7 +195,6 @@ def test_a_malformed_command_is_rejected_alone_and_reported(tmp_path: Path) -> N
         control.injected.close()
         control.ledger.close()
         control.source.close()
-        ctx.term()
 
     asyncio.run(main())
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+import zmq.asyncio
 
 from gateway.messages import Status, json_encoder, record_json_decoder
 from simulator import PrinterSimulator, PrintJob, SimulatorThread
 from simulator.server import NASTY_FILE, NASTY_NAME, Hostility
-from tests.support.configs import make_config
+from tests.support.configs import ConfigFactory
 from tests.support.poller import running_poller
 from tests.support.printers import fast_model
 from tests.support.waiting import wait_until
@@ -48,14 +48,18 @@ def _gaps(statuses: list[Status]) -> list[float]:
     ],
 )
 def test_garbage_values_make_an_error_state_and_spare_the_other_printer(
-    pair: tuple[SimulatorThread, SimulatorThread], tmp_path: Path, mode: Hostility, reason: str
+    pair: tuple[SimulatorThread, SimulatorThread],
+    configs: ConfigFactory,
+    mode: Hostility,
+    reason: str,
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     good, bad = pair
     bad.set_faults(hostile=mode)
-    config = make_config(tmp_path, {"good": good.port, "bad": bad.port})
+    config = configs.make({"good": good.port, "bad": bad.port})
 
     async def main() -> None:
-        async with running_poller(config) as (poller, collector):
+        async with running_poller(zmq_context, config) as (poller, collector):
             await wait_until(lambda: any(s.state == "error" for s in collector.statuses("bad")))
             watched_from = len(collector.statuses("good"))
             await asyncio.sleep(2.0)  # the hostile printer keeps misbehaving meanwhile
@@ -76,14 +80,16 @@ def test_garbage_values_make_an_error_state_and_spare_the_other_printer(
 
 
 def test_hostile_text_is_carried_as_data(
-    pair: tuple[SimulatorThread, SimulatorThread], tmp_path: Path
+    pair: tuple[SimulatorThread, SimulatorThread],
+    configs: ConfigFactory,
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     good, bad = pair
     bad.set_faults(hostile="nasty_text")
-    config = make_config(tmp_path, {"good": good.port, "bad": bad.port})
+    config = configs.make({"good": good.port, "bad": bad.port})
 
     async def main() -> None:
-        async with running_poller(config) as (_, collector):
+        async with running_poller(zmq_context, config) as (_, collector):
             await wait_until(lambda: any(s.file for s in collector.statuses("bad")))
             status = next(s for s in collector.statuses("bad") if s.file)
             assert status.file == NASTY_FILE  # byte for byte: escaping is the reader's job
@@ -95,14 +101,16 @@ def test_hostile_text_is_carried_as_data(
 
 
 def test_the_printer_recovers_when_it_talks_sense_again(
-    pair: tuple[SimulatorThread, SimulatorThread], tmp_path: Path
+    pair: tuple[SimulatorThread, SimulatorThread],
+    configs: ConfigFactory,
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     good, bad = pair
     bad.set_faults(hostile="huge_numbers")
-    config = make_config(tmp_path, {"good": good.port, "bad": bad.port})
+    config = configs.make({"good": good.port, "bad": bad.port})
 
     async def main() -> None:
-        async with running_poller(config) as (poller, collector):
+        async with running_poller(zmq_context, config) as (poller, collector):
             await wait_until(lambda: poller.watchers["bad"].state == "error")
             bad.set_faults(hostile="none")
             await wait_until(lambda: poller.watchers["bad"].state == "printing")

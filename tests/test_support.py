@@ -1,19 +1,23 @@
-"""The test support package itself: waiting, configs, the CLI runner, the scripted server."""
+"""The test support package itself: waiting, configs, the CLI runner, the scripted server,
+the bounded end of a ZeroMQ context."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from pathlib import Path
 
 import pytest
 import requests
+import zmq
 
 from gateway.config import load_config
 from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory, Keys, Printers
 from tests.support.http import Reply, Request, ScriptedServer
 from tests.support.waiting import wait_for, wait_until
+from tests.support.zmq_context import terminate
 
 
 def test_wait_for_returns_the_first_truthy_value() -> None:
@@ -119,3 +123,18 @@ def test_the_scripted_server_answers_keeps_requests_and_refuses_other_methods(
     assert "Date" in answered.headers
     assert refused.status_code == 501
     assert [(r.method, r.path, r.body) for r in server.received()] == [("POST", "/p", b"body")]
+
+
+def test_a_zmq_socket_left_open_is_named_and_the_context_still_ends(tmp_path: Path) -> None:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)  # LINGER -1 and a message for nobody: term() would hang
+    dealer.connect(f"ipc://{tmp_path}/nobody.ipc")
+    dealer.send(b"for nobody")
+    began = time.monotonic()
+    problem = terminate(ctx, within_s=5)
+    assert time.monotonic() - began < 5
+    assert (
+        problem == f"1 ZeroMQ socket(s) left open by the test: DEALER ipc://{tmp_path}/nobody.ipc"
+    )
+    assert ctx.closed
+    assert terminate(zmq.Context()) is None

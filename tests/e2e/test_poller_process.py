@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -14,8 +13,8 @@ import zmq.asyncio
 from gateway.messages import Event, Record, json_encoder
 from simulator import PrintJob, SimulatorThread
 from tests.support.cli import Cli
-from tests.support.configs import ConfigFactory, written_config
-from tests.support.poller import Collector
+from tests.support.configs import ConfigFactory
+from tests.support.poller import Collector, collecting
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -35,25 +34,13 @@ def no_reused_ids(records: list[Record]) -> None:
         assert by_id.setdefault(record.id, encoded) == encoded, f"id {record.id} names two records"
 
 
-async def collecting(
-    ctx: zmq.asyncio.Context, tmp_path: Path, port: int, body: Callable[[Collector, Path], object]
-) -> Collector:
-    path, config = written_config(tmp_path, {"rex1": port})
-    collector = Collector(ctx, config)
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.run(stop))
-    try:
-        await body(collector, path)  # type: ignore[misc]
-    finally:
-        stop.set()
-        await task
-        collector.close()
-    return collector
-
-
 @pytest.mark.parametrize("acking_at_kill", [True, False], ids=["acked", "unacked"])
 def test_sigkill_mid_print_neither_repeats_nor_loses_an_event(
-    sim: SimulatorThread, tmp_path: Path, acking_at_kill: bool
+    sim: SimulatorThread,
+    tmp_path: Path,
+    acking_at_kill: bool,
+    configs: ConfigFactory,
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     log = tmp_path / "poller.log"
 
@@ -73,11 +60,10 @@ def test_sigkill_mid_print_neither_repeats_nor_loses_an_event(
         assert await asyncio.wait_for(second.wait(), 8) == 0
 
     async def main() -> Collector:
-        ctx = zmq.asyncio.Context()
-        try:
-            return await collecting(ctx, tmp_path, sim.port, body)
-        finally:
-            ctx.term()
+        path, config = configs.written({"rex1": sim.port})
+        async with collecting(zmq_context, config) as collector:
+            await body(collector, path)
+        return collector
 
     collector = asyncio.run(main())
     assert collector.events() == ["printer_online", "print_started", "print_finished"], (
@@ -94,7 +80,7 @@ def test_sigkill_mid_print_neither_repeats_nor_loses_an_event(
 
 
 def test_sigterm_mid_print_exits_0_and_closes_the_printer_socket(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:
     log = tmp_path / "poller.log"
     sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
@@ -108,11 +94,9 @@ def test_sigterm_mid_print_exits_0_and_closes_the_printer_socket(
         await wait_until(lambda: sim.open_connections() == 0, within_s=2)
 
     async def main() -> None:
-        ctx = zmq.asyncio.Context()
-        try:
-            await collecting(ctx, tmp_path, sim.port, body)
-        finally:
-            ctx.term()
+        path, config = configs.written({"rex1": sim.port})
+        async with collecting(zmq_context, config) as collector:
+            await body(collector, path)
 
     asyncio.run(main())
     assert "poller stopped" in log.read_text()

@@ -41,7 +41,7 @@ def make_records(n: int) -> list[Record]:
 
 
 def test_outage_and_sigkill_while_records_flow_lose_nothing(
-    tmp_path: Path, configs: ConfigFactory
+    tmp_path: Path, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:
     log = tmp_path / "uplink.log"
     records = make_records(600)
@@ -53,10 +53,12 @@ def test_outage_and_sigkill_while_records_flow_lose_nothing(
     )
 
     async def main() -> set[str]:
-        ctx = zmq.asyncio.Context()
         acked: set[str] = set()
         sender = RecordSender(
-            ctx, records_endpoint(config.gateway.runtime_dir), acked.update, resend_after_s=0.5
+            zmq_context,
+            records_endpoint(config.gateway.runtime_dir),
+            acked.update,
+            resend_after_s=0.5,
         )
         stop = asyncio.Event()
         pump = asyncio.create_task(sender.run(stop))
@@ -78,7 +80,6 @@ def test_outage_and_sigkill_while_records_flow_lose_nothing(
         stop.set()
         await pump
         sender.close()
-        ctx.term()
         with api:  # the API comes back
             await wait_until(
                 lambda: (

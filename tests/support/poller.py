@@ -1,4 +1,4 @@
-"""Helpers for poller tests: a config for simulators, a collecting receiver, async waiting."""
+"""The poller in-process against simulators, with a receiver collecting what it sends."""
 
 from __future__ import annotations
 
@@ -74,11 +74,24 @@ class Collector:
 
 
 @contextlib.asynccontextmanager
+async def collecting(ctx: zmq.asyncio.Context, config: Config) -> AsyncIterator[Collector]:
+    """A collector running until the block ends."""
+    stop = asyncio.Event()
+    collector = Collector(ctx, config)
+    task = asyncio.create_task(collector.run(stop))
+    try:
+        yield collector
+    finally:
+        stop.set()
+        await task
+        collector.close()
+
+
+@contextlib.asynccontextmanager
 async def running_poller(
-    config: Config, tuning: Tuning = FAST
+    ctx: zmq.asyncio.Context, config: Config, tuning: Tuning = FAST
 ) -> AsyncIterator[tuple[Poller, Collector]]:
     """A poller for every printer in config and a collecting receiver, both running."""
-    ctx = zmq.asyncio.Context()
     stop = asyncio.Event()
     collector = Collector(ctx, config)
     poller = Poller(config, config.printers, ctx, tuning)
@@ -89,4 +102,3 @@ async def running_poller(
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 20)
         collector.close()
-        ctx.term()
