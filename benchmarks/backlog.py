@@ -12,16 +12,19 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import requests
 
 from console.demo import free_port
 from simulator import PrinterModel, PrinterSimulator, SimulatorThread
+from tests.support.cli import Cli
+from tests.support.configs import write_config
+from tests.support.http import answers
+from tests.support.waiting import wait_for
 
 TOKEN = "bench-token-backlog-0123"
 
@@ -45,37 +48,30 @@ def main() -> None:
         root = Path(tmp)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        config = root / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "bench"\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
-            f'[api]\nurl = "{url}"\ntoken = "{TOKEN}"\n'
-            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
+        config = write_config(
+            root, {"rex1": {"port": sim.port}}, gateway_id="bench", api_url=url, token=TOKEN
         )
         os.chmod(config, 0o600)
         env = {**os.environ, "PRINTER_GATEWAY_TOKEN": TOKEN}
-        cli = [sys.executable, "-m", "console.cli"]
         log = (root / "services.log").open("ab")
-        api = subprocess.Popen(
-            [*cli, "api", "--port", str(port), "--db", str(root / "api.db")],
+        api = Cli().start(
+            "api",
+            "--port",
+            str(port),
+            "--db",
+            str(root / "api.db"),
             env=env,
             stdout=log,
             stderr=log,
         )
         services = {
-            name: subprocess.Popen(
-                [*cli, "--config", str(config), "run", name], env=env, stdout=log, stderr=log
-            )
+            name: Cli(config).start("run", name, env=env, stdout=log, stderr=log)
             for name in ("uplink", "poller", "control")
         }
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {TOKEN}"
         try:
-            for _ in range(200):
-                try:
-                    session.get(f"{url}/healthz", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
+            wait_for(partial(answers, f"{url}/healthz"), 20, every_s=0.05, what="the API to start")
             time.sleep(3.0)
             baseline = _rss_mb(services["control"].pid)
             for n in range(args.commands):

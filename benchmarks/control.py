@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -24,16 +23,11 @@ import requests
 
 from console.demo import free_port
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from tests.support.cli import Cli
+from tests.support.configs import write_config
+from tests.support.waiting import wait_for
 
 TOKEN = "bench-token"
-
-
-def _wait(condition: Callable[[], bool], within_s: float = 30.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark step did not complete")
-        time.sleep(0.002)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -52,31 +46,29 @@ def main() -> None:
         sim.call(lambda: model.start_print(PrintJob(duration_s=3600)))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        config = root / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "bench"\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
-            f'[api]\nurl = "{url}"\ntoken = "{TOKEN}"\n'
-            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
+        config = write_config(
+            root, {"rex1": {"port": sim.port}}, gateway_id="bench", api_url=url, token=TOKEN
         )
         env = {**os.environ, "PRINTER_GATEWAY_TOKEN": TOKEN}
-        cli = [sys.executable, "-m", "console.cli"]
         processes = [
-            subprocess.Popen(
-                [*cli, "api", "--port", str(port), "--db", str(root / "api.db")],
+            Cli().start(
+                "api",
+                "--port",
+                str(port),
+                "--db",
+                str(root / "api.db"),
                 env=env,
                 stderr=subprocess.DEVNULL,
             )
         ]
         processes += [
-            subprocess.Popen(
-                [*cli, "--config", str(config), "run", name], env=env, stderr=subprocess.DEVNULL
-            )
+            Cli(config).start("run", name, env=env, stderr=subprocess.DEVNULL)
             for name in ("uplink", "poller", "control")
         ]
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {TOKEN}"
         try:
-            _wait(lambda: _printers(session, url))
+            wait_for(lambda: _printers(session, url), 30, every_s=0.002)
             to_wire, to_result = [], []
             for n in range(args.commands):
                 pauses_before = _m25(sim)
@@ -87,9 +79,11 @@ def main() -> None:
                     timeout=5,
                 )
                 command_id = created.json()["id"]
-                _wait(partial(_more_pauses, sim, pauses_before))
+                wait_for(partial(_more_pauses, sim, pauses_before), 30, every_s=0.002)
                 t1 = time.monotonic()
-                _wait(partial(_done, session, f"{url}/v1/commands/{command_id}"))
+                wait_for(
+                    partial(_done, session, f"{url}/v1/commands/{command_id}"), 30, every_s=0.002
+                )
                 t2 = time.monotonic()
                 to_wire.append(t1 - t0)
                 to_result.append(t2 - t0)

@@ -18,31 +18,31 @@ import argparse
 import asyncio
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
-import requests
 import zmq.asyncio
 
 from console.demo import free_port
 from gateway.bus import RecordSender
-from gateway.config import Config, Secret, Token, parse_config
+from gateway.config import Config, Secret, Token
 from gateway.layout import Layout
 from gateway.messages import Status, Temperature, utc_now
 from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread, Uplink
+from tests.support.cli import Cli
+from tests.support.configs import make_config
+from tests.support.http import answers
+from tests.support.waiting import wait_for
 
 
 def _config(root: Path, api_url: str = "http://127.0.0.1:9") -> Config:
-    raw = (
-        f'[gateway]\nid = "bench"\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
-        f'[api]\nurl = "{api_url}"\ntoken = "t"\n[uplink]\nmax_queue_mb = 4096\n'
-        '[[printers]]\nid = "p1"\nhost = "127.0.0.1"\n'
+    return make_config(
+        root, {"p1": {}}, gateway_id="bench", api_url=api_url, uplink={"max_queue_mb": 4096}
     )
-    return parse_config(raw.encode(), root)
 
 
 def _records(n: int, prefix: str) -> list[Status]:
@@ -119,28 +119,13 @@ def _drain_rate(root: Path, n: int) -> float:
     """The API runs as its own process, as it would in production (no shared GIL)."""
     port = free_port()
     env = {**os.environ, "PRINTER_GATEWAY_TOKEN": "t"}
-    command = [
-        sys.executable,
-        "-m",
-        "console.cli",
-        "api",
-        "--port",
-        str(port),
-        "--db",
-        str(root / "api.db"),
-    ]
-    with subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL) as api:
+    db = str(root / "api.db")
+    with Cli().start(
+        "api", "--port", str(port), "--db", db, env=env, stderr=subprocess.DEVNULL
+    ) as api:
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    requests.get(f"{url}/healthz", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            wait_for(partial(answers, f"{url}/healthz"), 20, what="the API to start")
             config = _config(root / "drain", url)
             queue = DurableQueue(Layout.of(config).queue_db, 10**10)
             for start in range(0, n, 5000):

@@ -1,16 +1,19 @@
-"""Shared test fixtures: a simulator on a background loop and a minimal framed TCP client."""
+"""Shared fixtures, on top of tests/support (the helpers themselves)."""
 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq.asyncio
 
-from services.poller.protocol import Reply, ReplyBuffer, encode_command
-from simulator import PrinterModel, PrinterSimulator, SimulatorThread
+from simulator import PrinterSimulator, SimulatorThread
+from tests.support.cli import Cli
+from tests.support.configs import ConfigFactory
+from tests.support.printers import fast_model
+from tests.support.zmq_context import terminate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PRINTER_GATEWAY_SHARED", REPO.parent / "shared"))
@@ -19,37 +22,29 @@ SHARED = Path(os.environ.get("PRINTER_GATEWAY_SHARED", REPO.parent / "shared"))
 @pytest.fixture
 def sim() -> Iterator[SimulatorThread]:
     """A simulator on 127.0.0.1:<free port> with a fast-heating model."""
-    model = PrinterModel(completed_hold_s=0.5)
-    model.nozzle.tau_s = model.bed.tau_s = 0.05
-    with SimulatorThread(PrinterSimulator(model)) as thread:
+    with SimulatorThread(PrinterSimulator(fast_model())) as thread:
         yield thread
 
 
-class Client:
-    """One TCP connection to a printer, one command at a time, replies framed by ReplyBuffer."""
+@pytest.fixture
+def configs(tmp_path: Path) -> ConfigFactory:
+    """Gateway configs with data_dir and runtime_dir under tmp_path (tests/support/configs.py)."""
+    return ConfigFactory(tmp_path)
 
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.received = bytearray()
 
-    def send(self, code: str, *args: str) -> Reply:
-        """Send one command and read until its reply is complete."""
-        self.sock.sendall(encode_command(code, *args))
-        buffer = ReplyBuffer(code)
-        while (reply := buffer.next_reply()) is None:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("printer closed the connection")
-            self.received += chunk
-            buffer.feed(chunk)
-        return reply
+@pytest.fixture
+def cli() -> Cli:
+    """`printer-gateway` in a child process (tests/support/cli.py); `cli.on(path)` adds --config."""
+    return Cli()
 
-    def close(self) -> None:
-        """Close the socket."""
-        self.sock.close()
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+@pytest.fixture
+def zmq_context() -> Iterator[zmq.asyncio.Context]:
+    """The test's ZeroMQ context. At teardown it is terminated within 5 s: a socket the test
+    left open is closed (LINGER 0) and fails the test by name, and a context that still
+    cannot end fails it too, instead of hanging until the global timeout."""
+    ctx = zmq.asyncio.Context()
+    yield ctx
+    problem = terminate(ctx)
+    if problem:
+        pytest.fail(problem, pytrace=False)

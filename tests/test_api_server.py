@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from tests.api_harness import ApiThread
+from tests.support.http import ApiThread
 
 
 def batch(*records: dict[str, object]) -> dict[str, object]:

@@ -22,7 +22,7 @@ from gateway.bus import (
 )
 from gateway.commands import Answer, Pause
 from gateway.messages import Event, Status, utc_now
-from tests.poller_harness import wait_until
+from tests.support.waiting import wait_until
 
 
 def status(n: int) -> Status:
@@ -36,18 +36,13 @@ def event(n: int) -> Event:
 Scenario = Callable[[zmq.asyncio.Context, str], Awaitable[None]]
 
 
-def run(tmp_path: Path, scenario: Scenario) -> None:
-    async def main() -> None:
-        ctx = zmq.asyncio.Context()
-        try:
-            await asyncio.wait_for(scenario(ctx, f"ipc://{tmp_path}/bus/records.ipc"), 20)
-        finally:
-            ctx.term()
-
-    asyncio.run(main())
+def run(ctx: zmq.asyncio.Context, tmp_path: Path, scenario: Scenario) -> None:
+    asyncio.run(asyncio.wait_for(scenario(ctx, f"ipc://{tmp_path}/bus/records.ipc"), 20))
 
 
-def test_records_are_resent_until_acknowledged(tmp_path: Path) -> None:
+def test_records_are_resent_until_acknowledged(
+    tmp_path: Path, zmq_context: zmq.asyncio.Context
+) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         acked: set[str] = set()
         receiver = RecordReceiver(ctx, endpoint)
@@ -69,10 +64,10 @@ def test_records_are_resent_until_acknowledged(tmp_path: Path) -> None:
         sender.close()
         receiver.close()
 
-    run(tmp_path, scenario)
+    run(zmq_context, tmp_path, scenario)
 
 
-def test_sender_waits_for_a_late_receiver(tmp_path: Path) -> None:
+def test_sender_waits_for_a_late_receiver(tmp_path: Path, zmq_context: zmq.asyncio.Context) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         acked: set[str] = set()
         sender = RecordSender(ctx, endpoint, acked.update, resend_after_s=0.2)
@@ -90,10 +85,12 @@ def test_sender_waits_for_a_late_receiver(tmp_path: Path) -> None:
         sender.close()
         receiver.close()
 
-    run(tmp_path, scenario)
+    run(zmq_context, tmp_path, scenario)
 
 
-def test_memory_is_bounded_by_dropping_oldest_status_never_events(tmp_path: Path) -> None:
+def test_memory_is_bounded_by_dropping_oldest_status_never_events(
+    tmp_path: Path, zmq_context: zmq.asyncio.Context
+) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         sender = RecordSender(ctx, endpoint, lambda ids: None, max_pending=10)
         for n in range(5):
@@ -107,10 +104,12 @@ def test_memory_is_bounded_by_dropping_oldest_status_never_events(tmp_path: Path
         assert sender.pending == 25  # events are kept even past the cap
         sender.close()
 
-    run(tmp_path, scenario)
+    run(zmq_context, tmp_path, scenario)
 
 
-def test_command_request_retries_with_the_same_id(tmp_path: Path) -> None:
+def test_command_request_retries_with_the_same_id(
+    tmp_path: Path, zmq_context: zmq.asyncio.Context
+) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         seen: list[str] = []
 
@@ -132,10 +131,10 @@ def test_command_request_retries_with_the_same_id(tmp_path: Path) -> None:
         await task
         server.close()
 
-    run(tmp_path, scenario)
+    run(zmq_context, tmp_path, scenario)
 
 
-def test_nobody_answering_gives_none(tmp_path: Path) -> None:
+def test_nobody_answering_gives_none(tmp_path: Path, zmq_context: zmq.asyncio.Context) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         reply = await request_command(
             ctx, endpoint, Execute("c", Pause()), timeout_s=0.1, attempts=2
@@ -143,10 +142,12 @@ def test_nobody_answering_gives_none(tmp_path: Path) -> None:
         assert reply.answer is None
         assert reply.sent is False  # nobody there: the request never left
 
-    run(tmp_path, scenario)
+    run(zmq_context, tmp_path, scenario)
 
 
-def test_garbage_on_the_records_channel_is_ignored(tmp_path: Path) -> None:
+def test_garbage_on_the_records_channel_is_ignored(
+    tmp_path: Path, zmq_context: zmq.asyncio.Context
+) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         receiver = RecordReceiver(ctx, endpoint)
         dealer = ctx.socket(zmq.DEALER)
@@ -159,15 +160,15 @@ def test_garbage_on_the_records_channel_is_ignored(tmp_path: Path) -> None:
         dealer.close()
         receiver.close()
 
-    run(tmp_path, scenario)
+    run(zmq_context, tmp_path, scenario)
 
 
-def test_runtime_dir_is_owner_only(tmp_path: Path) -> None:
+def test_runtime_dir_is_owner_only(tmp_path: Path, zmq_context: zmq.asyncio.Context) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         RecordReceiver(ctx, endpoint).close()
         assert oct((tmp_path / "bus").stat().st_mode & 0o777) == "0o700"
 
-    run(tmp_path, scenario)
+    run(zmq_context, tmp_path, scenario)
 
 
 def test_messages_round_trip() -> None:
@@ -177,7 +178,9 @@ def test_messages_round_trip() -> None:
         decode(msgspec.msgpack.encode({"op": "nope"}))
 
 
-def test_an_invalid_record_is_returned_alone_and_the_others_decode(tmp_path: Path) -> None:
+def test_an_invalid_record_is_returned_alone_and_the_others_decode(
+    tmp_path: Path, zmq_context: zmq.asyncio.Context
+) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         receiver = RecordReceiver(ctx, endpoint)
         dealer = ctx.socket(zmq.DEALER)
@@ -197,10 +200,12 @@ def test_an_invalid_record_is_returned_alone_and_the_others_decode(tmp_path: Pat
         dealer.close()
         receiver.close()
 
-    run(tmp_path, scenario)
+    run(zmq_context, tmp_path, scenario)
 
 
-def test_a_record_that_cannot_be_encoded_is_refused_alone(tmp_path: Path) -> None:
+def test_a_record_that_cannot_be_encoded_is_refused_alone(
+    tmp_path: Path, zmq_context: zmq.asyncio.Context
+) -> None:
     async def scenario(ctx: zmq.asyncio.Context, endpoint: str) -> None:
         sender = RecordSender(ctx, endpoint, lambda ids: None)
         huge = Event(id="e-huge", printer_id="p", ts=utc_now(), event="printer_online")
@@ -210,4 +215,4 @@ def test_a_record_that_cannot_be_encoded_is_refused_alone(tmp_path: Path) -> Non
         assert (sender.pending, sender.unencodable) == (1, 1)
         sender.close()
 
-    run(tmp_path, scenario)
+    run(zmq_context, tmp_path, scenario)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import msgspec
@@ -14,23 +12,19 @@ import pytest
 
 from gateway.layout import Layout
 from services.poller.protocol import Activity, parse_m119
-from tests.conftest import Client
+from tests.support.cli import Cli
+from tests.support.configs import ConfigFactory
+from tests.support.printers import Client
+from tests.support.waiting import wait_for
 
-CLI = [sys.executable, "-m", "console.cli"]
 GOOD = (
     '[api]\nurl = "http://127.0.0.1:9"\ntoken = "sekrit-token"\n[[printers]]\nhost = "127.0.0.1"\n'
 )
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=30, env=env, check=False
-    )
-
-
-def test_check_config_prints_effective_values_without_the_token(tmp_path: Path) -> None:
+def test_check_config_prints_effective_values_without_the_token(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "g.toml").write_text(GOOD)
-    result = run("--config", str(tmp_path / "g.toml"), "check-config")
+    result = cli.on(tmp_path / "g.toml").run("check-config")
     assert result.returncode == 0, result.stderr
     assert '"probe_interval_s": 30.0' in result.stdout
     assert '"id": "printer1"' in result.stdout
@@ -38,22 +32,22 @@ def test_check_config_prints_effective_values_without_the_token(tmp_path: Path) 
     assert "<redacted> (from api.token)" in result.stdout
 
 
-def test_check_config_bad_file_is_one_line_naming_the_key(tmp_path: Path) -> None:
+def test_check_config_bad_file_is_one_line_naming_the_key(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "g.toml").write_text(GOOD + "port = 0\n")
-    result = run("--config", str(tmp_path / "g.toml"), "check-config")
+    result = cli.on(tmp_path / "g.toml").run("check-config")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "printers[0].port" in result.stderr
     assert ">= 1" in result.stderr
 
 
-def test_check_config_uses_the_environment_variable(tmp_path: Path) -> None:
+def test_check_config_uses_the_environment_variable(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "g.toml").write_text(GOOD)
     env = {
         "PRINTER_GATEWAY_CONFIG": str(tmp_path / "g.toml"),
         "PRINTER_GATEWAY_TOKEN": "env-token-x",
     }
-    result = run("check-config", env={**_base_env(), **env})
+    result = cli.run("check-config", env={**_base_env(), **env})
     assert result.returncode == 0, result.stderr
     assert "environment variable PRINTER_GATEWAY_TOKEN" in result.stdout
     assert "env-token-x" not in result.stdout
@@ -70,22 +64,17 @@ def _base_env() -> dict[str, str]:
 @pytest.mark.parametrize(
     "verb", [["up"], ["status"], ["run", "poller"], ["queue", "stats"], ["tap"]]
 )
-def test_verbs_without_a_config_file_exit_2_naming_it(tmp_path: Path, verb: list[str]) -> None:
-    result = subprocess.run(
-        [*CLI, "--config", str(tmp_path / "missing.toml"), *verb],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+def test_verbs_without_a_config_file_exit_2_naming_it(
+    tmp_path: Path, verb: list[str], cli: Cli
+) -> None:
+    result = cli.on(tmp_path / "missing.toml").run(*verb)
     assert result.returncode == 2
     assert "missing.toml" in result.stderr
 
 
-def test_sim_binds_port_zero_reports_it_and_follows_a_script(tmp_path: Path) -> None:
+def test_sim_binds_port_zero_reports_it_and_follows_a_script(tmp_path: Path, cli: Cli) -> None:
     port_file = tmp_path / "port"
-    command = [
-        *CLI,
+    command = cli.argv(
         "sim",
         "--port",
         "0",
@@ -97,7 +86,7 @@ def test_sim_binds_port_zero_reports_it_and_follows_a_script(tmp_path: Path) -> 
         "0.3:pause",
         "--fault",
         "garbage_lines=true",
-    ]
+    )
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     ) as process:
@@ -110,37 +99,37 @@ def test_sim_binds_port_zero_reports_it_and_follows_a_script(tmp_path: Path) -> 
             assert port_file.read_text().strip() == str(port)
             with Client(port) as client:
                 assert parse_m119(client.send("M119").lines).current_file == "cube.gx"
-                deadline = time.monotonic() + 5
-                while parse_m119(client.send("M119").lines).activity is not Activity.PAUSED:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+                wait_for(
+                    lambda: parse_m119(client.send("M119").lines).activity is Activity.PAUSED,
+                    5,
+                    every_s=0.05,
+                )
                 assert b"[garbage]" in client.received
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=10) == 0
 
 
-def test_sim_refuses_a_bad_step() -> None:
-    result = run("sim", "--port", "0", "--at", "5:explode")
+def test_sim_refuses_a_bad_step(cli: Cli) -> None:
+    result = cli.run("sim", "--port", "0", "--at", "5:explode")
     assert result.returncode == 2
     assert "bad --at step" in result.stderr
 
 
-def test_api_without_a_token_exits_2() -> None:
-    result = run("api", "--port", "0", env={**_base_env(), "PRINTER_GATEWAY_TOKEN": ""})
+def test_api_without_a_token_exits_2(cli: Cli) -> None:
+    result = cli.run("api", "--port", "0", env={**_base_env(), "PRINTER_GATEWAY_TOKEN": ""})
     assert result.returncode == 2
     assert "no token" in result.stderr
 
 
-def test_queue_tools_on_a_real_queue(tmp_path: Path) -> None:
-    from gateway.config import load_config
+def test_queue_tools_on_a_real_queue(configs: ConfigFactory, cli: Cli) -> None:
     from gateway.messages import Event, utc_now
     from services.uplink.queue import DurableQueue
 
-    (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
-    config_args = ("--config", str(tmp_path / "g.toml"))
-    assert run(*config_args, "queue", "stats").returncode == 1  # no queue yet
-    queue = DurableQueue(Layout.of(load_config(tmp_path / "g.toml")).queue_db, 10**8)
+    path, config = configs.written({"printer1": {}}, gateway_id=None)
+    on_config = cli.on(path)
+    assert on_config.run("queue", "stats").returncode == 1  # no queue yet
+    queue = DurableQueue(Layout.of(config).queue_db, 10**8)
     queue.accept(
         [Event(id=f"e{n}", printer_id="p", ts=utc_now(), event="printer_online") for n in range(3)]
     )
@@ -148,39 +137,36 @@ def test_queue_tools_on_a_real_queue(tmp_path: Path) -> None:
     assert batch is not None
     queue.dead_letter(batch, "HTTP 400")
     queue.close()
-    stats = msgspec.json.decode(run(*config_args, "queue", "stats").stdout)
+    stats = msgspec.json.decode(on_config.run("queue", "stats").stdout)
     assert stats["depth_by_kind"] == {"event": 2}
     assert stats["dead"] == 1
-    assert len(run(*config_args, "queue", "peek", "--limit", "5").stdout.splitlines()) == 2
-    assert '"reason":"HTTP 400"' in run(*config_args, "queue", "dead").stdout
-    assert "1 dead-lettered" in run(*config_args, "queue", "retry").stdout
-    refused = subprocess.run(
-        [*CLI, *config_args, "queue", "purge"],
-        input="n\n",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    assert len(on_config.run("queue", "peek", "--limit", "5").stdout.splitlines()) == 2
+    assert '"reason":"HTTP 400"' in on_config.run("queue", "dead").stdout
+    assert "1 dead-lettered" in on_config.run("queue", "retry").stdout
+    refused = on_config.run("queue", "purge", input="n\n")
     assert refused.returncode == 1
-    assert "3 records deleted" in run(*config_args, "queue", "purge", "--yes").stdout
+    assert "3 records deleted" in on_config.run("queue", "purge", "--yes").stdout
 
 
-def test_check_config_hides_notification_urls_and_refuses_bad_ones(tmp_path: Path) -> None:
+def test_check_config_hides_notification_urls_and_refuses_bad_ones(
+    tmp_path: Path, cli: Cli
+) -> None:
     (tmp_path / "g.toml").write_text(
         GOOD + '[notify]\nurls = ["tgram://123456:secret-bot-token/42"]\n'
     )
-    result = run("--config", str(tmp_path / "g.toml"), "check-config")
+    result = cli.on(tmp_path / "g.toml").run("check-config")
     assert result.returncode == 0, result.stderr
     assert "secret-bot-token" not in result.stdout
     assert "tgram://<redacted>" in result.stdout
     (tmp_path / "g.toml").write_text(GOOD + '[notify]\nurls = ["what-is-this"]\n')
-    result = run("--config", str(tmp_path / "g.toml"), "check-config")
+    result = cli.on(tmp_path / "g.toml").run("check-config")
     assert result.returncode == 2
     assert "notify.urls[0]" in result.stderr
 
 
-def test_check_config_warns_about_exposed_secrets_but_still_passes(tmp_path: Path) -> None:
+def test_check_config_warns_about_exposed_secrets_but_still_passes(
+    tmp_path: Path, cli: Cli
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("short")
     token_file.chmod(0o644)
@@ -190,7 +176,7 @@ def test_check_config_warns_about_exposed_secrets_but_still_passes(tmp_path: Pat
         f'token_file = "{token_file}"\n[[printers]]\nhost = "127.0.0.1"\n'
     )
     config.chmod(0o644)
-    result = run("--config", str(config), "check-config")
+    result = cli.on(config).run("check-config")
     assert result.returncode == 0, result.stderr
     warnings = result.stderr
     assert "the credentials in api.url in" in warnings
@@ -201,40 +187,42 @@ def test_check_config_warns_about_exposed_secrets_but_still_passes(tmp_path: Pat
         assert secret not in result.stdout
 
 
-def test_inline_token_in_a_readable_config_is_warned_about(tmp_path: Path) -> None:
+def test_inline_token_in_a_readable_config_is_warned_about(tmp_path: Path, cli: Cli) -> None:
     config = tmp_path / "g.toml"
     config.write_text(GOOD.replace("http://127.0.0.1:9", "https://api.example.org"))
     config.chmod(0o644)
-    result = run("--config", str(config), "check-config")
+    result = cli.on(config).run("check-config")
     assert "api.token in" in result.stderr
     config.chmod(0o600)
-    assert "api.token in" not in run("--config", str(config), "check-config").stderr
+    assert "api.token in" not in cli.on(config).run("check-config").stderr
 
 
-def test_queue_output_never_carries_a_printers_terminal_tricks(tmp_path: Path) -> None:
-    from gateway.config import load_config
+def test_queue_output_never_carries_a_printers_terminal_tricks(
+    configs: ConfigFactory, cli: Cli
+) -> None:
     from gateway.messages import Event, utc_now
     from services.uplink.queue import DurableQueue
 
-    (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
+    path, config = configs.written({"printer1": {}}, gateway_id=None)
     nasty = "\x1b[2Jevil\u202egx.exe\u2028fake line\x85.gx"
-    queue = DurableQueue(Layout.of(load_config(tmp_path / "g.toml")).queue_db, 10**8)
+    queue = DurableQueue(Layout.of(config).queue_db, 10**8)
     queue.accept([Event(id="e1", printer_id="p", ts=utc_now(), event="print_started", file=nasty)])
     queue.close()
-    output = run("--config", str(tmp_path / "g.toml"), "queue", "peek").stdout
+    output = cli.on(path).run("queue", "peek").stdout
     assert output.rstrip("\n").isprintable()
     assert msgspec.json.decode(output)["file"] == nasty  # the same JSON, escaped
 
 
-def test_queue_dead_stays_json_for_a_record_nobody_could_read(tmp_path: Path) -> None:
+def test_queue_dead_stays_json_for_a_record_nobody_could_read(
+    configs: ConfigFactory, cli: Cli
+) -> None:
     import sqlite3
 
-    from gateway.config import load_config
     from gateway.messages import Event, utc_now
     from services.uplink.queue import DurableQueue
 
-    (tmp_path / "g.toml").write_text(GOOD + f'[gateway]\ndata_dir = "{tmp_path}/data"\n')
-    path = Layout.of(load_config(tmp_path / "g.toml")).queue_db
+    config_path, config = configs.written({"printer1": {}}, gateway_id=None)
+    path = Layout.of(config).queue_db
     queue = DurableQueue(path, 10**8)
     queue.accept([Event(id="e1", printer_id="p", ts=utc_now(), event="printer_online")])
     batch = queue.claim(1, 10**6)
@@ -243,7 +231,7 @@ def test_queue_dead_stays_json_for_a_record_nobody_could_read(tmp_path: Path) ->
     queue.close()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE dead SET body = ?", (b'\xff\x00 not json {"',))
-    lines = run("--config", str(tmp_path / "g.toml"), "queue", "dead").stdout.splitlines()
+    lines = cli.on(config_path).run("queue", "dead").stdout.splitlines()
     assert [msgspec.json.decode(line)["reason"] for line in lines] == [
         "the queued record cannot be read"
     ]

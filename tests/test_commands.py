@@ -16,7 +16,7 @@ from gateway.messages import Command
 from services.control.service import check
 from services.poller.commands import not_applicable
 from services.poller.protocol import Activity
-from tests.poller_harness import make_config
+from tests.support.configs import make_config
 
 LIMITS = LimitsSection(max_nozzle_c=250, max_bed_c=100)
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,10 +24,10 @@ from services.control.source import (
     seconds_until,
     split_entries,
 )
-from tests.hostile_api import echo, hostile_api, no_commands
-from tests.poller_harness import make_config
+from tests.support.configs import ConfigFactory, make_config
+from tests.support.http import Reply, ScriptedServer, echo, hostile_api, no_commands
 
-CONFIG = make_config(Path("/tmp"), {"rex1": 1})
+CONFIG = make_config(Path("/tmp"), {"rex1": 1}, limits={"max_nozzle_c": 240})
 
 
 @pytest.mark.parametrize(
@@ -146,49 +142,28 @@ def test_a_reboot_expires_what_was_pending(tmp_path: Path) -> None:
     assert ledger.seconds_left(entry) == 0
 
 
-@contextmanager
-def command_server(body: bytes, status: int = 200) -> Iterator[tuple[str, list[str]]]:
+def command_server(body: bytes, status: int = 200) -> ScriptedServer:
     """A server that ignores `wait` and answers at once."""
-    paths: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            paths.append(self.path)
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", paths
-    finally:
-        server.shutdown()
-        server.server_close()
+    return ScriptedServer(lambda _: Reply(status, body), methods=("GET",), keep_alive=False)
 
 
 def test_fetch_works_against_a_server_that_ignores_wait() -> None:
     body = b'{"commands": [{"id": "c-77", "printer_id": "rex1", "type": "pause", "params": {}, "created_at": "2026-11-23T20:31:00Z", "expires_at": null}]}'
-    with command_server(body) as (url, paths):
-        source = CommandSource(url + "/api", Secret("t"), "gw", wait_s=25)
+    with command_server(body) as server:
+        source = CommandSource(server.url + "/api", Secret("t"), "gw", wait_s=25)
         fetched = source.fetch()
         source.close()
     assert [c.id for c in fetched.commands] == ["c-77"]
     assert fetched.server_time is not None  # the stdlib server sends Date
-    assert paths == ["/api/v1/commands?gateway_id=gw&wait=25"]
+    assert [r.path for r in server.received()] == ["/api/v1/commands?gateway_id=gw&wait=25"]
 
 
 @pytest.mark.parametrize(
     ("body", "status"), [(b"{not json", 200), (b'{"commands": {"id": 1}}', 200), (b"{}", 503)]
 )
 def test_fetch_errors_are_typed_and_never_show_the_token(body: bytes, status: int) -> None:
-    with command_server(body, status) as (url, _):
-        source = CommandSource(url, Secret("very-secret-token"), "gw", wait_s=1)
+    with command_server(body, status) as server:
+        source = CommandSource(server.url, Secret("very-secret-token"), "gw", wait_s=1)
         with pytest.raises(FetchError) as caught:
             source.fetch()
         source.close()
@@ -197,8 +172,8 @@ def test_fetch_errors_are_typed_and_never_show_the_token(body: bytes, status: in
 
 def test_fetching_does_not_spin_on_commands_already_held() -> None:
     body = b'{"commands": [{"id": "c-1", "printer_id": "rex1", "type": "pause", "params": {}}]}'
-    with command_server(body) as (url, paths):
-        source = CommandSource(url, Secret("t"), "gw", wait_s=25)
+    with command_server(body) as server:
+        source = CommandSource(server.url, Secret("t"), "gw", wait_s=25)
         loop = asyncio.new_event_loop()
         fetcher = FetchThread(source, LatestAnswer(loop))
         fetcher.start()
@@ -207,11 +182,13 @@ def test_fetching_does_not_spin_on_commands_already_held() -> None:
         fetcher.join(5)
         source.close()
         loop.close()
-    assert 2 <= len(paths) <= 9  # backing off to one request a second, not hundreds
+    assert 2 <= len(server.received()) <= 9  # backing off to one request a second, not hundreds
 
 
-def test_a_malformed_command_is_rejected_alone_and_reported(tmp_path: Path) -> None:
-    config = make_config(tmp_path, {"rex1": 1})
+def test_a_malformed_command_is_rejected_alone_and_reported(
+    configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
+    config = configs.make({"rex1": 1})
     body = json.dumps(
         {
             "commands": [
@@ -223,11 +200,10 @@ def test_a_malformed_command_is_rejected_alone_and_reported(tmp_path: Path) -> N
     ).encode()
 
     async def main() -> None:
-        ctx = zmq.asyncio.Context()
-        control = Control(config, Token(Secret("t"), "test"), ctx)
+        control = Control(config, Token(Secret("t"), "test"), zmq_context)
         latest = LatestAnswer(asyncio.get_running_loop())
-        with command_server(body) as (url, _):
-            source = CommandSource(url, Secret("t"), "gw", wait_s=1)
+        with command_server(body) as server:
+            source = CommandSource(server.url, Secret("t"), "gw", wait_s=1)
             latest.put(source.fetch())
             source.close()
         await control._take_latest(latest)
@@ -249,7 +225,6 @@ def test_a_malformed_command_is_rejected_alone_and_reported(tmp_path: Path) -> N
         control.injected.close()
         control.db.close()
         control.source.close()
-        ctx.term()
 
     asyncio.run(main())
 
@@ -278,8 +253,8 @@ def test_a_list_over_the_size_cap_gives_the_commands_complete_within_it() -> Non
         for n in range(100)  # 6 MB of commands with junk params ...
     ]
     body = json.dumps({"commands": [*junk, {"id": "good", "printer_id": "rex1", "type": "pause"}]})
-    with command_server(body.encode()) as (url, _):
-        source = CommandSource(url, Secret("t"), "gw", wait_s=1)
+    with command_server(body.encode()) as server:
+        source = CommandSource(server.url, Secret("t"), "gw", wait_s=1)
         fetched = source.fetch()  # ... is not an error: the first 4 MB are taken
         source.close()
     assert fetched.capped

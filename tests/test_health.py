@@ -12,7 +12,7 @@ from console.deploy import format_report, prepare_dirs, status_report
 from gateway.health import Problems, ServiceProblems, read_problems
 from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop
-from tests.poller_harness import make_config
+from tests.support.configs import make_config
 
 
 def test_problems_are_mirrored_on_change_and_cleared(tmp_path: Path) -> None:

@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+import zmq.asyncio
 
 from gateway.messages import Status, json_encoder, record_json_decoder
-from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from simulator import PrinterSimulator, PrintJob, SimulatorThread
 from simulator.server import NASTY_FILE, NASTY_NAME, Hostility
-from tests.poller_harness import make_config, running_poller, wait_until
+from tests.support.configs import ConfigFactory
+from tests.support.poller import running_poller
+from tests.support.printers import fast_model
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -22,8 +25,7 @@ def pair() -> Iterator[tuple[SimulatorThread, SimulatorThread]]:
     """A healthy printer and one to make hostile, both printing."""
     sims = []
     for _ in range(2):
-        model = PrinterModel(completed_hold_s=0.5)
-        model.nozzle.tau_s = model.bed.tau_s = 0.05
+        model = fast_model()
         sim = SimulatorThread(PrinterSimulator(model)).__enter__()
         sim.call(lambda model=model: model.start_print(PrintJob(duration_s=600)))  # type: ignore[misc]
         sims.append(sim)
@@ -46,14 +48,18 @@ def _gaps(statuses: list[Status]) -> list[float]:
     ],
 )
 def test_garbage_values_make_an_error_state_and_spare_the_other_printer(
-    pair: tuple[SimulatorThread, SimulatorThread], tmp_path: Path, mode: Hostility, reason: str
+    pair: tuple[SimulatorThread, SimulatorThread],
+    configs: ConfigFactory,
+    mode: Hostility,
+    reason: str,
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     good, bad = pair
     bad.set_faults(hostile=mode)
-    config = make_config(tmp_path, {"good": good.port, "bad": bad.port})
+    config = configs.make({"good": good.port, "bad": bad.port})
 
     async def main() -> None:
-        async with running_poller(config) as (poller, collector):
+        async with running_poller(zmq_context, config) as (poller, collector):
             await wait_until(lambda: any(s.state == "error" for s in collector.statuses("bad")))
             watched_from = len(collector.statuses("good"))
             await asyncio.sleep(2.0)  # the hostile printer keeps misbehaving meanwhile
@@ -74,14 +80,16 @@ def test_garbage_values_make_an_error_state_and_spare_the_other_printer(
 
 
 def test_hostile_text_is_carried_as_data(
-    pair: tuple[SimulatorThread, SimulatorThread], tmp_path: Path
+    pair: tuple[SimulatorThread, SimulatorThread],
+    configs: ConfigFactory,
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     good, bad = pair
     bad.set_faults(hostile="nasty_text")
-    config = make_config(tmp_path, {"good": good.port, "bad": bad.port})
+    config = configs.make({"good": good.port, "bad": bad.port})
 
     async def main() -> None:
-        async with running_poller(config) as (_, collector):
+        async with running_poller(zmq_context, config) as (_, collector):
             await wait_until(lambda: any(s.file for s in collector.statuses("bad")))
             status = next(s for s in collector.statuses("bad") if s.file)
             assert status.file == NASTY_FILE  # byte for byte: escaping is the reader's job
@@ -93,14 +101,16 @@ def test_hostile_text_is_carried_as_data(
 
 
 def test_the_printer_recovers_when_it_talks_sense_again(
-    pair: tuple[SimulatorThread, SimulatorThread], tmp_path: Path
+    pair: tuple[SimulatorThread, SimulatorThread],
+    configs: ConfigFactory,
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     good, bad = pair
     bad.set_faults(hostile="huge_numbers")
-    config = make_config(tmp_path, {"good": good.port, "bad": bad.port})
+    config = configs.make({"good": good.port, "bad": bad.port})
 
     async def main() -> None:
-        async with running_poller(config) as (poller, collector):
+        async with running_poller(zmq_context, config) as (poller, collector):
             await wait_until(lambda: poller.watchers["bad"].state == "error")
             bad.set_faults(hostile="none")
             await wait_until(lambda: poller.watchers["bad"].state == "printing")

@@ -39,7 +39,7 @@ from services.poller.protocol import (
     parse_m602,
 )
 from services.poller.report import status_of_reading
-from tests.poller_harness import make_config
+from tests.support.configs import make_config
 
 PARSERS: list[Callable[[Sequence[str]], object]] = [
     parse_m115,
@@ -158,7 +158,7 @@ def test_framed_hostile_bytes_end_in_protocol_errors_only(lines: list[str], nois
         pass
 
 
-CONFIG = make_config(Path("/tmp"), {"rex1": 1})
+CONFIG = make_config(Path("/tmp"), {"rex1": 1}, limits={"max_nozzle_c": 240})
 json_values = st.recursive(
     st.none()
     | st.booleans()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateway.http import HttpClient, HttpError
-from tests.hostile_api import Reply, hostile_api
+from tests.support.http import Reply, hostile_api
 
 
 def test_a_dripping_answer_is_cut_at_the_total_deadline() -> None:

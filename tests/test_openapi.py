@@ -12,7 +12,7 @@ from console.openapi import openapi, render
 from gateway.messages import CommandList, CommandState, Created, StoredCount
 from reference_api.app import create_app
 from reference_api.store import Store
-from tests.api_harness import ApiThread
+from tests.support.http import ApiThread
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
 UNDOCUMENTED = {"/healthz", "/ui/{gateway_id}"}  # not part of the v1 API

@@ -15,7 +15,9 @@ from gateway.commands import Action, Answer, Pause, SetNozzleTemperature
 from gateway.layout import Layout
 from services.poller.service import Poller
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread, WireEntry
-from tests.poller_harness import Collector, make_config, running_poller, wait_until
+from tests.support.configs import ConfigFactory
+from tests.support.poller import Collector, running_poller
+from tests.support.waiting import wait_until
 
 
 def start_print(sim: SimulatorThread, duration_s: float = 60.0, file: str = "benchy.gx") -> None:
@@ -38,12 +40,11 @@ def sessions(wire: list[WireEntry]) -> list[tuple[float, float, list[str]]]:
 
 
 async def command(
-    poller: Poller, printer_id: str, command_id: str, action: Action
+    ctx: zmq.asyncio.Context, poller: Poller, printer_id: str, command_id: str, action: Action
 ) -> tuple[str, str]:
-    data = next(iter(poller.watchers.values())).journal.path.parents[1]
     reply = await request_command(
-        zmq.asyncio.Context.instance(),
-        Layout(data, data.parent / "run").poller_endpoint(printer_id),
+        ctx,
+        poller.layout.poller_endpoint(printer_id),
         Execute(command_id, action),
         timeout_s=10,
         attempts=1,
@@ -53,13 +54,10 @@ async def command(
 
 
 def test_idle_probes_are_short_read_only_and_leave_nothing_open(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:
     async def scenario() -> None:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port}, probe_s=0.3)) as (
-            _,
-            collector,
-        ):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (_, collector):
             await wait_until(lambda: len(collector.statuses()) >= 4)
             assert {s.state for s in collector.statuses()} == {"idle"}
             await wait_until(lambda: sim.open_connections() == 0)
@@ -75,10 +73,10 @@ def test_idle_probes_are_short_read_only_and_leave_nothing_open(
 
 
 def test_full_print_keeps_one_connection_and_emits_each_event_once(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:
     async def scenario() -> Collector:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (_, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (_, collector):
             await wait_until(lambda: collector.events() == ["printer_online"])
             start_print(sim, duration_s=1.5)
             await wait_until(lambda: "print_finished" in collector.events())
@@ -104,11 +102,13 @@ def test_full_print_keeps_one_connection_and_emits_each_event_once(
 
 
 @pytest.mark.parametrize("style", ["machine_status", "move_mode"])
-def test_pause_and_resume_in_both_forms(sim: SimulatorThread, tmp_path: Path, style: str) -> None:
+def test_pause_and_resume_in_both_forms(
+    sim: SimulatorThread, configs: ConfigFactory, style: str, zmq_context: zmq.asyncio.Context
+) -> None:
     sim.call(lambda: setattr(sim.sim.model, "pause_style", style))
 
     async def scenario() -> Collector:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (_, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (_, collector):
             start_print(sim)
             await wait_until(lambda: "print_started" in collector.events())
             sim.call(sim.sim.model.pause)
@@ -129,9 +129,11 @@ def test_pause_and_resume_in_both_forms(sim: SimulatorThread, tmp_path: Path, st
     assert "paused" in {s.state for s in collector.statuses()}
 
 
-def test_cancel_is_not_finish(sim: SimulatorThread, tmp_path: Path) -> None:
+def test_cancel_is_not_finish(
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
     async def scenario() -> Collector:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (_, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (_, collector):
             start_print(sim, duration_s=30)
             await wait_until(lambda: "print_started" in collector.events())
             sim.call(sim.sim.model.cancel)
@@ -143,19 +145,23 @@ def test_cancel_is_not_finish(sim: SimulatorThread, tmp_path: Path) -> None:
 
 
 def test_commands_pause_rejected_when_idle_out_of_limits_and_once_per_id(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:
     async def scenario() -> list[tuple[str, str]]:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (poller, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (
+            poller,
+            collector,
+        ):
             await wait_until(lambda: bool(collector.statuses()))
             results = [
-                await command(poller, "rex1", "c-idle", Pause()),
-                await command(poller, "rex1", "c-hot", SetNozzleTemperature(400)),
+                await command(zmq_context, poller, "rex1", "c-idle", Pause()),
+                await command(zmq_context, poller, "rex1", "c-hot", SetNozzleTemperature(400)),
             ]
             start_print(sim)
             await wait_until(lambda: "print_started" in collector.events())
-            results.append(await command(poller, "rex1", "c-pause", Pause()))
-            results.append(await command(poller, "rex1", "c-pause", Pause()))  # the same id again
+            results.append(await command(zmq_context, poller, "rex1", "c-pause", Pause()))
+            # the same id again:
+            results.append(await command(zmq_context, poller, "rex1", "c-pause", Pause()))
             await wait_until(lambda: "print_paused" in collector.events())
             return results
 
@@ -172,15 +178,18 @@ def test_commands_pause_rejected_when_idle_out_of_limits_and_once_per_id(
 
 
 def test_foreign_controller_bare_command_fails_honestly(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:
     sim.call(lambda: setattr(sim.sim.model, "foreign_control", True))
 
     async def scenario() -> tuple[str, str]:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (poller, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (
+            poller,
+            collector,
+        ):
             start_print(sim)
             await wait_until(lambda: "print_started" in collector.events())
-            return await command(poller, "rex1", "c1", Pause())
+            return await command(zmq_context, poller, "rex1", "c1", Pause())
 
     outcome, detail = asyncio.run(scenario())
     assert outcome == "failed"
@@ -195,12 +204,15 @@ def test_foreign_controller_bare_command_fails_honestly(
     ids=["garbage", "split", "cross-talk"],
 )
 def test_link_faults_do_not_change_what_is_reported(
-    sim: SimulatorThread, tmp_path: Path, faults: dict[str, bool]
+    sim: SimulatorThread,
+    configs: ConfigFactory,
+    faults: dict[str, bool],
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     sim.set_faults(**faults)
 
     async def scenario() -> Collector:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (_, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (_, collector):
             start_print(sim, duration_s=2)
             await wait_until(lambda: "print_finished" in collector.events(), within_s=20)
             return collector
@@ -211,10 +223,10 @@ def test_link_faults_do_not_change_what_is_reported(
 
 
 def test_dropped_connections_reconnect_without_going_offline(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:
     async def scenario() -> Collector:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (_, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (_, collector):
             start_print(sim)
             await wait_until(lambda: "print_started" in collector.events())
             closes = sum(1 for e in sim.wire() if e.what == "close")
@@ -231,10 +243,10 @@ def test_dropped_connections_reconnect_without_going_offline(
 
 
 def test_power_off_mid_print_is_lost_once_then_recovers(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:
     async def scenario() -> Collector:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (_, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (_, collector):
             start_print(sim)
             await wait_until(lambda: "print_started" in collector.events())
             sim.power_off()
@@ -257,9 +269,11 @@ def test_power_off_mid_print_is_lost_once_then_recovers(
     ]
 
 
-def test_refused_connection_is_held_by_other_client(sim: SimulatorThread, tmp_path: Path) -> None:
+def test_refused_connection_is_held_by_other_client(
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
     async def scenario() -> Collector:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (_, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (_, collector):
             await wait_until(lambda: "printer_online" in collector.events())
             sim.power_off(refuse=True)
             await wait_until(lambda: "printer_held_by_other_client" in collector.events())
@@ -278,7 +292,9 @@ def test_refused_connection_is_held_by_other_client(sim: SimulatorThread, tmp_pa
     assert held[0].nozzle is None
 
 
-def test_one_hanging_printer_never_delays_the_other(tmp_path: Path) -> None:
+def test_one_hanging_printer_never_delays_the_other(
+    configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
     model = PrinterModel()
     with (
         SimulatorThread(PrinterSimulator()) as hung,
@@ -288,8 +304,8 @@ def test_one_hanging_printer_never_delays_the_other(tmp_path: Path) -> None:
         good.call(lambda: model.start_print(PrintJob(duration_s=600)))
 
         async def scenario() -> tuple[list[float], Collector]:
-            config = make_config(tmp_path, {"hung": hung.port, "good": good.port})
-            async with running_poller(config) as (_, collector):
+            config = configs.make({"hung": hung.port, "good": good.port})
+            async with running_poller(zmq_context, config) as (_, collector):
                 await wait_until(lambda: len(collector.statuses("good")) >= 15, within_s=15)
                 await wait_until(lambda: bool(collector.statuses("hung")), within_s=15)
                 times = [s.ts.timestamp() for s in collector.statuses("good")]
@@ -300,9 +316,11 @@ def test_one_hanging_printer_never_delays_the_other(tmp_path: Path) -> None:
     assert collector.statuses("hung")[-1].state == "held_by_other_client"
 
 
-def test_sigterm_path_releases_the_printer(sim: SimulatorThread, tmp_path: Path) -> None:
+def test_sigterm_path_releases_the_printer(
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
     async def scenario() -> None:
-        async with running_poller(make_config(tmp_path, {"rex1": sim.port})) as (_, collector):
+        async with running_poller(zmq_context, configs.make({"rex1": sim.port})) as (_, collector):
             start_print(sim)
             await wait_until(lambda: "print_started" in collector.events())
             assert sim.open_connections() == 1
@@ -315,11 +333,16 @@ def test_sigterm_path_releases_the_printer(sim: SimulatorThread, tmp_path: Path)
 
 @pytest.mark.parametrize(("paused", "outcome"), [(True, "done"), (False, "failed")])
 def test_a_command_sent_before_a_restart_is_only_verified_never_resent(
-    sim: SimulatorThread, tmp_path: Path, paused: bool, outcome: str
+    sim: SimulatorThread,
+    tmp_path: Path,
+    paused: bool,
+    outcome: str,
+    configs: ConfigFactory,
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     from services.poller.journal import Journal
 
-    config = make_config(tmp_path, {"rex1": sim.port})
+    config = configs.make({"rex1": sim.port})
     journal = Journal(Layout.of(config).journal("rex1"))
     asyncio.run(journal.mark_sending("c-old"))  # a killed life
     start_print(sim)
@@ -327,9 +350,9 @@ def test_a_command_sent_before_a_restart_is_only_verified_never_resent(
         sim.call(sim.sim.model.pause)  # the earlier life's M25 did reach the printer
 
     async def scenario() -> tuple[str, str]:
-        async with running_poller(config) as (poller, collector):
+        async with running_poller(zmq_context, config) as (poller, collector):
             await wait_until(lambda: bool(collector.statuses()))
-            return await command(poller, "rex1", "c-old", Pause())
+            return await command(zmq_context, poller, "rex1", "c-old", Pause())
 
     got, detail = asyncio.run(scenario())
     assert got == outcome, detail

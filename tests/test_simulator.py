@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -25,16 +24,8 @@ from services.poller.protocol import (
     parse_m602,
 )
 from simulator import PrintJob, SimulatorThread
-from tests.conftest import Client
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a condition until it holds; fail after the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
+from tests.support.printers import Client
+from tests.support.waiting import wait_for
 
 
 def read_reply(sock: socket.socket, buffer: ReplyBuffer) -> None:
@@ -78,11 +69,13 @@ def test_print_lifecycle_heats_progresses_and_completes(sim: SimulatorThread) ->
         m119 = parse_m119(client.send("M119").lines)
         assert (m119.activity, m119.current_file) == (Activity.PRINTING, "benchy.gx")
         assert parse_m105(client.send("M105").lines).nozzles[0].target == 210
-        wait_for(lambda: 0 < parse_m27(client.send("M27").lines).done < 100)
-        wait_for(lambda: status(client) is Activity.COMPLETED)
+        wait_for(lambda: 0 < parse_m27(client.send("M27").lines).done < 100, 5, every_s=0.01)
+        wait_for(lambda: status(client) is Activity.COMPLETED, 5, every_s=0.01)
         assert parse_m27(client.send("M27").lines).percent == 100.0
         assert parse_m105(client.send("M105").lines).nozzles[0].target == 0
-        wait_for(lambda: status(client) is Activity.READY)  # completed_hold_s = 0.5 in the fixture
+        wait_for(
+            lambda: status(client) is Activity.READY, 5, every_s=0.01
+        )  # completed_hold_s = 0.5 in the fixture
 
 
 def test_heating_curve_rises_towards_target(sim: SimulatorThread) -> None:
@@ -90,7 +83,11 @@ def test_heating_curve_rises_towards_target(sim: SimulatorThread) -> None:
     start(sim)
     with Client(sim.port) as client:
         first = parse_m105(client.send("M105").lines).nozzles[0].current
-        wait_for(lambda: parse_m105(client.send("M105").lines).nozzles[0].current > first + 20)
+        wait_for(
+            lambda: parse_m105(client.send("M105").lines).nozzles[0].current > first + 20,
+            5,
+            every_s=0.01,
+        )
 
 
 @pytest.mark.parametrize(
@@ -121,7 +118,7 @@ def test_pause_resume_in_both_reported_forms(
 def test_cancel_returns_to_ready_and_keeps_the_counter(sim: SimulatorThread) -> None:
     start(sim, duration_s=1.0)
     with Client(sim.port) as client:
-        wait_for(lambda: parse_m27(client.send("M27").lines).done > 10)
+        wait_for(lambda: parse_m27(client.send("M27").lines).done > 10, 5, every_s=0.01)
         parse_ack(client.send("M26").lines)
         assert status(client) is Activity.READY
         assert parse_m27(client.send("M27").lines).done > 10
@@ -156,7 +153,9 @@ def test_second_controller_is_refused_until_release(sim: SimulatorThread) -> Non
         )  # reads still work
         parse_m602(first.send("M602").lines)
         assert parse_m601(second.send("M601", "S1").lines).granted
-    wait_for(lambda: sim.truth()["controller"] is None)  # closing the socket released control
+    wait_for(
+        lambda: sim.truth()["controller"] is None, 5, every_s=0.01
+    )  # closing the socket released control
 
 
 def test_bare_command_works_when_nobody_holds_control(sim: SimulatorThread) -> None:
@@ -289,18 +288,18 @@ def test_bad_fault_values_are_refused(sim: SimulatorThread) -> None:
 def test_two_connections_at_once_share_one_printer(sim: SimulatorThread) -> None:
     start(sim)
     with Client(sim.port) as first, Client(sim.port) as second:
-        wait_for(lambda: sim.open_connections() == 2)
+        wait_for(lambda: sim.open_connections() == 2, 5, every_s=0.01)
         assert status(first) is status(second) is Activity.PRINTING
         parse_ack(first.send("M25").lines)
         assert status(second) is Activity.PAUSED
-    wait_for(lambda: sim.open_connections() == 0)
+    wait_for(lambda: sim.open_connections() == 0, 5, every_s=0.01)
 
 
 def test_wire_log_records_opens_requests_and_closes(sim: SimulatorThread) -> None:
     with Client(sim.port) as client:
         client.send("M601", "S1")
         client.send("M602")
-    wait_for(lambda: any(entry.what == "close" for entry in sim.wire()))
+    wait_for(lambda: any(entry.what == "close" for entry in sim.wire()), 5, every_s=0.01)
     kinds = [(entry.what, entry.text) for entry in sim.wire() if entry.what != "out"]
     assert kinds[0][0] == "open"
     assert kinds[1:] == [

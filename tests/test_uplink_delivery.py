@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
@@ -18,9 +17,9 @@ from gateway.messages import Event, utc_now
 from services.uplink.delivery import Deliverer, Disposition, PostResult, classify, retry_after
 from services.uplink.queue import Batch, DurableQueue
 from services.uplink.service import DeliveryThread
-from tests.api_harness import Script, scripted_api
-from tests.hostile_api import Reply, echo, hostile_api
-from tests.poller_harness import make_config
+from tests.support.configs import make_config
+from tests.support.http import Reply, Script, echo, hostile_api, scripted_api
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.parametrize(
@@ -98,10 +97,7 @@ def test_timeouts_and_refused_connections_are_retries() -> None:
 
 
 def _fill(tmp_path: Path, url: str, n: int) -> DeliveryThread:
-    config = make_config(tmp_path, {"p": 1})
-    config = msgspec.structs.replace(
-        config, api=msgspec.structs.replace(config.api, url=url, timeout_s=2.0)
-    )
+    config = make_config(tmp_path, {"p": 1}, api_url=url, api={"timeout_s": 2.0})
     queue = DurableQueue(Layout.of(config).queue_db, 10**8)
     queue.accept(
         [Event(id=f"e{i}", printer_id="p", ts=utc_now(), event="printer_online") for i in range(n)]
@@ -117,8 +113,7 @@ def test_503_with_retry_after_then_recovery_same_idempotency_key(tmp_path: Path)
     with scripted_api(script) as url:
         thread = _fill(tmp_path, url, 3)
         thread.start()
-        while len(script.requests) < 3:
-            thread.stopping.wait(0.05)
+        wait_for(lambda: len(script.requests) >= 3, every_s=0.05)
         thread.stopping.set()
         thread.join(10)
     keys = [headers["Idempotency-Key"] for headers, _ in script.requests]
@@ -133,13 +128,11 @@ def test_permanent_404_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None
     with scripted_api(script) as url:
         thread = _fill(tmp_path, url, 2)
         thread.start()
-        while len(script.requests) < 1:
-            thread.stopping.wait(0.05)
+        wait_for(lambda: len(script.requests) >= 1, every_s=0.05)
         queue = DurableQueue(Layout.of(make_config(tmp_path, {"p": 1})).queue_db, 10**8)
         queue.accept([Event(id="late", printer_id="p", ts=utc_now(), event="printer_online")])
         thread.work.set()
-        while len(script.requests) < 2:
-            thread.stopping.wait(0.05)
+        wait_for(lambda: len(script.requests) >= 2, every_s=0.05)
         thread.stopping.set()
         thread.join(10)
     stats = queue.stats()
@@ -151,11 +144,8 @@ def test_permanent_404_dead_letters_and_delivery_goes_on(tmp_path: Path) -> None
 
 def _run_until(thread: DeliveryThread, condition: Callable[[], bool], within_s: float = 10) -> None:
     thread.start()
-    deadline = time.monotonic() + within_s
     try:
-        while not condition():
-            assert time.monotonic() < deadline, "condition not met before the deadline"
-            thread.stopping.wait(0.02)
+        wait_for(condition, within_s, every_s=0.02)
     finally:
         thread.stopping.set()
         thread.join(10)

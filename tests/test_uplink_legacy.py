@@ -14,8 +14,9 @@ from gateway.messages import Event, PrinterInfo, PrinterState, Status, Temperatu
 from services.uplink.legacy import legacy_message
 from services.uplink.queue import DurableQueue
 from services.uplink.service import DeliveryThread
-from tests.api_harness import Script, scripted_api
-from tests.poller_harness import make_config
+from tests.support.configs import make_config
+from tests.support.http import Script, scripted_api
+from tests.support.waiting import wait_for
 
 
 def status(n: int, state: PrinterState, percent: float | None = None) -> Status:
@@ -59,11 +60,12 @@ def _run(
     tmp_path: Path, script: Script, expected_posts: int, pauses: list[tuple[str, int]]
 ) -> None:
     with scripted_api(script) as url:
-        config = make_config(tmp_path, {"rex1": 1})
-        api = msgspec.structs.replace(
-            config.api, url=url + "/printer", flavor="legacy", timeout_s=2.0
+        config = make_config(
+            tmp_path,
+            {"rex1": 1},
+            api_url=url + "/printer",
+            api={"flavor": "legacy", "timeout_s": 2.0},
         )
-        config = msgspec.structs.replace(config, api=api)
         thread = DeliveryThread(
             config,
             Token(Secret("legacy-key"), "test"),
@@ -71,8 +73,7 @@ def _run(
             lambda printer, n: pauses.append((printer, n)),
         )
         thread.start()
-        while len(script.requests) < expected_posts:
-            thread.stopping.wait(0.05)
+        wait_for(lambda: len(script.requests) >= expected_posts, every_s=0.05)
         thread.stopping.wait(0.3)  # nothing more may come
         thread.stopping.set()
         thread.join(10)

@@ -8,26 +8,24 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.config import parse_config
+from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.messages import Event, Status, utc_now
 from services.uplink.notify import Notifier, apprise_for
-from tests.api_harness import Script, scripted_api
+from tests.support.configs import Value, make_config
+from tests.support.http import Script, scripted_api
+from tests.support.waiting import wait_for
 
-BASE = '[api]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n[[printers]]\nid = "rex1"\nname = "REX #1"\nhost = "h"\n'
 
-
-def config_with(notify: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    return parse_config((BASE + notify).encode(), tmp_path)
+def config_with(tmp_path: Path, **notify: Value) -> Config:
+    return make_config(tmp_path, {"rex1": {"name": "REX #1", "host": "h"}}, notify=notify)
 
 
 def test_chosen_events_are_sent_once_others_not(tmp_path: Path) -> None:
     script = Script()
     with scripted_api(script) as url:
         host = url.removeprefix("http://")
-        config = config_with(
-            f'[notify]\nurls = ["json://{host}/hook"]\nevents = ["print_finished"]\n', tmp_path
-        )
+        config = config_with(tmp_path, urls=[f"json://{host}/hook"], events=["print_finished"])
         notifier = Notifier(config)
         notifier.start()
         ts = utc_now()
@@ -38,9 +36,7 @@ def test_chosen_events_are_sent_once_others_not(tmp_path: Path) -> None:
                 Status(id="s1", printer_id="rex1", ts=ts, state="idle"),
             ]
         )
-        deadline = time.monotonic() + 10
-        while notifier.sent < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: notifier.sent >= 1, 10, every_s=0.05)
         time.sleep(0.3)
         notifier.stop()
     assert len(script.requests) == 1
@@ -52,28 +48,24 @@ def test_chosen_events_are_sent_once_others_not(tmp_path: Path) -> None:
 def test_failures_are_counted_not_raised(tmp_path: Path) -> None:
     with scripted_api(Script()) as url:
         host = url.removeprefix("http://")
-    config = config_with(
-        f'[notify]\nurls = ["json://{host}/gone"]\n', tmp_path
-    )  # nobody listens now
+    config = config_with(tmp_path, urls=[f"json://{host}/gone"])  # nobody listens now
     notifier = Notifier(config)
     notifier.start()
     notifier.offer([Event(id="e1", printer_id="rex1", ts=utc_now(), event="print_started")])
-    deadline = time.monotonic() + 15
-    while notifier.failed < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: notifier.failed >= 1, 15, every_s=0.05)
     notifier.stop()
     assert notifier.failed == 1
 
 
 def test_an_url_apprise_does_not_understand_names_the_key(tmp_path: Path) -> None:
-    config = config_with('[notify]\nurls = ["json://ok.example/x", "nonsense-url"]\n', tmp_path)
+    config = config_with(tmp_path, urls=["json://ok.example/x", "nonsense-url"])
     with pytest.raises(ConfigError) as caught:
         apprise_for(config)
     assert caught.value.path == "notify.urls[1]"
 
 
 def test_without_urls_nothing_runs(tmp_path: Path) -> None:
-    notifier = Notifier(config_with("", tmp_path))
+    notifier = Notifier(config_with(tmp_path))
     notifier.start()
     notifier.offer([Event(id="e1", printer_id="rex1", ts=utc_now(), event="print_started")])
     assert notifier.backlog.empty()

@@ -40,7 +40,7 @@ class Poller:
         tuning: Tuning | None = None,
         problems: Problems | None = None,
     ) -> None:
-        layout = Layout.of(config)
+        self.layout = layout = Layout.of(config)
         self.problems = problems or Problems(None, "poller")
         self.sender = RecordSender(ctx, layout.records_endpoint, self._acknowledged)
         self.watchers = {

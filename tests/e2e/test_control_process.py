@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +11,11 @@ import msgspec
 import pytest
 
 from simulator import PrintJob, SimulatorThread
-from tests.api_harness import ApiThread, Script, scripted_api
-from tests.e2e.harness import Gateway, running
+from tests.support.http import ApiThread, Script, scripted_api
+from tests.support.processes import Gateway, running
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "console.cli"]
-
-
-def wait_for(condition: Callable[[], Any], within_s: float = 20) -> Any:
-    deadline = time.monotonic() + within_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.05)
-    return value
 
 
 def queue(api: ApiThread, command_type: str, **params: object) -> str:
@@ -42,7 +32,7 @@ def result(api: ApiThread, command_id: str) -> tuple[str, str]:
         command = api.get(f"/v1/commands/{command_id}").json()
         return command if command.get("outcome") else None
 
-    command = wait_for(done, within_s=30)
+    command = wait_for(done, 30, every_s=0.05)
     return command["outcome"], command["detail"]
 
 
@@ -72,7 +62,9 @@ def test_pause_resume_cancel_and_rejections(sim: SimulatorThread, tmp_path: Path
             lambda: (
                 api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["state"]
                 == "printing"
-            )
+            ),
+            20,
+            every_s=0.05,
         )
         began = time.monotonic()
         pause = queue(api, "pause")
@@ -95,10 +87,12 @@ def test_sigkill_of_control_and_poller_mid_command_executes_once(
 ) -> None:
     sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
     with running(tmp_path, sim) as (api, gateway):
-        wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
+        wait_for(
+            lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"], 20, every_s=0.05
+        )
         sim.set_faults(reply_delay_s=0.5)  # slow printer: the kills land mid-command
         pause = queue(api, "pause")
-        wait_for(lambda: sent(sim, "M601") >= 1)
+        wait_for(lambda: sent(sim, "M601") >= 1, 20, every_s=0.05)
         gateway.kill("control")
         gateway.kill("poller")
         sim.set_faults(reply_delay_s=0.0)
@@ -114,7 +108,9 @@ def test_sigkill_of_control_and_poller_mid_command_executes_once(
 def test_command_expires_while_the_poller_is_down(sim: SimulatorThread, tmp_path: Path) -> None:
     sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
     with running(tmp_path, sim, ttl_s=2) as (api, gateway):
-        wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
+        wait_for(
+            lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"], 20, every_s=0.05
+        )
         gateway.kill("poller")
         pause = queue(api, "pause")
         time.sleep(3.5)
@@ -122,7 +118,9 @@ def test_command_expires_while_the_poller_is_down(sim: SimulatorThread, tmp_path
         gateway.start("poller")
         outcome, detail = result(api, pause)
         wait_for(
-            lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["seq"] > seq
+            lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["seq"] > seq,
+            20,
+            every_s=0.05,
         )
     assert outcome == "expired"
     assert "not executed" in detail
@@ -149,9 +147,11 @@ def test_legacy_418_pauses_the_print_once(sim: SimulatorThread, tmp_path: Path) 
         for name in ("uplink", "poller", "control"):
             gateway.start(name)
         try:
-            wait_for(lambda: sim.truth()["status"] == "PAUSED", within_s=30)
+            wait_for(lambda: sim.truth()["status"] == "PAUSED", 30, every_s=0.05)
             count = len(script.requests)
-            wait_for(lambda: len(script.requests) > count + 5)  # 418s keep coming while paused
+            wait_for(
+                lambda: len(script.requests) > count + 5, 20, every_s=0.05
+            )  # 418s keep coming while paused
         finally:
             codes = gateway.stop_all()
     assert codes == [0, 0, 0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,24 +12,23 @@ import pytest
 from console.deploy import supervisor_call
 from gateway.layout import Layout
 from simulator import PrintJob, SimulatorThread
-from tests.api_harness import TOKEN, ApiThread
-from tests.e2e.harness import status, supervised, supervised_pid, wait_for
+from tests.support.cli import Cli
+from tests.support.configs import ConfigFactory
+from tests.support.http import TOKEN, ApiThread
+from tests.support.processes import status, supervised, supervised_pid
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "console.cli"]
 
 
 def test_up_restarts_killed_services_loses_nothing_and_status_tells(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory
 ) -> None:
     sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
     runtime = tmp_path / "run"
     with ApiThread(tmp_path / "api.db") as api:
-        config = tmp_path / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{runtime}"\n'
-            f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n'
-            f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {sim.port}\npoll_interval_s = 0.2\n'
+        config = configs.write(
+            {"rex1": {"port": sim.port, "poll_interval_s": 0.2}}, api_url=api.url, token=TOKEN
         )
         with supervised(config, runtime):
             wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
@@ -43,7 +41,7 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
                 wait_for(
-                    lambda name=name, pid=pid: supervised_pid(runtime, name) not in (None, pid)
+                    lambda name=name, pid=pid: supervised_pid(runtime, name) not in (None, pid)  # type: ignore[misc]
                 )
             code, report = status(config)
             assert code == 0
@@ -76,21 +74,12 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
     wait_for(lambda: sim.open_connections() == 0, within_s=5)  # the printer was released
 
 
-def test_status_without_supervisord_is_unhealthy(tmp_path: Path) -> None:
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'[gateway]\nruntime_dir = "{tmp_path}/run"\ndata_dir = "{tmp_path}/data"\n[api]\nurl = "http://127.0.0.1:9"\n[[printers]]\nhost = "h"\n'
-    )
+def test_status_without_supervisord_is_unhealthy(configs: ConfigFactory, cli: Cli) -> None:
+    config = configs.write({"printer1": {"host": "h"}}, gateway_id=None, token=None)
     code, report = status(config)
     assert code == 1
     assert "supervisord not reachable" in report["problems"][0]
-    human = subprocess.run(
-        [*CLI, "--config", str(config), "status"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    human = cli.on(config).run("status")
     assert "UNHEALTHY" in human.stdout
 
 

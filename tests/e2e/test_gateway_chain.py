@@ -2,45 +2,43 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from simulator import PrintJob, SimulatorThread
-from tests.api_harness import TOKEN, ApiThread, Script, scripted_api
-from tests.poller_harness import wait_until
+from tests.support.cli import Cli
+from tests.support.configs import FAST_PRINTER, ConfigFactory
+from tests.support.http import TOKEN, ApiThread, Script, scripted_api
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "console.cli"]
 
 
 def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory, cli: Cli
 ) -> None:
     hooks = Script()
     with ApiThread(tmp_path / "api.db") as api, scripted_api(hooks) as hook_url:
-        config = tmp_path / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-            f'[api]\nurl = "{api.url}"\ntoken = "{TOKEN}"\n'
-            f'[[printers]]\nid = "rex1"\nname = "REX #1"\nhost = "127.0.0.1"\nport = {sim.port}\n'
-            "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
-            f'[notify]\nurls = ["json://{hook_url.removeprefix("http://")}/hook"]\n'
+        config = configs.write(
+            {"rex1": {**FAST_PRINTER, "name": "REX #1", "port": sim.port}},
+            api_url=api.url,
+            token=TOKEN,
+            notify={"urls": [f"json://{hook_url.removeprefix('http://')}/hook"]},
         )
         log = (tmp_path / "services.log").open("ab")
         services = [
-            subprocess.Popen(
-                [*CLI, "--config", str(config), "run", name], stdout=subprocess.DEVNULL, stderr=log
-            )
+            cli.on(config).start("run", name, stdout=subprocess.DEVNULL, stderr=log)
             for name in ("uplink", "poller")
         ]
-        tap = subprocess.Popen(
-            [*CLI, "--config", str(config), "tap", "--json", "--count", "5"],
+        tap = cli.on(config).start(
+            "tap",
+            "--json",
+            "--count",
+            "5",
             stdout=subprocess.PIPE,
             stderr=log,
         )
@@ -51,13 +49,10 @@ def test_a_print_reaches_the_api_in_seq_order_and_shows_on_the_tap(
             ).json()["records"]
             return [r["event"] for r in records]
 
-        async def scenario() -> None:
-            await wait_until(lambda: events() == ["printer_online"], within_s=20)
-            sim.call(lambda: sim.sim.model.start_print(PrintJob(file="chain.gx", duration_s=1.5)))
-            await wait_until(lambda: "print_finished" in events(), within_s=30)
-
         try:
-            asyncio.run(scenario())
+            wait_for(lambda: events() == ["printer_online"], 20, every_s=0.02)
+            sim.call(lambda: sim.sim.model.start_print(PrintJob(file="chain.gx", duration_s=1.5)))
+            wait_for(lambda: "print_finished" in events(), 30, every_s=0.02)
             tapped, _ = tap.communicate(timeout=20)
         finally:
             for process in services:

@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 
 from simulator import PrintJob, SimulatorThread
-from tests.e2e.harness import cli, status, supervised, supervised_pid, wait_for
-from tests.hostile_api import HostileApi, Reply, Request, echo, hostile_api, no_commands, stored
+from tests.support.cli import Cli
+from tests.support.configs import write_config
+from tests.support.http import HostileApi, Reply, Request, echo, hostile_api, no_commands, stored
+from tests.support.processes import status, supervised, supervised_pid
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 TOKEN = "hostile-test-token-5f0c2a9e7d"
@@ -28,14 +31,13 @@ def _config(tmp_path: Path, url: str, port: int) -> Path:
     token_file.parent.mkdir(mode=0o700)
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-        f'[api]\nurl = "{url}"\ntoken_file = "{token_file}"\ntimeout_s = 2\n'
-        f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {port}\n'
-        "poll_interval_s = 0.2\nprobe_interval_s = 0.5\n"
+    return write_config(
+        tmp_path,
+        {"rex1": {"port": port, "poll_interval_s": 0.2, "probe_interval_s": 0.5}},
+        api_url=url,
+        token=None,
+        api={"token_file": token_file, "timeout_s": 2},
     )
-    return config
 
 
 def _log(tmp_path: Path, service: str) -> str:
@@ -73,7 +75,7 @@ def _assert_token_nowhere(tmp_path: Path, config: Path) -> None:
         ("queue", "peek"),
         ("check-config",),
     ):
-        result = cli(config, *args)
+        result = Cli(config).run(*args)
         places[" ".join(args)] = (result.stdout + result.stderr).encode()
     assert len(places) > 10
     leaks = [name for name, data in places.items() for form in _token_forms() if form in data]
@@ -129,7 +131,7 @@ def test_echoing_refusing_and_dripping_api_never_leaks_the_token(
 def _assert_gapless(api: HostileApi, config: Path, dead: list[dict[str, Any]]) -> None:
     """Every seq the uplink gave is accounted for: delivered, dead-lettered, or still queued
     (nothing acknowledged was lost)."""
-    peek = cli(config, "queue", "peek", "--limit", "100000").stdout.splitlines()
+    peek = Cli(config).run("queue", "peek", "--limit", "100000").stdout.splitlines()
     queued = [json.loads(line) for line in peek]
     seqs = sorted(
         r["seq"]
@@ -208,7 +210,7 @@ def test_poison_commands_huge_lists_and_picky_batches(sim: SimulatorThread, tmp_
             assert code == 1
             assert any("dead-letter" in p for p in report["problems"])
             api.commands = no_commands
-    dead = [json.loads(line) for line in cli(config, "queue", "dead").stdout.splitlines()]
+    dead = [json.loads(line) for line in Cli(config).run("queue", "dead").stdout.splitlines()]
     assert [d["record"]["event"] for d in dead] == ["print_paused"]
     assert "I do not like pauses" in dead[0]["reason"]
     events = [r for r in api.stored_records() if r["kind"] == "event"]

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
-from tests.api_harness import ApiThread
-from tests.e2e.harness import Gateway, wait_for
+from tests.support.http import ApiThread
+from tests.support.processes import Gateway
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 MODES = ("huge_numbers", "non_finite", "binary", "endless", "nasty_text")

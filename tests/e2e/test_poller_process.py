@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -14,34 +12,18 @@ import zmq.asyncio
 
 from gateway.messages import Event, Record, json_encoder
 from simulator import PrintJob, SimulatorThread
-from tests.poller_harness import Collector, make_config, wait_until
+from tests.support.cli import Cli
+from tests.support.configs import ConfigFactory
+from tests.support.poller import Collector, collecting
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-def write_config(tmp_path: Path, port: int) -> Path:
-    config = make_config(tmp_path, {"rex1": port})  # validates the same text we write
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        f'[gateway]\nid = "gw"\ndata_dir = "{config.gateway.data_dir}"\nruntime_dir = "{config.gateway.runtime_dir}"\n'
-        f'[api]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n'
-        f'[[printers]]\nid = "rex1"\nhost = "127.0.0.1"\nport = {port}\npoll_interval_s = 0.2\nprobe_interval_s = 0.3\n'
-    )
-    return path
-
-
 async def start_poller(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "console.cli",
-            "--config",
-            str(config),
-            "run",
-            "poller",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
+        return await Cli(config).start_async(
+            "run", "poller", stdout=asyncio.subprocess.DEVNULL, stderr=stderr
         )
 
 
@@ -52,25 +34,13 @@ def no_reused_ids(records: list[Record]) -> None:
         assert by_id.setdefault(record.id, encoded) == encoded, f"id {record.id} names two records"
 
 
-async def collecting(
-    ctx: zmq.asyncio.Context, tmp_path: Path, port: int, body: Callable[[Collector, Path], object]
-) -> Collector:
-    config = make_config(tmp_path, {"rex1": port})
-    collector = Collector(ctx, config)
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.run(stop))
-    try:
-        await body(collector, write_config(tmp_path, port))  # type: ignore[misc]
-    finally:
-        stop.set()
-        await task
-        collector.close()
-    return collector
-
-
 @pytest.mark.parametrize("acking_at_kill", [True, False], ids=["acked", "unacked"])
 def test_sigkill_mid_print_neither_repeats_nor_loses_an_event(
-    sim: SimulatorThread, tmp_path: Path, acking_at_kill: bool
+    sim: SimulatorThread,
+    tmp_path: Path,
+    acking_at_kill: bool,
+    configs: ConfigFactory,
+    zmq_context: zmq.asyncio.Context,
 ) -> None:
     log = tmp_path / "poller.log"
 
@@ -90,11 +60,10 @@ def test_sigkill_mid_print_neither_repeats_nor_loses_an_event(
         assert await asyncio.wait_for(second.wait(), 8) == 0
 
     async def main() -> Collector:
-        ctx = zmq.asyncio.Context()
-        try:
-            return await collecting(ctx, tmp_path, sim.port, body)
-        finally:
-            ctx.term()
+        path, config = configs.written({"rex1": sim.port})
+        async with collecting(zmq_context, config) as collector:
+            await body(collector, path)
+        return collector
 
     collector = asyncio.run(main())
     assert collector.events() == ["printer_online", "print_started", "print_finished"], (
@@ -111,7 +80,7 @@ def test_sigkill_mid_print_neither_repeats_nor_loses_an_event(
 
 
 def test_sigterm_mid_print_exits_0_and_closes_the_printer_socket(
-    sim: SimulatorThread, tmp_path: Path
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:
     log = tmp_path / "poller.log"
     sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
@@ -125,37 +94,19 @@ def test_sigterm_mid_print_exits_0_and_closes_the_printer_socket(
         await wait_until(lambda: sim.open_connections() == 0, within_s=2)
 
     async def main() -> None:
-        ctx = zmq.asyncio.Context()
-        try:
-            await collecting(ctx, tmp_path, sim.port, body)
-        finally:
-            ctx.term()
+        path, config = configs.written({"rex1": sim.port})
+        async with collecting(zmq_context, config) as collector:
+            await body(collector, path)
 
     asyncio.run(main())
     assert "poller stopped" in log.read_text()
 
 
-def test_unknown_printer_id_is_a_config_error(tmp_path: Path, sim: SimulatorThread) -> None:
-    import subprocess
-
-    config = write_config(tmp_path, sim.port)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "console.cli",
-            "--config",
-            str(config),
-            "run",
-            "poller",
-            "--printer",
-            "nope",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+def test_unknown_printer_id_is_a_config_error(
+    configs: ConfigFactory, sim: SimulatorThread, cli: Cli
+) -> None:
+    config = configs.write({"rex1": sim.port})
+    result = cli.on(config).run("run", "poller", "--printer", "nope")
     assert result.returncode == 2
     assert "printers" in result.stderr
     assert "nope" in result.stderr

@@ -5,45 +5,26 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 import zmq.asyncio
 
 from gateway.bus import RecordSender
-from gateway.config import Config
 from gateway.layout import Layout
 from gateway.messages import Event, Record, Status, utc_now
-from tests.api_harness import TOKEN, ApiThread
-from tests.poller_harness import make_config, wait_until
+from tests.support.cli import Cli
+from tests.support.configs import ConfigFactory
+from tests.support.http import TOKEN, ApiThread
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-def write_config(tmp_path: Path, api_url: str) -> tuple[Path, Config]:
-    text = (
-        f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-        f'[api]\nurl = "{api_url}"\ntoken = "{TOKEN}"\ntimeout_s = 2\n'
-        f'[[printers]]\nid = "p1"\nhost = "127.0.0.1"\n[[printers]]\nid = "p2"\nhost = "127.0.0.1"\n'
-    )
-    path = tmp_path / "gateway.toml"
-    path.write_text(text)
-    return path, make_config(tmp_path, {"p1": 1, "p2": 2})
-
-
 async def start_uplink(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as stderr:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "console.cli",
-            "--config",
-            str(config),
-            "run",
-            "uplink",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
+        return await Cli(config).start_async(
+            "run", "uplink", stdout=asyncio.subprocess.DEVNULL, stderr=stderr
         )
 
 
@@ -60,19 +41,25 @@ def make_records(n: int) -> list[Record]:
     return records
 
 
-def test_outage_and_sigkill_while_records_flow_lose_nothing(tmp_path: Path) -> None:
+def test_outage_and_sigkill_while_records_flow_lose_nothing(
+    tmp_path: Path, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
     log = tmp_path / "uplink.log"
     records = make_records(600)
     rng = random.Random(7)
 
     api = ApiThread(tmp_path / "api.db")  # port bound, not listening yet: connects are refused
-    config_path, config = write_config(tmp_path, api.url)
+    config_path, config = configs.written(
+        {"p1": {}, "p2": {}}, api_url=api.url, token=TOKEN, api={"timeout_s": 2}
+    )
 
     async def main() -> set[str]:
-        ctx = zmq.asyncio.Context()
         acked: set[str] = set()
         sender = RecordSender(
-            ctx, Layout.of(config).records_endpoint, acked.update, resend_after_s=0.5
+            zmq_context,
+            Layout.of(config).records_endpoint,
+            acked.update,
+            resend_after_s=0.5,
         )
         stop = asyncio.Event()
         pump = asyncio.create_task(sender.run(stop))
@@ -94,7 +81,6 @@ def test_outage_and_sigkill_while_records_flow_lose_nothing(tmp_path: Path) -> N
         stop.set()
         await pump
         sender.close()
-        ctx.term()
         with api:  # the API comes back
             await wait_until(
                 lambda: (

@@ -11,8 +11,8 @@ import pytest
 
 from simulator import PrintJob, SimulatorThread
 from simulator.server import NASTY_FILE
-from tests.api_harness import TOKEN
-from tests.e2e.harness import running
+from tests.support.http import TOKEN
+from tests.support.processes import running
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,17 +1,15 @@
-"""Helpers for poller tests: a config for simulators, a collecting receiver, async waiting."""
+"""The poller in-process against simulators, with a receiver collecting what it sends."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import zmq.asyncio
 
 from gateway.bus import RecordReceiver
-from gateway.config import Config, parse_config
+from gateway.config import Config
 from gateway.layout import Layout
 from gateway.messages import Event, Record, Status
 from services.poller.schedule import Tuning
@@ -27,22 +25,6 @@ FAST = Tuning(
     verify_within_s=2.0,
     request_timeout_s=1.0,
 )
-
-
-def make_config(
-    tmp_path: Path, ports: dict[str, int], poll_s: float = 0.2, probe_s: float = 0.3
-) -> Config:
-    """A config for printers on 127.0.0.1 at these ports, files under tmp_path."""
-    printers = "".join(
-        f'[[printers]]\nid = "{pid}"\nhost = "127.0.0.1"\nport = {port}\n'
-        f"poll_interval_s = {poll_s}\nprobe_interval_s = {probe_s}\n"
-        for pid, port in ports.items()
-    )
-    raw = (
-        f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-        f'[api]\nurl = "http://127.0.0.1:9"\ntoken = "t"\n[limits]\nmax_nozzle_c = 240\n{printers}'
-    )
-    return parse_config(raw.encode(), tmp_path)
 
 
 class Collector:
@@ -92,21 +74,25 @@ class Collector:
         self.receiver.close()
 
 
-async def wait_until(condition: Callable[[], bool], within_s: float = 10.0) -> None:
-    """Poll a condition from async code; fail at the deadline."""
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
+@contextlib.asynccontextmanager
+async def collecting(ctx: zmq.asyncio.Context, config: Config) -> AsyncIterator[Collector]:
+    """A collector running until the block ends."""
+    stop = asyncio.Event()
+    collector = Collector(ctx, config)
+    task = asyncio.create_task(collector.run(stop))
+    try:
+        yield collector
+    finally:
+        stop.set()
+        await task
+        collector.close()
 
 
 @contextlib.asynccontextmanager
 async def running_poller(
-    config: Config, tuning: Tuning = FAST
+    ctx: zmq.asyncio.Context, config: Config, tuning: Tuning = FAST
 ) -> AsyncIterator[tuple[Poller, Collector]]:
     """A poller for every printer in config and a collecting receiver, both running."""
-    ctx = zmq.asyncio.Context()
     stop = asyncio.Event()
     collector = Collector(ctx, config)
     poller = Poller(config, config.printers, ctx, tuning)
@@ -117,4 +103,3 @@ async def running_poller(
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 20)
         collector.close()
-        ctx.term()

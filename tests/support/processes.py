@@ -7,20 +7,20 @@ import http.client
 import json
 import signal
 import subprocess
-import sys
-import time
 import xmlrpc.client
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from console.deploy import supervisor_call
 from gateway.layout import Layout
 from simulator import SimulatorThread
-from tests.api_harness import TOKEN, ApiThread
-
-CLI = [sys.executable, "-m", "console.cli"]
+from tests.support.cli import Cli
+from tests.support.configs import write_config
+from tests.support.http import TOKEN, ApiThread
+from tests.support.waiting import wait_for
 
 
 class Gateway:
@@ -35,26 +35,21 @@ class Gateway:
         flavor: str = "v1",
         more_printers: dict[str, int] | None = None,
     ) -> None:
-        self.config = tmp_path / "gateway.toml"
-        printers = {"rex1": sim.port, **(more_printers or {})}
-        self.config.write_text(
-            f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}/data"\nruntime_dir = "{tmp_path}/run"\n'
-            f'[api]\nurl = "{api_url}"\ntoken = "{TOKEN}"\nflavor = "{flavor}"\n'
-            f"[control]\ncommand_ttl_s = {ttl_s}\n"
-            + "".join(
-                f'[[printers]]\nid = "{name}"\nhost = "127.0.0.1"\nport = {port}\n'
-                "poll_interval_s = 0.2\nprobe_interval_s = 0.3\n"
-                for name, port in printers.items()
-            )
+        self.config = write_config(
+            tmp_path,
+            {"rex1": sim.port, **(more_printers or {})},
+            api_url=api_url,
+            token=TOKEN,
+            api={"flavor": flavor},
+            control={"command_ttl_s": ttl_s},
         )
+        self.cli = Cli(self.config)
         self.log: IO[bytes] = (tmp_path / "services.log").open("ab")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str) -> None:
-        self.processes[name] = subprocess.Popen(
-            [*CLI, "--config", str(self.config), "run", name],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
+        self.processes[name] = self.cli.start(
+            "run", name, stdout=subprocess.DEVNULL, stderr=self.log
         )
 
     def kill(self, name: str) -> None:
@@ -88,15 +83,6 @@ def running(
         assert all(code == 0 for code in codes), (tmp_path / "services.log").read_text()
 
 
-def wait_for(condition: Callable[..., Any], within_s: float = 30) -> Any:
-    """Poll a condition until it is truthy (returned) or fail at the deadline."""
-    deadline = time.monotonic() + within_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.1)
-    return value
-
-
 def supervised_pid(runtime: Path, name: str) -> int | None:
     """The pid of a service supervisord reports RUNNING, else None."""
     try:
@@ -106,35 +92,24 @@ def supervised_pid(runtime: Path, name: str) -> int | None:
     return int(info["pid"]) if info["statename"] == "RUNNING" else None
 
 
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """One `printer-gateway --config CONFIG ARGS...` run, output captured."""
-    return subprocess.run(
-        [*CLI, "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def status(config: Path) -> tuple[int, dict[str, Any]]:
     """`status --json`: exit code and report."""
-    result = cli(config, "status", "--json")
+    result = Cli(config).run("status", "--json")
     return result.returncode, json.loads(result.stdout)
 
 
 @contextmanager
 def supervised(config: Path, runtime: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`up` on this config until the block ends (SIGTERM, exit 0 expected)."""
-    up = subprocess.Popen(
-        [*CLI, "--config", str(config), "up"],
+    up = Cli(config).start(
+        "up",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
         for name in ("uplink", "poller", "control"):
-            wait_for(lambda name=name: supervised_pid(runtime, name))
+            wait_for(partial(supervised_pid, runtime, name))
         yield up
     finally:
         up.send_signal(signal.SIGTERM)
