@@ -18,6 +18,7 @@ from gateway.files import private_dir
 from gateway.health import read_printers, read_problems, reset_starts, starts
 from gateway.layout import LOG_DIR_ENV, Layout
 from gateway.redaction import safe
+from services.uplink.live import read_snapshot
 from services.uplink.queue import read_stats
 
 SERVICES = ("uplink", "poller", "control")
@@ -126,6 +127,7 @@ def status_report(config: Config) -> tuple[dict[str, Any], bool]:
             queue, last_error=None if queue.last_error is None else safe(queue.last_error)
         )
     printers = read_printers(layout)
+    live = read_snapshot(layout.live_lane)
     problems = []
     if services is None:
         problems.append("supervisord not reachable (is `printer-gateway up` running?)")
@@ -149,6 +151,7 @@ def status_report(config: Config) -> tuple[dict[str, Any], bool]:
         "services": [dataclasses.asdict(s) for s in services or []],
         "printers": [msgspec.structs.asdict(p) for p in printers],
         "queue": None if queue is None else dataclasses.asdict(queue),
+        "live": None if live is None else msgspec.structs.asdict(live.stats),
     }
     return report, not problems
 
@@ -168,6 +171,15 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  {p['printer_id']:<10} {p['state']:<22} {lease:<11} last contact {contact}")
         if p.get("detail"):
             lines.append(f"    {p['detail']}")
+    live = report.get("live")
+    if live is not None:
+        delivered = live["last_delivery"] or "never"
+        lines.append(
+            f"live lane (statuses from memory): {live['waiting']} waiting, "
+            f"{live['delivered']} delivered, {live['spilled']} kept on disk and "
+            f"{live['dropped_by_downsampling']} skipped while the API was not keeping up; "
+            f"last delivery {delivered}"
+        )
     queue = report["queue"]
     if queue is None:
         lines.append("queue: none yet")
@@ -175,8 +187,8 @@ def format_report(report: dict[str, Any]) -> str:
         depth = sum(queue["depth_by_kind"].values())
         age = "-" if queue["oldest_age_s"] is None else f"{queue['oldest_age_s']:.0f} s"
         lines.append(
-            f"queue: {depth} records, oldest {age}, {queue['dead']} dead letters, "
-            f"{queue['dropped_status']} statuses dropped"
+            f"queue (on disk: events, results, spilled statuses): {depth} records, oldest "
+            f"{age}, {queue['dead']} dead letters, {queue['dropped_status']} statuses dropped"
         )
         delivered, error = queue["last_delivery"] or "never", queue["last_error"] or "none"
         lines.append(f"  last delivery {delivered}; last error {error}")

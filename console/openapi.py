@@ -105,7 +105,10 @@ def openapi() -> dict[str, Any]:
                         _query("printer_id", "one printer"),
                         _query("kind", "status, event or command_result"),
                         _query(
-                            "after_seq", "only seq above this", "integer", bounds=(0, 2**63 - 1)
+                            "after_seq",
+                            "only seq above this (statuses, which have no seq, only without it)",
+                            "integer",
+                            bounds=(0, 2**63 - 1),
                         ),
                         _query("limit", "at most", "integer", bounds=(1, 10_000)),
                     ],

@@ -12,8 +12,9 @@ import msgspec
 from gateway.bus import TapSubscriber
 from gateway.config import Config
 from gateway.layout import Layout
-from gateway.messages import DECODE_ERRORS
+from gateway.messages import DECODE_ERRORS, json_encoder
 from gateway.redaction import escape, escape_json, redact, safe
+from services.uplink.live import LiveSnapshot, read_snapshot
 from services.uplink.queue import DurableQueue
 
 
@@ -29,14 +30,16 @@ def _line(data: bytes) -> None:
 
 
 def queue_command(config: Config, args: argparse.Namespace) -> int:
-    """Inspect or repair the durable queue; 0 on success, 1 when a purge was not confirmed."""
-    path = Layout.of(config).queue_db
+    """Inspect or repair the durable queue (and see the live lane's statuses waiting in the
+    uplink's memory); 0 on success, 1 when a purge was not confirmed."""
+    layout = Layout.of(config)
+    path = layout.queue_db
     if not path.exists():
         print(f"no queue at {path} (the uplink has not run with this config)", file=sys.stderr)
         return 1
     queue = DurableQueue(path, config.uplink.max_queue_mb * 1024 * 1024)
     try:
-        return _act(queue, path, args)
+        return _act(queue, path, read_snapshot(layout.live_lane), args)
     finally:
         queue.close()
 
@@ -51,14 +54,26 @@ def _as_json(body: bytes) -> msgspec.Raw | str:
     return msgspec.Raw(body)
 
 
-def _act(queue: DurableQueue, path: Path, args: argparse.Namespace) -> int:
+def _act(
+    queue: DurableQueue, path: Path, live: LiveSnapshot | None, args: argparse.Namespace
+) -> int:
     if args.action == "stats":
         stats = queue.stats()
         last_error = None if stats.last_error is None else safe(stats.last_error)
-        _out({"queue": str(path), **dataclasses.asdict(stats), "last_error": last_error})
-    elif args.action == "peek":
-        for body in queue.peek(args.limit):
+        _out(
+            {
+                "queue": str(path),
+                **dataclasses.asdict(stats),
+                "last_error": last_error,
+                "live": None if live is None else live.stats,  # statuses in memory
+            }
+        )
+    elif args.action == "peek":  # the disk's records first (delivered first), then memory's
+        bodies = queue.peek(args.limit)
+        for body in bodies:
             _line(msgspec.json.encode(_as_json(body)))
+        for status in () if live is None else live.waiting[: args.limit - len(bodies)]:
+            _line(json_encoder.encode(status))
     elif args.action == "dead":
         for reason, body in queue.dead_letters(args.limit):
             _line(msgspec.json.encode({"reason": safe(reason), "record": _as_json(body)}))
@@ -88,7 +103,8 @@ def tap_command(config: Config, args: argparse.Namespace) -> int:
                 record = msgspec.json.decode(data)
                 what = record.get("state") or record.get("event") or record.get("outcome")
                 printer = record.get("printer_id") or "-"
-                line = f"{record.get('ts')} {record.get('kind'):<14} {printer:<10} {what}"
+                lane = "live" if record.get("kind") == "status" else "reliable"
+                line = f"{record.get('ts')} {lane:<8} {record.get('kind'):<14} {printer:<10} {what}"
                 print(escape(redact(line)))  # a printer's text must not drive the terminal
             sys.stdout.flush()
     except KeyboardInterrupt:

@@ -112,11 +112,21 @@ class ControlSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
 
 
 class UplinkSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """``[uplink]``: the durable queue's hard disk cap."""
+    """``[uplink]``: the durable queue's hard disk cap, and how statuses are kept on disk
+    while the API is not keeping up."""
 
     max_queue_mb: Annotated[
         int, msgspec.Meta(ge=1, le=1_000_000, description="disk cap; oldest statuses go first")
     ] = 64
+    offline_status_interval_s: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0,
+            le=86400,
+            description="API not keeping up: one status per printer this often on disk, "
+            "plus every change of state",
+        ),
+    ] = 10.0
 
 
 DEFAULT_NOTIFY_EVENTS: tuple[EventName, ...] = (

@@ -94,6 +94,11 @@ class Layout:
         return self.runtime_dir / "printers"
 
     @property
+    def live_lane(self) -> Path:
+        """The uplink's live lane: its counters and the statuses waiting in memory."""
+        return self.runtime_dir / "live.json"
+
+    @property
     def problems_dir(self) -> Path:
         """``<service>.json``: what each service finds wrong right now."""
         return self.runtime_dir / "problems"

@@ -83,12 +83,14 @@ class Store:
             )
             for r in records
         ]
+        # The newest status per printer by its ts (statuses carry no seq: the live lane); the
+        # table's `seq` column holds that ts in milliseconds.
         newest: dict[str, tuple[int, bytes]] = {}
         for record, row in zip(records, rows, strict=True):
             if isinstance(record, Status) and record.printer_id is not None:
-                seq = record.seq or 0
-                if record.printer_id not in newest or seq > newest[record.printer_id][0]:
-                    newest[record.printer_id] = (seq, row[5])
+                order = int(record.ts.timestamp() * 1000)
+                if record.printer_id not in newest or order > newest[record.printer_id][0]:
+                    newest[record.printer_id] = (order, row[5])
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             before = self._conn.total_changes
@@ -178,16 +180,19 @@ class Store:
     def records(
         self, gateway_id: str, printer_id: str | None, kind: str | None, after_seq: int, limit: int
     ) -> list[bytes]:
-        """Stored record bodies, by printer and seq."""
-        sql = "SELECT body FROM records WHERE gateway_id = ? AND coalesce(seq, 0) > ?"
-        args: list[object] = [gateway_id, after_seq]
+        """Stored record bodies, by printer: its statuses in the order they arrived (they have
+        no seq: the live lane; listed unless the caller pages by seq), then the rest by seq."""
+        sql = (
+            "SELECT body FROM records WHERE gateway_id = ? AND (seq > ? OR (seq IS NULL AND ? = 0))"
+        )
+        args: list[object] = [gateway_id, after_seq, after_seq]
         if printer_id is not None:
             sql += " AND printer_id = ?"
             args.append(printer_id)
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        sql += " ORDER BY printer_id, seq LIMIT ?"
+        sql += " ORDER BY printer_id, seq IS NOT NULL, seq, rowid LIMIT ?"
         args.append(limit)
         return [row[0] for row in self._conn.execute(sql, args)]
 

@@ -15,14 +15,27 @@ def batch(*records: dict[str, object]) -> dict[str, object]:
     return {"gateway_id": "gw", "records": list(records)}
 
 
-def status(n: int, seq: int) -> dict[str, object]:
+def status(n: int) -> dict[str, object]:
+    """A status of the live lane: no seq, ordered by ts (second n)."""
     return {
         "kind": "status",
         "id": f"s{n}",
         "printer_id": "rex1",
+        "seq": None,
+        "ts": f"2026-11-23T20:31:{n:02d}Z",
+        "state": "printing",
+    }
+
+
+def event(n: int, seq: int) -> dict[str, object]:
+    """An event of the reliable lane, with its seq."""
+    return {
+        "kind": "event",
+        "id": f"e{n}",
+        "printer_id": "rex1",
         "seq": seq,
         "ts": "2026-11-23T20:31:05Z",
-        "state": "printing",
+        "event": "printer_online",
     }
 
 
@@ -44,21 +57,28 @@ def test_auth_is_required_everywhere_but_health(tmp_path: Path) -> None:
 
 def test_records_are_deduped_by_id_and_readable(tmp_path: Path) -> None:
     with ApiThread(tmp_path / "api.db") as api:
-        assert api.post("/v1/records", batch(status(1, 1), status(2, 2))).json() == {
-            "stored": 2,
+        assert api.post("/v1/records", batch(event(1, 1), event(2, 2), status(3))).json() == {
+            "stored": 3,
             "duplicates": 0,
         }
-        assert api.post("/v1/records", batch(status(2, 2), status(3, 3))).json() == {
-            "stored": 1,
+        assert api.post("/v1/records", batch(event(2, 2), event(3, 3), status(5))).json() == {
+            "stored": 2,
             "duplicates": 1,
         }
+        api.post("/v1/records", batch(status(4)))  # late: an outage's status, delivered after
         records = api.get("/v1/records", gateway_id="gw", printer_id="rex1").json()["records"]
-        assert [r["seq"] for r in records] == [1, 2, 3]
-        assert (
-            api.get("/v1/records", gateway_id="gw", after_seq=2).json()["records"][0]["id"] == "s3"
-        )
+        assert [(r["id"], r["seq"]) for r in records] == [
+            ("s3", None),
+            ("s5", None),
+            ("s4", None),
+            ("e1", 1),
+            ("e2", 2),
+            ("e3", 3),
+        ]
+        after = api.get("/v1/records", gateway_id="gw", after_seq=2).json()["records"]
+        assert [r["id"] for r in after] == ["e3"]  # paging by seq: the reliable lane only
         printers = api.get("/v1/printers", gateway_id="gw").json()["printers"]
-        assert [p["id"] for p in printers] == ["s3"]
+        assert [p["id"] for p in printers] == ["s5"]  # the newest by ts, not the last to arrive
 
 
 def test_malformed_batch_is_400(tmp_path: Path) -> None:
@@ -123,7 +143,7 @@ def test_command_ids_are_unique(tmp_path: Path) -> None:
 
 def test_query_parameters_are_checked(tmp_path: Path) -> None:
     with ApiThread(tmp_path / "api.db") as api:
-        api.post("/v1/records", batch(status(1, 1), status(2, 2)))
+        api.post("/v1/records", batch(status(1), status(2)))
         for params in ({"limit": -1}, {"limit": 0}, {"limit": "x"}, {"after_seq": -5}):
             assert api.get("/v1/records", gateway_id="gw", **params).status_code == 400, params
         huge = api.get("/v1/records", gateway_id="gw", after_seq="9" * 40)
@@ -189,7 +209,7 @@ def test_security_headers_on_every_answer(tmp_path: Path) -> None:
 
 def test_the_database_is_private(tmp_path: Path) -> None:
     with ApiThread(tmp_path / "api.db") as api:
-        api.post("/v1/records", batch(status(1, 1)))
+        api.post("/v1/records", batch(status(1)))
         for path in tmp_path.glob("api.db*"):
             assert path.stat().st_mode & 0o077 == 0, path
 

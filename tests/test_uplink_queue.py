@@ -29,16 +29,25 @@ def open_queue(tmp_path: Path, max_bytes: int = 10**8) -> DurableQueue:
     return DurableQueue(tmp_path / "uplink" / "queue.db", max_bytes)
 
 
-def test_seq_per_scope_without_gaps_across_reopen(tmp_path: Path) -> None:
+def test_seq_per_scope_over_the_reliable_lane_without_gaps_across_reopen(tmp_path: Path) -> None:
+    """Events and results count per scope; a status (spilled by the live lane) has no seq."""
     queue = open_queue(tmp_path)
     assert queue.accept([status(1), event(1), status(1, "p2"), event(2, None)]) == 4
     queue.close()
     queue = open_queue(tmp_path)
-    assert queue.accept([status(2), event(3, None)]) == 2
+    assert queue.accept([status(2), event(3, None), event(4)]) == 3
     batch = queue.claim(100, 10**6)
     assert batch is not None
     seqs = [(r.printer_id, r.seq) for r in decoded(batch.bodies)]
-    assert seqs == [("p1", 1), ("p1", 2), ("p2", 1), (None, 1), ("p1", 3), (None, 2)]
+    assert seqs == [
+        ("p1", None),
+        ("p1", 1),
+        ("p2", None),
+        (None, 1),
+        ("p1", None),
+        (None, 2),
+        ("p1", 2),
+    ]
 
 
 def test_known_id_is_stored_once_even_after_delivery(tmp_path: Path) -> None:
@@ -71,13 +80,14 @@ def test_claims_are_byte_bounded_and_released_on_reopen(tmp_path: Path) -> None:
 
 def test_fresh_records_ride_along_with_the_backlog(tmp_path: Path) -> None:
     queue = open_queue(tmp_path)
-    queue.accept([status(n) for n in range(1000)])
-    queue.accept([event(1)])
+    queue.accept([event(n) for n in range(1000)])
+    queue.accept([event(1, "p2")])
     batch = queue.claim(100, 10**7)
     assert batch is not None
     records = decoded(batch.bodies)
-    assert records[-1].id == "e-p1-1"  # the newest record is in the first batch
-    assert [r.seq for r in records if r.printer_id == "p1"] == sorted(r.seq for r in records)  # type: ignore[type-var]
+    assert records[-1].id == "e-p2-1"  # the newest record is in the first batch
+    p1 = [r.seq or 0 for r in records if r.printer_id == "p1"]
+    assert p1 == sorted(p1)  # in seq order per printer
 
 
 def test_cap_drops_oldest_status_never_events(tmp_path: Path) -> None:
@@ -161,7 +171,7 @@ def test_full_database_raises_queue_full_and_stores_nothing(tmp_path: Path) -> N
     queue._conn.execute("PRAGMA max_page_count = 1073741823")
     assert queue.accept([event(1)]) == 1  # space again: the same records are accepted
     # seq 1 went to the status; the failed transaction consumed none
-    assert [r.seq for r in decoded(queue.peek(10)) if isinstance(r, Event)] == [2]
+    assert [r.seq for r in decoded(queue.peek(10)) if isinstance(r, Event)] == [1]
 
 
 def test_files_are_not_world_readable(tmp_path: Path) -> None:
@@ -171,10 +181,10 @@ def test_files_are_not_world_readable(tmp_path: Path) -> None:
 
 def test_json_bodies_are_the_v1_shape(tmp_path: Path) -> None:
     queue = open_queue(tmp_path)
-    queue.accept([status(1)])
-    body = msgspec.json.decode(queue.peek(1)[0])
-    assert list(body)[:5] == ["kind", "id", "printer_id", "seq", "ts"]
-    assert body["seq"] == 1
+    queue.accept([status(1), event(1)])
+    spilled, reliable = (msgspec.json.decode(body) for body in queue.peek(2))
+    assert list(spilled)[:5] == list(reliable)[:5] == ["kind", "id", "printer_id", "seq", "ts"]
+    assert (spilled["seq"], reliable["seq"]) == (None, 1)  # a status is on the live lane
     assert sqlite3.sqlite_version_info >= (3, 35)
 
 

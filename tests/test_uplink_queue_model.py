@@ -96,8 +96,10 @@ class QueueModel(RuleBasedStateMachine):
         assert len(ids) == len(set(ids)), "a record is both queued and delivered, or twice"
         assert set(ids) == set(self.accepted)
         for scope in {"p1", "p2", ""}:
-            seqs = sorted(r.seq or 0 for r in everything if (r.printer_id or "") == scope)
+            reliable = [r for r in everything if (r.printer_id or "") == scope]
+            seqs = sorted(r.seq or 0 for r in reliable if not isinstance(r, Status))
             assert seqs == list(range(1, len(seqs) + 1)), f"seqs of {scope!r}: {seqs}"
+            assert all(r.seq is None for r in reliable if isinstance(r, Status))
 
 
 QueueModel.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)

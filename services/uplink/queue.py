@@ -2,13 +2,17 @@
 
 Theory of operation
 -------------------
+* **Two lanes** (architecture §4.3): this file holds the *reliable* lane (events, command
+  results) and the statuses the *live* lane spilled while the API was not keeping up
+  (``live.py``); on the happy path no status is ever written here.
 * **Accept** (one transaction per group of batches): a record whose id is already known is
   acknowledged again but not stored twice (``known_ids`` remembers ids after delivery: an
-  hour for statuses, which are re-sent from memory only, a week for events and results,
-  which a poller journal may re-send after a long outage). A new record gets the next
-  ``seq`` of its scope (its printer, or ``""`` for gateway-level records) in the *same*
-  commit that stores it, so a seq exists only for a durable record: +1 per scope, no gaps,
-  surviving restarts. The caller acknowledges to the sender only after ``accept`` returned.
+  hour for statuses, a week for events and results, which a poller journal may re-send
+  after a long outage). A new reliable-lane record gets the next ``seq`` of its scope (its
+  printer, or ``""`` for gateway-level records) in the *same* commit that stores it, so a
+  seq exists only for a durable record: +1 per scope over the reliable lane, no gaps,
+  surviving restarts. A status keeps ``seq: null``. The caller acknowledges to the sender
+  only after ``accept`` returned.
 * **Cap**: the bodies stored (queue + dead letters) are kept under ``max_queue_mb``; to make
   room the oldest *status* records are deleted, counted in ``dropped_status``. Events and
   command results are never dropped: if they alone exceed the cap they are kept (logged).
@@ -43,7 +47,7 @@ from gateway import sqlite
 from gateway.bus import InvalidRecord
 from gateway.errors import GatewayError
 from gateway.files import set_aside
-from gateway.messages import Record
+from gateway.messages import Record, Status
 
 logger = logging.getLogger(__name__)
 KNOWN_STATUS_TTL_S = 3600  # statuses are re-sent from memory only, within minutes
@@ -219,6 +223,9 @@ class DurableQueue:
         rows = []
         for record in fresh:
             scope = record.printer_id or ""
+            if isinstance(record, Status):  # the live lane's: ordered by ts, no seq
+                rows.append((record.id, scope, 0, "status", _encoder.encode(record), now))
+                continue
             last[scope] = seq = last.get(scope, 0) + 1
             body = _encoder.encode(msgspec.structs.replace(record, seq=seq))
             rows.append((record.id, scope, seq, _kind(record), body, now))

@@ -1,15 +1,24 @@
-"""``printer-gateway run uplink``: receive records, make them durable, acknowledge, deliver.
+"""``printer-gateway run uplink``: receive records, deliver them in two lanes (architecture
+§4.3): the reliable lane (events, command results) durable before acknowledgement, the live
+lane (statuses) from memory while the API keeps up.
 
-Two loops share one queue file through two SQLite connections:
+Two loops share one queue file through two SQLite connections, and the live lane in memory:
 
 * the **receiver** (asyncio): takes a batch from the records channel, drains whatever else is
-  already waiting (up to ``GROUP_RECORDS`` records), stores all of it in one transaction
-  (group commit), then acknowledges every sender. A full disk means no acknowledgement
-  (senders keep and re-send) and one log line per episode. Accepted records are published on
-  the tap (``bus.TapPublisher``: a debugging view that may drop).
-* the **deliverer** (a thread, because ``requests`` blocks): claim a batch, post it, then
-  delete it / dead-letter it / wait and post the *same* batch again (same Idempotency-Key).
-  The first failure of an outage and the recovery are logged; retries in between are not.
+  already waiting (up to ``GROUP_RECORDS`` records). Statuses go to the live lane
+  (``live.py``), acknowledged later, once delivered or kept. Reliable records are stored in
+  one transaction (group commit), then acknowledged. On every turn it also spills what the
+  live lane says is due (downsampled, into the queue) and sends the acknowledgements the
+  live lane owes. A full disk means no acknowledgement (senders keep and re-send) and one log
+  line per episode. Accepted records are published on the tap (``bus.TapPublisher``: a
+  debugging view that may drop).
+* the **deliverer** (a thread, because ``requests`` blocks): posts the live lane's waiting
+  statuses when there are any (a failure hands them back to be spilled), else claims a
+  batch from the queue, posts it, then deletes it / dead-letters it / waits and posts the
+  *same* batch again (same Idempotency-Key). Waits between failures stay at or under 2 s
+  for the first minute of an outage, so the API's return is seen within 2 s, then grow to
+  30 s at most. The first failure of an outage and the recovery are logged; retries in
+  between are not.
 
 SIGTERM stops taking records (everything acknowledged is already committed), lets the
 attempt in flight finish within ``api.timeout_s`` and exits 0.
@@ -21,29 +30,36 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
+from collections.abc import Sequence
 
 import msgspec
 import zmq
 import zmq.asyncio
 
 from gateway import runner
-from gateway.bus import CommandInjector, Received, RecordReceiver, TapPublisher
+from gateway.bus import CommandInjector, InvalidRecord, Received, RecordReceiver, TapPublisher
 from gateway.config import Config, Token
+from gateway.files import write_atomically
 from gateway.health import REPORT_AFTER_S, Problems
 from gateway.http import AUTH_RETRY_S
 from gateway.ids import legacy_pause_id
 from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, guarded_loop, guarded_thread_loop
-from gateway.messages import Command
+from gateway.messages import Command, Record, Status, json_encoder, utc_text
 from gateway.redaction import safe
 from services.uplink.delivery import Deliverer, Disposition, PostResult
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
+from services.uplink.live import LiveLane, LiveStatus
 from services.uplink.notify import Notifier
 from services.uplink.queue import Batch, DurableQueue, QueueFullError
 
 logger = logging.getLogger(__name__)
 GROUP_RECORDS = 5000
 BATCH_RECORDS = 1000
+QUICK_RETRY_S = 2.0  # the longest wait between attempts in an outage's first minute
+QUICK_RETRY_FOR_S = 60.0
+LIVE_STATS_EVERY_S = 1.0  # the live lane's counters for `status`, on tmpfs, at most this often
 BATCH_BYTES = 2 * 1024 * 1024
 MIN_BATCH_BYTES = 16 * 1024
 
@@ -95,8 +111,10 @@ class DeliveryThread(threading.Thread):
         work: threading.Event,
         on_pause_request: PauseHook | None = None,
         problems: Problems | None = None,
+        live: LiveLane | None = None,
     ) -> None:
         super().__init__(name="uplink-delivery", daemon=True)
+        self.live = live or LiveLane(config.uplink.offline_status_interval_s, work)
         layout = Layout.of(config)
         self.queue = DurableQueue(layout.queue_db, config.uplink.max_queue_mb * 1024 * 1024)
         self.problems = problems or Problems(None, "uplink")
@@ -113,12 +131,13 @@ class DeliveryThread(threading.Thread):
             )
         self.work = work
         self.stopping = threading.Event()
-        self.backoff = Backoff()
+        self.backoff = Backoff(base_s=0.5, cap_s=30.0)
         self.guard = LoopGuard("delivery", self.problems)
         self.outage_since: float | None = None
         self._failure_kind: int | str | None = None
         self.batch_bytes = BATCH_BYTES
         self._todo: list[Batch] = []  # the top is posted next
+        self._legacy_state = self.queue.note("legacy_state")
 
     def run(self) -> None:
         """Claim, post, settle; sleep when there is nothing to do or the API is down."""
@@ -135,6 +154,9 @@ class DeliveryThread(threading.Thread):
         (None: go on at once). The batch leaves the stack only once settled, so an
         unexpected error leaves it there to be tried again."""
         if not self._todo:
+            live = self.live.take(BATCH_RECORDS)
+            if live:
+                return self._attempt_live(live)
             batch = self.queue.claim(BATCH_RECORDS, self.batch_bytes)
             if batch is None:
                 self.work.wait(1.0)
@@ -143,11 +165,38 @@ class DeliveryThread(threading.Thread):
             self._todo.append(batch)
         return self._attempt(self._todo[-1])
 
+    def _attempt_live(self, live: list[LiveStatus]) -> float | None:
+        """Post the live lane's statuses once. Delivered: acknowledged. Anything else: handed
+        back, to be kept on disk downsampled and posted from there (a 400 or 413 included:
+        the queue's path splits and dead-letters)."""
+        bodies = tuple(json_encoder.encode(entry.status) for entry in live)
+        answer = self.poster.post(Batch(uuid.uuid4().hex, (), bodies))
+        self._keep_legacy_state()
+        if answer.disposition is Disposition.DELIVERED:
+            self.live.delivered(live, utc_text())
+            self._recovered()
+            return None
+        self.live.failed(live)
+        self.queue.note_error(answer.reason)
+        if answer.disposition is Disposition.UNAUTHORIZED:
+            return self._unauthorized(answer.reason)
+        if answer.disposition is Disposition.RETRY:
+            return self._failing(answer)
+        return None
+
+    def _keep_legacy_state(self) -> None:
+        """Which printers are mid-print survives a restart (legacy flavor): written when it
+        changes, not per post."""
+        if isinstance(self.poster, LegacyDeliverer):
+            state = msgspec.json.encode(self.poster.state).decode()
+            if state != self._legacy_state:
+                self.queue.set_note("legacy_state", state)
+                self._legacy_state = state
+
     def _attempt(self, batch: Batch) -> float | None:
         """Post once and settle what the answer says; the delay before the next attempt."""
         answer = self.poster.post(batch)
-        if isinstance(self.poster, LegacyDeliverer):  # which printers are mid-print survives
-            self.queue.set_note("legacy_state", msgspec.json.encode(self.poster.state).decode())
+        self._keep_legacy_state()
         if answer.unreadable:
             batch = self._todo[-1] = self.queue.dead_letter_some(
                 batch, answer.unreadable, "the queued record cannot be read"
@@ -202,6 +251,8 @@ class DeliveryThread(threading.Thread):
         delay = answer.retry_after_s
         if delay is None:
             delay = self.backoff.next_delay()
+            if now - self.outage_since < QUICK_RETRY_FOR_S:
+                delay = min(delay, QUICK_RETRY_S)
         if now + delay - self.outage_since >= REPORT_AFTER_S:
             waits = f", next try in {delay:.0f} s" if delay >= 1 else ""
             self.problems.report(
@@ -227,7 +278,7 @@ class DeliveryThread(threading.Thread):
 
 
 class Uplink:
-    """The receiving side, the tap and the delivery thread."""
+    """The receiving side, the live lane's spills and acks, the tap and the delivery thread."""
 
     def __init__(
         self,
@@ -236,7 +287,7 @@ class Uplink:
         ctx: zmq.asyncio.Context,
         problems: Problems | None = None,
     ) -> None:
-        layout = Layout.of(config)
+        self.layout = layout = Layout.of(config)
         self.problems = problems or Problems(None, "uplink")
         self.queue = DurableQueue(layout.queue_db, config.uplink.max_queue_mb * 1024 * 1024)
         released = self.queue.release_stale_claims()
@@ -245,9 +296,15 @@ class Uplink:
         self.receiver = RecordReceiver(ctx, layout.records_endpoint)
         self.tap = TapPublisher(ctx, layout.tap_endpoint)
         self.work = threading.Event()
-        self.delivery = DeliveryThread(config, token, self.work, problems=self.problems)
+        self.live = LiveLane(config.uplink.offline_status_interval_s, self.work)
+        self.delivery = DeliveryThread(
+            config, token, self.work, problems=self.problems, live=self.live
+        )
         self.notifier = Notifier(config, self.problems)
         self._full_since: float | None = None
+        self._live_stats_at = -1e9
+        self._live_stats_written: bytes | None = None
+        self._live_stats_failed = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive and store until stop; then stop delivery and close."""
@@ -260,6 +317,7 @@ class Uplink:
             self.notifier.stop()
             self.work.set()
             await asyncio.to_thread(self.delivery.join, 15)
+            await self._settle_live()  # what delivery settled while stopping
             self.receiver.close()
             self.tap.close()
             self.queue.close()
@@ -268,14 +326,37 @@ class Uplink:
         got = await self.receiver.receive(0.2)
         if got is not None:
             await self._store_group([got])
+        await self._settle_live()
 
     async def _store_group(self, group: list[Received]) -> None:
         count = len(group[0].ids)
         while count < GROUP_RECORDS and (more := await self.receiver.receive(0)) is not None:
             group.append(more)
             count += len(more.ids)
-        records = [record for received in group for record in received.records]
+        for received in group:  # statuses wait in memory, acknowledged once settled
+            statuses = [r for r in received.records if isinstance(r, Status)]
+            if statuses:
+                self.live.add(received.peer, statuses)
+        reliable = [r for received in group for r in received.records if not isinstance(r, Status)]
         invalid = [item for received in group for item in received.invalid]
+        if reliable or invalid:
+            new = await self._store(reliable, invalid)
+            if new is None:
+                return  # not durable: no acknowledgement, the senders send them again
+            self.work.set()
+            self.notifier.offer(new)
+        for received in group:
+            settled = [r.id for r in received.records if not isinstance(r, Status)]
+            settled += [item.record_id for item in received.invalid]
+            if settled:
+                await self.receiver.acknowledge(received.peer, settled)
+        self.tap.publish(record for received in group for record in received.records)
+
+    async def _store(
+        self, records: Sequence[Record], invalid: Sequence[InvalidRecord]
+    ) -> list[Record] | None:
+        """Make records durable (one commit); None when the disk refuses (logged once an
+        episode, reported)."""
         try:
             new = await asyncio.to_thread(self.queue.accept_new, records, invalid)
         except QueueFullError as err:
@@ -284,16 +365,44 @@ class Uplink:
                 logger.error("queue cannot grow (%s): not acknowledging until space returns", err)
             self.problems.report("queue full", f"the queue cannot grow: {err}")
             await asyncio.sleep(1.0)
-            return
+            return None
         if self._full_since is not None:
             logger.info("queue writable again after %.0f s", time.monotonic() - self._full_since)
             self._full_since = None
             self.problems.clear("queue full")
-        for received in group:
-            await self.receiver.acknowledge(received.peer, received.ids)
-        self.work.set()
-        self.notifier.offer(new)
-        self.tap.publish(records)
+        return new
+
+    async def _settle_live(self) -> None:
+        """Spill what the live lane says is due, send the acknowledgements it owes, and
+        leave its counters for ``status`` (runtime_dir: tmpfs)."""
+        due = self.live.due_to_spill()
+        if due:
+            kept = self.live.spill_worthy(due)
+            if kept and await self._store(list(kept), []) is None:
+                self.live.put_back(due)
+            else:
+                self.live.spilled(due, len(kept))
+                if kept:
+                    self.work.set()
+        for peer, ids in self.live.acks().items():
+            await self.receiver.acknowledge(peer, ids)
+        self._write_live_stats()
+
+    def _write_live_stats(self) -> None:
+        now = time.monotonic()
+        if now - self._live_stats_at < LIVE_STATS_EVERY_S:
+            return
+        self._live_stats_at = now
+        data = msgspec.json.encode(self.live.snapshot())
+        if data != self._live_stats_written:
+            try:
+                write_atomically(self.layout.live_lane, data)
+            except OSError as err:  # tmpfs full or gone: `status` shows less, nothing else
+                if not self._live_stats_failed:
+                    logger.warning("cannot write %s: %s", self.layout.live_lane, err)
+                self._live_stats_failed = True
+                return
+            self._live_stats_written, self._live_stats_failed = data, False
 
 
 def run(config: Config, token: Token) -> int:

@@ -114,11 +114,11 @@ def test_command_expires_while_the_poller_is_down(sim: SimulatorThread, tmp_path
         gateway.kill("poller")
         pause = queue(api, "pause")
         time.sleep(3.5)
-        seq = api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["seq"]
+        ts = api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["ts"]
         gateway.start("poller")
         outcome, detail = result(api, pause)
-        wait_for(
-            lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["seq"] > seq,
+        wait_for(  # a newer status (RFC 3339 UTC texts of one format compare as times)
+            lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"][0]["ts"] > ts,
             20,
             every_s=0.05,
         )

@@ -1,0 +1,226 @@
+"""The live lane: statuses go to the API from memory while it keeps up (architecture §4.3).
+
+Theory of operation
+-------------------
+A status arrives from a sender (the poller) and waits here, in memory, never on disk:
+
+* the **delivery thread** takes the waiting statuses (oldest first, a batch at a time) and
+  posts them. Posted and stored -> *delivered*: each is acknowledged to its sender. A post
+  that fails hands the batch back as *failed*.
+* the **receiving loop** looks here on every turn (at least five times a second) and takes
+  what is *due to spill*: a failed status, or one that has waited longer than ``LAG_S``
+  (the API is slow, down, or the delivery thread is busy with a backlog). It keeps a
+  downsampled share of those in the durable queue (``spill_worthy``) and acknowledges all
+  of them: a status is acknowledged once delivered or kept, as §3 says, and one dropped by
+  the downsampling is acknowledged too (it was judged, not lost).
+
+Downsampling keeps, per printer, every status whose ``state`` differs from the status
+before it (seen here, delivered or not), and otherwise one per ``interval_s``. Spilled
+statuses are delivered from the queue after the outage, oldest first, with the reliable
+lane's records. So on the happy path a status costs no disk write; during an outage a
+printer costs one small row per ``interval_s`` (plus its changes of state).
+
+A sender re-sends what is not acknowledged after a while; a status already waiting, or
+delivered or spilled recently, is recognised by its id and acknowledged, not taken twice.
+A status lost with a killed uplink is acceptable (the sender still has it unless it was
+acknowledged, i.e. delivered or kept). Memory is bounded: past ``max_waiting`` the oldest
+waiting status is spilled at once.
+
+Thread-safe: the receiving loop adds and spills, the delivery thread takes and settles.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from gateway.messages import DECODE_ERRORS, Status
+
+LAG_S = 3.0  # a status waiting longer than this is kept on disk instead
+RECENT_IDS = 20_000  # ids of delivered or spilled statuses remembered, to dedupe re-sends
+SNAPSHOT_WAITING = 100  # waiting statuses shown by `queue peek`
+
+
+@dataclass
+class LiveStatus:
+    """One waiting status, who sent it, when it arrived (monotonic), and whether its state
+    differs from the status of its printer before it (decided on arrival)."""
+
+    peer: bytes
+    status: Status
+    arrived: float
+    changed: bool
+    failed: bool = False
+    taken: bool = False
+
+
+class LiveStats(msgspec.Struct):
+    """What ``queue stats`` and ``status`` show about the live lane (since the uplink
+    started)."""
+
+    waiting: int = 0
+    delivered: int = 0
+    spilled: int = 0
+    dropped_by_downsampling: int = 0
+    last_delivery: str | None = None
+
+
+class LiveSnapshot(msgspec.Struct, frozen=True):
+    """The live lane as the uplink leaves it in ``runtime_dir`` for the tools: its counters
+    and the oldest statuses waiting in memory."""
+
+    stats: LiveStats
+    waiting: tuple[Status, ...] = ()
+
+
+def read_snapshot(path: Path) -> LiveSnapshot | None:
+    """The last snapshot the uplink wrote (None: none, or unreadable this once)."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=LiveSnapshot)
+    except (OSError, *DECODE_ERRORS):
+        return None
+
+
+@dataclass
+class _Printer:
+    last_state: str | None = None
+    last_kept: float = field(default=-1e18)
+
+
+class LiveLane:
+    """Statuses waiting in memory, and the acknowledgements they are owed."""
+
+    def __init__(self, interval_s: float, wake: threading.Event, max_waiting: int = 10_000) -> None:
+        self.interval_s = interval_s
+        self.wake = wake  # set whenever a status arrives: the delivery thread waits on it
+        self.max_waiting = max_waiting
+        self._lock = threading.Lock()
+        self._waiting: collections.OrderedDict[str, LiveStatus] = collections.OrderedDict()
+        self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._printers: dict[str, _Printer] = {}
+        self._acks: collections.defaultdict[bytes, list[str]] = collections.defaultdict(list)
+        self.stats = LiveStats()
+
+    # ------------------------------------------------------------------ receiving side
+
+    def add(self, peer: bytes, statuses: list[Status], now: float | None = None) -> None:
+        """Statuses from a sender; a repeated id is only acknowledged again."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for status in statuses:
+                if status.id in self._waiting:
+                    continue  # acknowledged when it settles
+                if status.id in self._recent:
+                    self._acks[peer].append(status.id)
+                    continue
+                printer = self._printers.setdefault(status.printer_id or "", _Printer())
+                changed = status.state != printer.last_state
+                printer.last_state = status.state
+                self._waiting[status.id] = LiveStatus(peer, status, now, changed)
+            self.stats.waiting = len(self._waiting)
+        self.wake.set()
+
+    def due_to_spill(self, now: float | None = None) -> list[LiveStatus]:
+        """Take the statuses that failed or waited too long (and the oldest ones past
+        ``max_waiting``); the caller keeps ``spill_worthy`` of them and then ``spilled``."""
+        now = time.monotonic() if now is None else now
+        due = []
+        with self._lock:
+            over = len(self._waiting) - self.max_waiting
+            for status_id, entry in list(self._waiting.items()):
+                if entry.taken:
+                    continue
+                if entry.failed or now - entry.arrived > LAG_S or over > 0:
+                    due.append(self._waiting.pop(status_id))
+                    over -= 1
+            self.stats.waiting = len(self._waiting)
+        return due
+
+    def spill_worthy(self, due: list[LiveStatus]) -> list[Status]:
+        """The statuses among `due` to keep on disk: every change of state, else one per
+        printer per ``interval_s`` (by arrival)."""
+        kept = []
+        with self._lock:
+            for entry in due:
+                printer = self._printers.setdefault(entry.status.printer_id or "", _Printer())
+                if entry.changed or entry.arrived - printer.last_kept >= self.interval_s:
+                    printer.last_kept = entry.arrived
+                    kept.append(entry.status)
+        return kept
+
+    def spilled(self, due: list[LiveStatus], kept: int) -> None:
+        """`due` is settled: `kept` of them are durable, the rest judged not worth keeping."""
+        with self._lock:
+            self._settle(due)
+            self.stats.spilled += kept
+            self.stats.dropped_by_downsampling += len(due) - kept
+
+    def put_back(self, due: list[LiveStatus]) -> None:
+        """Spilling failed (a full disk): they wait again, unacknowledged."""
+        with self._lock:
+            for entry in due:
+                self._waiting[entry.status.id] = entry
+            self.stats.waiting = len(self._waiting)
+
+    def snapshot(self) -> LiveSnapshot:
+        """The counters and the oldest waiting statuses, for the tools."""
+        with self._lock:
+            waiting = tuple(
+                itertools.islice((e.status for e in self._waiting.values()), SNAPSHOT_WAITING)
+            )
+            stats = msgspec.structs.replace(self.stats)
+        return LiveSnapshot(stats, waiting)
+
+    def acks(self) -> dict[bytes, list[str]]:
+        """Acknowledgements owed, by sender (taken: each is sent once)."""
+        with self._lock:
+            owed, self._acks = dict(self._acks), collections.defaultdict(list)
+        return owed
+
+    # ------------------------------------------------------------------ delivery side
+
+    def take(self, max_records: int) -> list[LiveStatus]:
+        """The oldest waiting statuses not taken yet, marked taken (for one post)."""
+        with self._lock:
+            chosen: list[LiveStatus] = []
+            for entry in self._waiting.values():
+                if len(chosen) >= max_records:
+                    break
+                if not entry.taken and not entry.failed:
+                    entry.taken = True
+                    chosen.append(entry)
+            return chosen
+
+    def delivered(self, taken: list[LiveStatus], at: str) -> None:
+        """The API stored them: acknowledge them."""
+        with self._lock:
+            for entry in taken:
+                self._waiting.pop(entry.status.id, None)
+                printer = self._printers.setdefault(entry.status.printer_id or "", _Printer())
+                printer.last_kept = max(printer.last_kept, entry.arrived)
+            self._settle(taken)
+            self.stats.delivered += len(taken)
+            self.stats.last_delivery = at
+            self.stats.waiting = len(self._waiting)
+
+    def failed(self, taken: list[LiveStatus]) -> None:
+        """The post failed: the receiving loop spills them at its next turn."""
+        with self._lock:
+            for entry in taken:
+                entry.taken, entry.failed = False, True
+
+    # ------------------------------------------------------------------ internals
+
+    def _settle(self, entries: list[LiveStatus]) -> None:
+        """Owe each sender its ack and remember the id (under the lock)."""
+        for entry in entries:
+            self._acks[entry.peer].append(entry.status.id)
+            self._recent[entry.status.id] = None
+        while len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
