@@ -12,6 +12,7 @@ import zmq.asyncio
 
 from gateway.bus import Execute, request_command
 from gateway.commands import Action, Answer, Pause, SetNozzleTemperature
+from gateway.config import Config
 from gateway.layout import Layout
 from services.poller.service import Poller
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread, WireEntry
@@ -99,6 +100,35 @@ def test_full_print_keeps_one_connection_and_emits_each_event_once(
     long_sessions = [s for s in sessions(sim.wire()) if len(s[2]) > 10]
     assert len(long_sessions) == 1
     assert "~M601 S1" not in long_sessions[0][2]  # read-only polling takes no control
+
+
+def data_files(config: Config) -> dict[str, int]:
+    """Every file under data_dir with its mtime."""
+    files = Path(config.gateway.data_dir).rglob("*")
+    return {path.name: path.stat().st_mtime_ns for path in files if path.is_file()}
+
+
+def test_a_print_without_events_writes_nothing_to_data_dir(
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
+    """Statuses every 0.2 s for two seconds: the journal (the poller's only file under
+    data_dir) is not touched between events; per-poll files live in runtime_dir only."""
+    config = configs.make({"rex1": sim.port})
+    journal = Layout.of(config).journal("rex1")
+
+    async def scenario() -> None:
+        async with running_poller(zmq_context, config) as (_, collector):
+            start_print(sim, duration_s=60)
+            await wait_until(lambda: "print_started" in collector.events())
+            await asyncio.sleep(0.5)  # the ack of print_started is written at the next cycle
+            before = data_files(config)
+            assert journal.name in before
+            count = len(collector.statuses())
+            await asyncio.sleep(2.0)
+            assert len(collector.statuses()) >= count + 5  # it kept polling
+            assert data_files(config) == before  # the same files, none rewritten
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("style", ["machine_status", "move_mode"])

@@ -1,0 +1,128 @@
+"""The live lane on its own, with time given by hand: what waits, what spills, what is kept."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from gateway.messages import PrinterState, Status
+from services.uplink.live import LAG_S, LiveLane
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def status(n: int, printer: str = "p1", state: PrinterState = "printing") -> Status:
+    return Status(
+        id=f"{printer}-{n}", printer_id=printer, ts=T0 + timedelta(seconds=n), state=state
+    )
+
+
+def lane(interval_s: float = 10.0, max_waiting: int = 10_000) -> LiveLane:
+    return LiveLane(interval_s, threading.Event(), max_waiting)
+
+
+def test_the_happy_path_delivers_from_memory_and_acknowledges_after() -> None:
+    live = lane()
+    live.add(b"poller", [status(1), status(2)], now=0.0)
+    assert live.wake.is_set()  # the delivery thread is woken
+    taken = live.take(100)
+    assert [e.status.id for e in taken] == ["p1-1", "p1-2"]
+    assert live.take(100) == []  # taken once
+    assert live.acks() == {}  # nothing acknowledged before the API has it
+    assert live.due_to_spill(now=60.0) == []  # in flight: never spilled behind delivery's back
+    live.delivered(taken, "2026-11-30T12:00:02Z")
+    assert live.acks() == {b"poller": ["p1-1", "p1-2"]}
+    assert live.acks() == {}  # each ack is owed once
+    assert (live.stats.delivered, live.stats.waiting, live.stats.spilled) == (2, 0, 0)
+
+
+def test_a_status_waiting_longer_than_the_lag_spills() -> None:
+    live = lane()
+    live.add(b"p", [status(1)], now=0.0)
+    assert live.due_to_spill(now=LAG_S) == []
+    due = live.due_to_spill(now=LAG_S + 0.1)
+    assert [e.status.id for e in due] == ["p1-1"]
+    kept = live.spill_worthy(due)
+    live.spilled(due, len(kept))
+    assert live.acks() == {b"p": ["p1-1"]}  # kept on disk: acknowledged
+    assert live.take(10) == []
+
+
+def test_a_failed_post_spills_at_once() -> None:
+    live = lane()
+    live.add(b"p", [status(1)], now=0.0)
+    taken = live.take(10)
+    live.failed(taken)
+    assert [e.status.id for e in live.due_to_spill(now=0.1)] == ["p1-1"]
+
+
+def test_downsampling_keeps_one_per_interval_and_every_change_of_state() -> None:
+    live = lane(interval_s=10.0)
+    printing: list[PrinterState] = ["printing"]
+    paused: list[PrinterState] = ["paused"]
+    states = printing * 25 + paused * 3 + printing * 12  # one status a second
+    for n, state in enumerate(states):
+        live.add(b"p", [status(n, state=state)], now=float(n))
+    due = live.due_to_spill(now=100.0)
+    kept = [s.id for s in live.spill_worthy(due)]
+    # the first (a change from nothing), every 10 s, the pause, the resume, 10 s after that
+    assert kept == ["p1-0", "p1-10", "p1-20", "p1-25", "p1-28", "p1-38"]
+    live.spilled(due, len(kept))
+    assert (live.stats.spilled, live.stats.dropped_by_downsampling) == (6, 34)
+    assert sorted(live.acks()[b"p"]) == sorted(f"p1-{n}" for n in range(40))  # all judged
+
+
+def test_downsampling_is_per_printer() -> None:
+    live = lane(interval_s=10.0)
+    for n in range(5):
+        live.add(b"p", [status(n, "a"), status(n, "b")], now=float(n))
+    kept = live.spill_worthy(live.due_to_spill(now=100.0))
+    assert [s.id for s in kept] == ["a-0", "b-0"]
+
+
+def test_the_interval_counts_from_the_last_delivery() -> None:
+    """An outage right after a delivery keeps its first status one interval later."""
+    live = lane(interval_s=10.0)
+    live.add(b"p", [status(0)], now=0.0)
+    live.delivered(live.take(10), "t")
+    for n in range(1, 15):
+        live.add(b"p", [status(n)], now=float(n))
+    kept = live.spill_worthy(live.due_to_spill(now=100.0))
+    assert [s.id for s in kept] == ["p1-10"]
+
+
+def test_a_resent_status_is_not_taken_twice() -> None:
+    live = lane()
+    live.add(b"p", [status(1)], now=0.0)
+    live.add(b"p", [status(1)], now=1.0)  # the sender re-sent it: still waiting
+    taken = live.take(10)
+    assert len(taken) == 1
+    live.delivered(taken, "t")
+    live.acks()
+    live.add(b"p", [status(1)], now=2.0)  # re-sent after delivery: acknowledged, not posted
+    assert live.take(10) == []
+    assert live.acks() == {b"p": ["p1-1"]}
+
+
+def test_memory_is_bounded_by_spilling_the_oldest() -> None:
+    live = lane(max_waiting=3)
+    live.add(b"p", [status(n) for n in range(5)], now=0.0)
+    assert [e.status.id for e in live.due_to_spill(now=0.0)] == ["p1-0", "p1-1"]
+    assert live.stats.waiting == 3
+
+
+def test_a_spill_the_disk_refused_waits_again_unacknowledged() -> None:
+    live = lane()
+    live.add(b"p", [status(1)], now=0.0)
+    due = live.due_to_spill(now=LAG_S + 1)
+    live.put_back(due)
+    assert live.acks() == {}
+    assert [e.status.id for e in live.due_to_spill(now=LAG_S + 2)] == ["p1-1"]
+
+
+def test_the_snapshot_shows_counters_and_the_oldest_waiting() -> None:
+    live = lane()
+    live.add(b"p", [status(n) for n in range(150)], now=0.0)
+    snapshot = live.snapshot()
+    assert snapshot.stats.waiting == 150
+    assert [s.id for s in snapshot.waiting] == [f"p1-{n}" for n in range(100)]
