@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.uplink
 	$(BIN)/python -m benchmarks.control
 	$(BIN)/python -m benchmarks.backlog
+	$(BIN)/python -m benchmarks.footprint
 
 schema: $(STAMP)
 	$(BIN)/python -m console.schema > docs/records.schema.json

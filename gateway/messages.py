@@ -115,8 +115,10 @@ class _Record(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
 
 
 class Status(_Record, frozen=True, kw_only=True, tag="status"):
-    """A printer's state at one poll or probe; temperatures and progress null when unknown."""
+    """A printer's state at one poll or probe; temperatures and progress null when unknown.
+    The live lane's record: no ``seq`` (the API orders statuses by ``ts``)."""
 
+    seq: None = None
     state: PrinterState
     nozzle: Temperature | None = None
     bed: Temperature | None = None

@@ -230,3 +230,18 @@ def test_a_failed_write_leaves_no_transaction_open(tmp_path: Path) -> None:
     queue._conn.execute("PRAGMA query_only = OFF")
     first, second = queue.split(batch)  # the connection is usable again
     assert len(first.bodies) + len(second.bodies) == 4
+
+
+def test_statuses_queued_before_the_two_lanes_lose_their_seq(tmp_path: Path) -> None:
+    """An upgrade: a status queued with a seq by the previous version is sent without it."""
+    queue = open_queue(tmp_path)
+    queue.accept([status(1), event(1)])
+    queue._conn.execute(  # as the previous version stored it
+        "UPDATE records SET seq = 7, body = CAST(json_set(CAST(body AS TEXT), '$.seq', 7) "
+        "AS BLOB) WHERE kind = 'status'"
+    )
+    queue.close()
+    queue = open_queue(tmp_path)
+    spilled, reliable = decoded(queue.peek(2))
+    assert (spilled.seq, reliable.seq) == (None, 1)
+    assert isinstance(queue.peek(1)[0], bytes)

@@ -129,10 +129,21 @@ def _checked_connection(path: Path) -> sqlite3.Connection:
         if verdict != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {verdict}")  # noqa: TRY301
         conn.executescript(_SCHEMA)
+        _statuses_without_seq(conn)
     except sqlite3.DatabaseError:
         conn.close()
         raise
     return conn
+
+
+def _statuses_without_seq(conn: sqlite3.Connection) -> None:
+    """Statuses queued by a version before the two lanes carry a seq; the live lane's have
+    none (and an API checks that): cleared in place, once (later opens find none)."""
+    for table in ("records", "dead"):
+        conn.execute(
+            f"UPDATE {table} SET seq = 0, body = CAST(json_set(CAST(body AS TEXT), '$.seq', "
+            "json('null')) AS BLOB) WHERE kind = 'status' AND seq != 0"
+        )
 
 
 class DurableQueue:
