@@ -14,11 +14,13 @@ import zmq.asyncio
 from gateway.clock import BootClock
 from gateway.commands import Answer, Pause, SetNozzleTemperature
 from gateway.config import Secret, Token
+from gateway.layout import Layout
 from gateway.messages import Command
 from services.control.ledger import Ledger
 from services.control.service import Control, FetchThread, LatestAnswer, check
 from services.control.source import (
     CommandSource,
+    Fetched,
     FetchError,
     parse_command_list,
     seconds_until,
@@ -88,10 +90,10 @@ def test_ledger_admits_once_and_keeps_states_across_reopen(tmp_path: Path) -> No
     path = tmp_path / "control" / "ledger.db"
     ledger = Ledger(path)
     command = Command(id="c1", printer_id="rex1", type="pause")
-    entry, new = ledger.admit(command, ttl_s=1e9)
+    entry, new = ledger.admit(command, ledger.deadline_after(1e9))
     assert new
     assert entry.state == "received"
-    assert ledger.admit(command, ttl_s=1e9)[1] is False
+    assert ledger.admit(command, ledger.deadline_after(1e9))[1] is False
     ledger.handed("c1")
     ledger.close()
     ledger = Ledger(path)
@@ -122,7 +124,9 @@ class HandClock(BootClock):
 def test_ledger_deadline_is_on_the_boot_clock(tmp_path: Path) -> None:
     clock = HandClock()
     ledger = Ledger(tmp_path / "ledger.db", clock)
-    entry, _ = ledger.admit(Command(id="c", printer_id="rex1", type="pause"), ttl_s=0.2)
+    entry, _ = ledger.admit(
+        Command(id="c", printer_id="rex1", type="pause"), ledger.deadline_after(0.2)
+    )
     assert not ledger.expired(entry)
     assert ledger.seconds_left(entry) == pytest.approx(0.2)
     clock.now += 0.25
@@ -136,7 +140,9 @@ def test_ledger_deadline_is_on_the_boot_clock(tmp_path: Path) -> None:
 def test_a_reboot_expires_what_was_pending(tmp_path: Path) -> None:
     clock = HandClock()
     ledger = Ledger(tmp_path / "ledger.db", clock)
-    entry, _ = ledger.admit(Command(id="c", printer_id="rex1", type="pause"), ttl_s=3600)
+    entry, _ = ledger.admit(
+        Command(id="c", printer_id="rex1", type="pause"), ledger.deadline_after(3600)
+    )
     clock.boot_name, clock.now = "boot-2", 5.0  # the boot clock restarts near zero
     assert ledger.expired(entry)
     assert ledger.seconds_left(entry) == 0
@@ -297,3 +303,33 @@ def test_one_entry_that_breaks_the_decoder_spoils_only_itself() -> None:
     parsed = parse_command_list(body)
     assert [c.id for c in parsed.commands] == ["good"]
     assert {c.id for c in parsed.invalid} == {"deep", "half"}
+
+
+def test_a_stop_with_a_command_on_a_silent_poller_ends_promptly_and_keeps_it(
+    configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
+    """The poller took the request and never answers: control still stops within seconds,
+    closing the request's socket, and the command stays `handed` for the next run."""
+    config = configs.make({"rex1": 1})
+    layout = Layout.of(config)
+
+    async def main() -> float:
+        control = Control(config, Token(Secret("t"), "test"), zmq_context)
+        silent = zmq_context.socket(zmq.ROUTER)  # a poller that takes requests, never answers
+        silent.bind(layout.poller_endpoint("rex1"))
+        stop = asyncio.Event()
+        running = asyncio.create_task(control.run(stop))
+        command = Command(id="c1", printer_id="rex1", type="pause")
+        await control._admit(command, Fetched((command,), None))
+        assert await silent.poll(5000)  # the request reached the poller
+        stop.set()
+        began = time.monotonic()
+        await asyncio.wait_for(running, 15)
+        silent.close(linger=0)
+        return time.monotonic() - began
+
+    took = asyncio.run(main())
+    assert took < 8  # 5 s of grace for commands in flight, not the 15 s answer timeout
+    entry = Ledger(layout.ledger_db).get("c1")
+    assert entry is not None
+    assert entry.state == "handed"

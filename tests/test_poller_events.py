@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -147,3 +148,36 @@ def test_unreadable_journal_is_set_aside(tmp_path: Path, content: bytes) -> None
     assert (tmp_path / "p.json.corrupt-1").read_bytes() == content
     asyncio.run(journal.record_events(Belief(connectivity="online"), []))
     assert msgspec.json.decode(path.read_bytes())["belief"]["connectivity"] == "online"
+
+
+def test_a_stop_mid_write_never_lets_a_second_write_run_beside_it(tmp_path: Path) -> None:
+    """A cancelled change still owns the journal until its thread is done (a slow SD card)."""
+    journal = Journal(tmp_path / "p.json")
+    running, overlaps = [0], [0]
+    write = journal._write
+
+    def slow_write(data: bytes) -> None:
+        running[0] += 1
+        overlaps[0] = max(overlaps[0], running[0])
+        time.sleep(0.3)
+        write(data)
+        running[0] -= 1
+
+    journal._write = slow_write  # type: ignore[method-assign]
+    belief = Belief(connectivity="online", job_phase="printing", file="a.gx")
+
+    async def scenario() -> None:
+        first = asyncio.create_task(journal.record_events(belief, [_event("e1")]))
+        await asyncio.sleep(0.05)
+        first.cancel()  # as a stop cancels a cycle
+        second = asyncio.create_task(journal.record_events(later, [_event("e2")]))
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await second
+
+    later = Belief(connectivity="online", job_phase="paused", file="a.gx")
+    asyncio.run(scenario())
+    assert overlaps[0] == 1
+    reopened = Journal(tmp_path / "p.json")
+    assert [e.id for e in reopened.state.pending] == ["e1", "e2"]  # the interrupted write
+    assert reopened.state.belief == later  # counted, and the next change applied on top

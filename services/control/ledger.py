@@ -60,6 +60,14 @@ _COLUMNS = "id, printer_id, type, params, boot_id, deadline, state, outcome, det
 
 
 @dataclass(frozen=True)
+class Deadline:
+    """A moment on one boot's clock."""
+
+    boot_id: str
+    at: float
+
+
+@dataclass(frozen=True)
 class Entry:
     """One command as the ledger knows it."""
 
@@ -96,9 +104,14 @@ class Ledger:
         """More than `by_s` past its deadline on this boot's clock."""
         return self.clock.seconds() > entry.deadline + by_s
 
-    def admit(self, command: Command, ttl_s: float) -> tuple[Entry, bool]:
-        """Record a fetched command once, to expire `ttl_s` from now; returns its entry and
-        whether it is new (a known id keeps its first deadline)."""
+    def deadline_after(self, ttl_s: float) -> Deadline:
+        """`ttl_s` from now on the boot clock (taken when the command is seen, not when a
+        worker thread gets to write it)."""
+        return Deadline(self.clock.boot(), self.clock.seconds() + ttl_s)
+
+    def admit(self, command: Command, deadline: Deadline) -> tuple[Entry, bool]:
+        """Record a fetched command once; returns its entry and whether it is new (a known
+        id keeps its first deadline)."""
         cursor = self._conn.execute(
             "INSERT OR IGNORE INTO commands "
             "(id, printer_id, type, params, boot_id, deadline, state) "
@@ -108,8 +121,8 @@ class Ledger:
                 command.printer_id,
                 command.type,
                 msgspec.json.encode(command.params),
-                self.clock.boot(),
-                self.clock.seconds() + ttl_s,
+                deadline.boot_id,
+                deadline.at,
             ),
         )
         entry = self.get(command.id)

@@ -215,10 +215,17 @@ class Control:
             self.injected.close()
             if self._tasks:
                 await asyncio.wait(self._tasks.values(), timeout=5)
+            # A command still waiting on a silent poller stays `handed` in the ledger and is
+            # asked again by the next run; its task ends now, closing its socket (a socket
+            # left open would keep the ZeroMQ context from terminating).
+            leftover = list(self._tasks.values())
+            for task in leftover:
+                task.cancel()
+            await asyncio.gather(*leftover, return_exceptions=True)
             await sending
             await self.sender.flush(1.0)
             self.sender.close()
-            self.db.close()
+            await asyncio.to_thread(self.db.close)
 
     async def _take_latest(self, latest: LatestAnswer) -> None:
         """Admit what the newest command list holds that the one before did not."""
@@ -253,7 +260,7 @@ class Control:
     async def _admit_invalid(self, item: InvalidCommand) -> None:
         """A listed command that cannot be read: admitted once, answered ``rejected``."""
         placeholder = Command(id=item.id, printer_id=item.printer_id or "-", type=item.type or "-")
-        entry, new = await self.db(self.ledger.admit, placeholder, 0.0)
+        entry, new = await self.db(self.ledger.admit, placeholder, self.ledger.deadline_after(0))
         if new:
             await self._answer(Answer(item.id, "rejected", item.reason))
         elif entry.state == "answered":
@@ -263,7 +270,7 @@ class Control:
         left = seconds_until(
             command.expires_at, fetched.server_time, self.config.control.command_ttl_s
         )
-        entry, new = await self.db(self.ledger.admit, command, left)
+        entry, new = await self.db(self.ledger.admit, command, self.ledger.deadline_after(left))
         if new:
             logger.info("command %s: %s for %s", command.id, command.type, command.printer_id)
             self._start(entry)

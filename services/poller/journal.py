@@ -134,10 +134,24 @@ class Journal:
         return command_id in self.state.sending
 
     async def _change(self, change: Callable[[JournalState], JournalState]) -> None:
-        """Apply `change` to the current state, durably (see the module's comment)."""
+        """Apply `change` to the current state, durably (see the module's comment). A caller
+        cancelled mid-write (a stop) still waits for the write it started, under the lock:
+        a thread cannot be stopped, and a second write must never run beside it."""
         async with self._lock:
             state = change(self.state)
-            await asyncio.to_thread(self._write, _encoder.encode(state))
+            write = asyncio.ensure_future(asyncio.to_thread(self._write, _encoder.encode(state)))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                try:
+                    await write
+                except OSError as err:  # nobody waits for it now: say so
+                    logger.error(
+                        "journal %s: a write interrupted by a stop failed: %s", self.path, err
+                    )
+                else:
+                    self.state = state  # it did reach the disk
+                raise
             self.state = state
 
     def _write(self, data: bytes) -> None:

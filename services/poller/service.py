@@ -93,6 +93,8 @@ class Poller:
                     "%d records not acknowledged at exit (events stay in the journal)",
                     self.sender.pending,
                 )
+            for watcher in self.watchers.values():  # acks that came during the flush
+                await watcher.settle_acks_at_exit()
         finally:
             self.sender.close()
             for server in self.servers:

@@ -126,10 +126,15 @@ class PrinterWatcher:
             self._guard.ended(stop.is_set())
             async with self.connection.turn:
                 await self.connection.close()
-                try:
-                    await self.journal.settle_acks()
-                except OSError as err:  # the events are sent again next time; the uplink dedupes
-                    logger.warning("printer %s: acks not written at exit: %s", self.printer.id, err)
+            await self.settle_acks_at_exit()
+
+    async def settle_acks_at_exit(self) -> None:
+        """Write the acknowledgements noted since the last cycle (a failure only means the
+        uplink gets those events once more, and dedupes them)."""
+        try:
+            await self.journal.settle_acks()
+        except OSError as err:
+            logger.warning("printer %s: acks not written at exit: %s", self.printer.id, err)
 
     def acknowledged(self, ids: set[str]) -> None:
         """The uplink made these records durable."""
