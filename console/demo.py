@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import load_config
+from gateway.layout import Layout
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
 
 
@@ -111,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"reference API on {api_url}  (token in {root / 'token'})")
             print(f"  printers: {api_url}/v1/printers?gateway_id=demo")
             print(f"  records:  {api_url}/v1/records?gateway_id=demo")
-            print(f"gateway under supervisord, logs in {root / 'data' / 'logs'}; Ctrl-C stops all")
+            logs = Layout.of(config).log_dir
+            print(f"gateway under supervisord, logs in {logs}; Ctrl-C stops all")
             delivered = 0
             try:
                 delivered = _follow(api_url, token, args.duration)

@@ -42,3 +42,9 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can neither write nor create (a tool looking at another process's
+    file: never repairs, never changes it). sqlite3.Error when it cannot be opened."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S / 2)

@@ -14,7 +14,7 @@ from gateway.config import LimitsSection
 from gateway.ids import command_of_result, legacy_pause_id, result_id
 from gateway.messages import Command
 from services.control.service import check
-from services.poller.commands import not_applicable
+from services.poller.actions import not_applicable
 from services.poller.protocol import Activity
 from tests.support.configs import make_config
 

@@ -25,8 +25,8 @@ from gateway.messages import (
 )
 from services.control.service import check
 from services.control.source import FetchError, parse_command_list
-from services.poller.observe import Observation
 from services.poller.protocol import (
+    Observation,
     ReplyBuffer,
     parse_ack,
     parse_m23,

@@ -21,7 +21,7 @@ OURS = ("gateway", "services", "simulator", "reference_api", "console")
 
 
 def _package_of(module: str) -> str:
-    """``services.poller.lease`` -> ``services.poller``; ``gateway.bus`` -> ``gateway``."""
+    """``services.poller.watcher`` -> ``services.poller``; ``gateway.bus`` -> ``gateway``."""
     parts = module.split(".")
     return ".".join(parts[:2]) if parts[0] == "services" and len(parts) > 1 else parts[0]
 

@@ -14,8 +14,7 @@ from gateway.commands import Answer
 from gateway.messages import Event, Temperature, utc_now
 from services.poller.events import Belief, Happening, on_failure, on_reading
 from services.poller.journal import Journal
-from services.poller.observe import Observation
-from services.poller.protocol import MachineStatus, PrintProgress, Temperatures
+from services.poller.protocol import MachineStatus, Observation, PrintProgress, Temperatures
 
 NOW = "2026-11-23T20:00:00Z"
 

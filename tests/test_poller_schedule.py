@@ -1,4 +1,4 @@
-"""The lease state machine as a table: every decision the watcher can be given."""
+"""The lease state machine as tables: every transition, and when each state looks again."""
 
 from __future__ import annotations
 
@@ -14,77 +14,96 @@ from gateway.errors import (
     UnexpectedPayloadError,
 )
 from services.poller.protocol import Activity
+from services.poller.report import REPORTED_STATE, failure_kind
 from services.poller.schedule import (
-    REPORTED_STATE,
-    Decision,
     Lease,
+    LeaseState,
+    Look,
     Timing,
     Tuning,
     after_failure,
     after_reading,
-    failure_kind,
+    next_look,
 )
 
 TUNING = Tuning(retry_attempts=3, retry_backoff_s=0.25, retry_backoff_cap_s=2.0, active_recheck_s=5)
 TIMING = Timing(poll_interval_s=1.0, probe_interval_s=30.0, tuning=TUNING)
-WATCH = Decision(Lease.WATCHING, 1.0)
-PROBE = Decision(Lease.PROBING, 30.0, jitter=True)
-PROBE_FAST = Decision(Lease.PROBING, 1.0)  # a job is open but the printer is between states
+PROBING, WATCHING = LeaseState(Lease.PROBING), LeaseState(Lease.WATCHING)
 
 
 @pytest.mark.parametrize(
     ("activity", "job_active", "expected"),
     [
-        (Activity.READY, False, PROBE),
-        (Activity.READY, True, PROBE_FAST),  # the job's end is being settled
-        (Activity.PRINTING, False, WATCH),  # a print we had not seen start
-        (Activity.PRINTING, True, WATCH),
-        (Activity.PAUSED, True, WATCH),  # a paused print is watched at the same cadence
-        (Activity.PAUSED, False, WATCH),
-        (Activity.BUSY, True, WATCH),  # homing, filament inside a job
-        (Activity.BUSY, False, PROBE),  # the same moves outside a job are not a print
-        (Activity.COMPLETED, True, PROBE_FAST),
-        (Activity.COMPLETED, False, PROBE),
-        (Activity.UNKNOWN, False, PROBE),
-        (Activity.UNKNOWN, True, PROBE_FAST),
+        (Activity.READY, False, PROBING),
+        (Activity.READY, True, PROBING),  # the job's end is being settled: no link kept
+        (Activity.PRINTING, False, WATCHING),  # a print we had not seen start
+        (Activity.PRINTING, True, WATCHING),
+        (Activity.PAUSED, True, WATCHING),  # a paused print is watched at the same cadence
+        (Activity.PAUSED, False, WATCHING),
+        (Activity.BUSY, True, WATCHING),  # homing, filament inside a job
+        (Activity.BUSY, False, PROBING),  # the same moves outside a job are not a print
+        (Activity.COMPLETED, True, PROBING),
+        (Activity.COMPLETED, False, PROBING),
+        (Activity.UNKNOWN, False, PROBING),
+        (Activity.UNKNOWN, True, PROBING),
     ],
 )
-def test_after_reading(activity: Activity, job_active: bool, expected: Decision) -> None:
-    decision = after_reading(activity, job_active, TIMING)
-    assert decision == expected
-    assert decision.hold_link is (expected.lease is Lease.WATCHING)
-    assert not decision.report
+def test_a_reading_moves_any_state(
+    activity: Activity, job_active: bool, expected: LeaseState
+) -> None:
+    assert after_reading(activity, job_active) == expected  # failures start again at 0
+    assert expected.hold_link is (expected.lease is Lease.WATCHING)
+    assert not expected.report
 
 
 @pytest.mark.parametrize(
-    ("failures", "job_active", "expected"),
+    ("before", "after"),
     [
-        (1, False, Decision(Lease.RETRYING, 0.25, jitter=True)),  # quiet, quick retry
-        (2, False, Decision(Lease.RETRYING, 0.5, jitter=True)),  # doubling
-        (2, True, Decision(Lease.RETRYING, 0.5, jitter=True)),
-        (3, False, Decision(Lease.TROUBLE, 30.0, jitter=True)),  # reported, then probed
-        (3, True, Decision(Lease.TROUBLE, 5.0, jitter=True)),  # a job: re-checked sooner
-        (50, False, Decision(Lease.TROUBLE, 30.0, jitter=True)),  # reported each time
+        (PROBING, LeaseState(Lease.RETRYING, 1)),  # a probe failed: retried quietly
+        (WATCHING, LeaseState(Lease.RETRYING, 1)),  # a dropped link mid-print: the same
+        (LeaseState(Lease.RETRYING, 1), LeaseState(Lease.RETRYING, 2)),
+        (LeaseState(Lease.RETRYING, 2), LeaseState(Lease.TROUBLE, 3)),  # now reported
+        (LeaseState(Lease.TROUBLE, 3), LeaseState(Lease.TROUBLE, 4)),  # reported each look
     ],
 )
-def test_after_failure(failures: int, job_active: bool, expected: Decision) -> None:
-    decision = after_failure(failures, job_active, TIMING)
-    assert decision == expected
-    assert decision.report is (expected.lease is Lease.TROUBLE)
-    assert not decision.hold_link
+def test_a_failure_counts_and_is_reported_from_the_third(
+    before: LeaseState, after: LeaseState
+) -> None:
+    moved = after_failure(before, TIMING)
+    assert moved == after
+    assert moved.report is (after.lease is Lease.TROUBLE)
+    assert not moved.hold_link
+
+
+@pytest.mark.parametrize(
+    ("state", "job_active", "look"),
+    [
+        (WATCHING, True, Look(1.0)),
+        (WATCHING, False, Look(1.0)),
+        (PROBING, False, Look(30.0, jitter=True)),  # idle: a probe now and then, spread
+        (PROBING, True, Look(1.0)),  # a job is still open: look at the poll cadence
+        (LeaseState(Lease.RETRYING, 1), False, Look(0.25, jitter=True)),
+        (LeaseState(Lease.RETRYING, 2), True, Look(0.5, jitter=True)),  # doubling
+        (LeaseState(Lease.TROUBLE, 3), False, Look(30.0, jitter=True)),
+        (LeaseState(Lease.TROUBLE, 3), True, Look(5.0, jitter=True)),  # a job: sooner
+        (LeaseState(Lease.TROUBLE, 50), False, Look(30.0, jitter=True)),
+    ],
+)
+def test_when_each_state_looks_again(state: LeaseState, job_active: bool, look: Look) -> None:
+    assert next_look(state, job_active, TIMING) == look
 
 
 def test_retries_are_capped_and_an_active_recheck_never_exceeds_the_probe() -> None:
     many = Timing(poll_interval_s=1, probe_interval_s=2, tuning=Tuning(retry_attempts=100))
-    assert after_failure(60, False, many).delay_s == 2.0  # the backoff cap
-    assert after_failure(100, True, many).delay_s == 2.0  # min(active recheck, probe)
+    assert next_look(LeaseState(Lease.RETRYING, 60), False, many).delay_s == 2.0  # the cap
+    assert next_look(LeaseState(Lease.TROUBLE, 100), True, many).delay_s == 2.0  # the probe
 
 
 def test_jitter_spreads_between_half_and_all() -> None:
-    delays = {PROBE.next_delay_s() for _ in range(200)}
+    delays = {Look(30.0, jitter=True).next_delay_s() for _ in range(200)}
     assert all(15.0 <= d <= 30.0 for d in delays)
     assert len(delays) > 100
-    assert WATCH.next_delay_s() == 1.0
+    assert Look(1.0).next_delay_s() == 1.0
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ _loose_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 @dataclass(frozen=True)
-class CommandList:
+class ParsedCommands:
     """A command list read item by item: the readable commands, the malformed ones that can
     be answered, and (digest, problem) of those without a usable id."""
 
@@ -95,7 +95,7 @@ class CommandList:
     listed: int  # entries in the answer; more than MAX_COMMANDS means some were left for later
 
 
-def parse_command_list(body: bytes, truncated: bool = False) -> CommandList:
+def parse_command_list(body: bytes, truncated: bool = False) -> ParsedCommands:
     """The commands of a ``GET /v1/commands`` answer, each decoded on its own; FetchError
     only when the answer as a whole is not a command list. When the whole cannot be decoded
     (one entry too deeply nested, a lone surrogate in one string) or was cut at the size cap
@@ -110,7 +110,7 @@ def parse_command_list(body: bytes, truncated: bool = False) -> CommandList:
         entries = split_entries(body)
         if entries is None:
             raise FetchError('malformed command list: no "commands" array')
-    parsed = CommandList([], [], [], len(entries))
+    parsed = ParsedCommands([], [], [], len(entries))
     for raw in entries[:MAX_COMMANDS]:
         try:
             parsed.commands.append(_command_decoder.decode(raw))

@@ -28,8 +28,7 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.messages import EventName
-from services.poller.observe import Observation
-from services.poller.protocol import Activity
+from services.poller.protocol import Activity, Observation
 
 Connectivity = Literal["unknown", "online", "offline", "held"]
 JobPhase = Literal["none", "printing", "paused"]

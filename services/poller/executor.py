@@ -10,7 +10,7 @@ link or opens a short lease of its own, and answers with one ``Answer``:
 * past its deadline before it could start: ``expired``, nothing sent;
 * marked ``sending`` in the journal by a previous life of the poller (killed between
   sending and answering): only read back, never sent again;
-* otherwise ``commands.execute_action``, which marks ``sending`` durably right before the
+* otherwise ``actions.execute_action``, which marks ``sending`` durably right before the
   code goes out.
 
 Every answer is journaled before it is returned, then the watcher is woken so the next
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from gateway.commands import Action, Answer
 from gateway.config import LimitsSection
 from gateway.errors import PrinterIOError, PrinterProtocolError
-from services.poller.commands import execute_action, verify_only
+from services.poller.actions import execute_action, verify_only
 from services.poller.connection import PrinterConnection
 from services.poller.journal import Journal
 

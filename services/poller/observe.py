@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import msgspec
-
 from services.poller.link import PrinterLink
 from services.poller.protocol import (
-    Activity,
     MachineInfo,
-    MachineStatus,
-    PrintProgress,
-    Temperatures,
+    Observation,
     parse_m27,
     parse_m105,
     parse_m115,
     parse_m119,
 )
-
-
-class Observation(msgspec.Struct, frozen=True):
-    """One complete reading of a printer."""
-
-    machine: MachineStatus
-    temperatures: Temperatures
-    progress: PrintProgress
-
-    @property
-    def activity(self) -> Activity:
-        """What the printer is doing (both pause forms are PAUSED)."""
-        return self.machine.activity
 
 
 async def read_info(link: PrinterLink, deadline_s: float) -> MachineInfo:

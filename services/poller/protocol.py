@@ -463,3 +463,16 @@ def parse_ack(lines: Sequence[str]) -> tuple[str, ...]:
         if _REFUSAL.search(line):
             raise _payload_error("printer refused the command", lines)
     return tuple(lines)
+
+
+class Observation(msgspec.Struct, frozen=True):
+    """One complete reading of a printer."""
+
+    machine: MachineStatus
+    temperatures: Temperatures
+    progress: PrintProgress
+
+    @property
+    def activity(self) -> Activity:
+        """What the printer is doing (both pause forms are PAUSED)."""
+        return self.machine.activity

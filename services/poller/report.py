@@ -2,16 +2,18 @@
 means, which file is shown, and the identity block.
 
 A printer that answered gets its measured values; one that could not be read gets only a
-state (offline, held_by_other_client, error) and every measured value null, never a stale one.
+state (offline, held_by_other_client, error: ``failure_kind`` says which) and every
+measured value null, never a stale one.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
+from gateway.errors import PrinterUnreachableError, ReplyTooLargeError, UnexpectedPayloadError
 from gateway.messages import PrinterInfo, PrinterState, Progress, Status
-from services.poller.observe import Observation
-from services.poller.protocol import Activity, MachineInfo
+from services.poller.protocol import Activity, MachineInfo, Observation
 
 _ACTIVITY_STATE: dict[Activity, PrinterState] = {
     Activity.READY: "idle",
@@ -74,3 +76,21 @@ def status_without_reading(
 ) -> Status:
     """A Status for a printer that could not be read: every measured value is null."""
     return Status(id=record_id, printer_id=printer_id, ts=ts, state=state, printer=info)
+
+
+FailureKind = Literal["offline", "held", "error"]
+REPORTED_STATE: dict[FailureKind, PrinterState] = {
+    "offline": "offline",
+    "held": "held_by_other_client",
+    "error": "error",
+}
+
+
+def failure_kind(err: Exception) -> FailureKind:
+    """What a failed read says about the printer: gone (``offline``), answering for someone
+    else (``held``: refused, starved, reset, garbled), or answering nonsense (``error``)."""
+    if isinstance(err, UnexpectedPayloadError | ReplyTooLargeError):
+        return "error"
+    if isinstance(err, PrinterUnreachableError):
+        return "offline"
+    return "held"

@@ -4,8 +4,9 @@ when to look again, when a failure becomes a reported state.
 Theory of operation
 -------------------
 The printer serves one controlling client well, and the vendor slicer needs the connection
-too, so the gateway *leases* it. After every cycle the watcher asks this module what to do
-next; nothing here does I/O, so the whole policy is the table in ``test_poller_schedule.py``.
+too, so the gateway *leases* it. A ``LeaseState`` moves on each cycle's outcome
+(``after_reading``, ``after_failure``); ``next_look`` says when to look again in that state.
+Nothing here does I/O, so the whole policy is the tables in ``test_poller_schedule.py``.
 
 * **PROBING** (no link): every ``probe_interval_s`` (jittered) connect with a short timeout,
   read M115, M119, M105, M27 and close again at once. Read-only, so no ``~M601``. A probe
@@ -25,7 +26,7 @@ next; nothing here does I/O, so the whole policy is the table in ``test_poller_s
   printer is probed at the probe interval; a job in progress is re-checked faster
   (``active_recheck_s``), so its return, or ``printer_lost_while_printing`` after the
   grace period, is seen in time. Every further failure is reported again (a status per
-  look); a successful read leaves TROUBLE for PROBING or WATCHING.
+  look); a successful read leaves TROUBLE (or RETRYING) for PROBING or WATCHING.
 """
 
 from __future__ import annotations
@@ -33,11 +34,8 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass
-from typing import Literal
 
-from gateway.errors import PrinterUnreachableError, ReplyTooLargeError, UnexpectedPayloadError
 from gateway.loops import doubling
-from gateway.messages import PrinterState
 from services.poller.protocol import Activity
 
 
@@ -74,13 +72,11 @@ class Timing:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What to do after a cycle: the lease's new state, how long until the next cycle, and
-    whether to spread that delay (probes and retries of many printers must not align)."""
+class LeaseState:
+    """The lease's state and the consecutive failed reads that led to it."""
 
-    lease: Lease
-    delay_s: float
-    jitter: bool = False
+    lease: Lease = Lease.PROBING
+    failures: int = 0
 
     @property
     def hold_link(self) -> bool:
@@ -89,56 +85,53 @@ class Decision:
 
     @property
     def report(self) -> bool:
-        """A failure is reported as a state now (not retried quietly first)."""
+        """The failure is reported as a state now (not retried quietly first)."""
         return self.lease is Lease.TROUBLE
+
+
+@dataclass(frozen=True)
+class Look:
+    """When to look again: a delay, and whether to spread it (the probes and retries of
+    many printers must not align)."""
+
+    delay_s: float
+    jitter: bool = False
 
     def next_delay_s(self) -> float:
         """The delay to sleep: jittered between half and all of it when asked for."""
         return jittered(self.delay_s) if self.jitter else self.delay_s
 
 
-def after_reading(activity: Activity, job_active: bool, timing: Timing) -> Decision:
-    """The printer answered; `job_active`: a print job is open (events.Belief)."""
+def after_reading(activity: Activity, job_active: bool) -> LeaseState:
+    """The printer answered (from any state); `job_active`: a print job is open
+    (events.Belief). A print, a pause, or a busy printer inside a job is watched."""
     watching = activity in (Activity.PRINTING, Activity.PAUSED) or (
         job_active and activity is Activity.BUSY
     )
-    if watching:
-        return Decision(Lease.WATCHING, timing.poll_interval_s)
-    if job_active:
-        return Decision(Lease.PROBING, timing.poll_interval_s)
-    return Decision(Lease.PROBING, timing.probe_interval_s, jitter=True)
+    return LeaseState(Lease.WATCHING if watching else Lease.PROBING)
 
 
-def after_failure(failures: int, job_active: bool, timing: Timing) -> Decision:
-    """The `failures`-th read in a row failed (1 for the first)."""
+def after_failure(state: LeaseState, timing: Timing) -> LeaseState:
+    """A read failed: one more failure in a row; reported from ``retry_attempts`` on."""
+    failures = state.failures + 1
+    lease = Lease.RETRYING if failures < timing.tuning.retry_attempts else Lease.TROUBLE
+    return LeaseState(lease, failures)
+
+
+def next_look(state: LeaseState, job_active: bool, timing: Timing) -> Look:
+    """When to look again in `state`."""
     tuning = timing.tuning
-    if failures < tuning.retry_attempts:
-        delay = doubling(tuning.retry_backoff_s, failures - 1, tuning.retry_backoff_cap_s)
-        return Decision(Lease.RETRYING, delay, jitter=True)
-    if job_active:
-        recheck = min(tuning.active_recheck_s, timing.probe_interval_s)
-        return Decision(Lease.TROUBLE, recheck, jitter=True)
-    return Decision(Lease.TROUBLE, timing.probe_interval_s, jitter=True)
-
-
-FailureKind = Literal["offline", "held", "error"]
-
-
-def failure_kind(err: Exception) -> FailureKind:
-    """What a failed read says about the printer: gone (``offline``), answering for someone
-    else (``held``: refused, starved, reset, garbled), or answering nonsense (``error``)."""
-    if isinstance(err, UnexpectedPayloadError | ReplyTooLargeError):
-        return "error"
-    if isinstance(err, PrinterUnreachableError):
-        return "offline"
-    return "held"
-
-
-REPORTED_STATE: dict[FailureKind, PrinterState] = {
-    "offline": "offline",
-    "held": "held_by_other_client",
-    "error": "error",
-}
+    match state.lease:
+        case Lease.WATCHING:
+            return Look(timing.poll_interval_s)
+        case Lease.PROBING if job_active:  # a job's end is being settled
+            return Look(timing.poll_interval_s)
+        case Lease.RETRYING:
+            delay = doubling(tuning.retry_backoff_s, state.failures - 1, tuning.retry_backoff_cap_s)
+            return Look(delay, jitter=True)
+        case Lease.TROUBLE if job_active:  # its return, or its loss, must be seen in time
+            return Look(min(tuning.active_recheck_s, timing.probe_interval_s), jitter=True)
+    return Look(timing.probe_interval_s, jitter=True)
 
 
 def jittered(base_s: float) -> float:

@@ -3,10 +3,11 @@ lease state machine (``schedule.py``) decides, under the connection's turn.
 
 Per cycle: read (on the held link, or a fresh connection), feed the reading to ``events.py``
 (the Belief and its events are written to the journal before they are sent), emit one
-Status (``report.py``), then ask ``schedule.after_reading`` whether to keep the link and
-when to look again. A failed read asks ``schedule.after_failure`` instead, which says
-whether to retry quietly or report the failure as a state. Commands (``executor.py``) take
-the same turn between cycles and wake the loop so the next status shows their effect. A
+Status (``report.py``), and move the lease (``schedule.after_reading``: keep the link or
+let it go). A failed read moves it with ``schedule.after_failure`` instead: retry quietly,
+or report the failure as a state. ``schedule.next_look`` says when the next cycle runs.
+Commands (``executor.py``) take the same turn between cycles and wake the loop so the next
+status shows their effect. A
 cycle that fails in a way nobody foresaw (a bug, a full disk under the journal) drops the
 link and is retried with a growing pause by a LoopGuard: one printer's surprise never stops
 the others.
@@ -32,18 +33,23 @@ from services.poller.connection import PrinterConnection
 from services.poller.events import Belief, Happening, on_failure, on_reading
 from services.poller.executor import CommandExecutor
 from services.poller.journal import Journal
-from services.poller.observe import Observation, observe
-from services.poller.protocol import Activity
-from services.poller.report import printer_info, status_of_reading, status_without_reading
-from services.poller.schedule import (
+from services.poller.observe import observe
+from services.poller.protocol import Activity, Observation
+from services.poller.report import (
     REPORTED_STATE,
-    Decision,
-    Lease,
+    failure_kind,
+    printer_info,
+    status_of_reading,
+    status_without_reading,
+)
+from services.poller.schedule import (
+    LeaseState,
+    Look,
     Timing,
     Tuning,
     after_failure,
     after_reading,
-    failure_kind,
+    next_look,
 )
 
 logger = logging.getLogger(__name__)
@@ -82,8 +88,7 @@ class PrinterWatcher:
         )
         self._emit = emit
         self._ids = RecordIds(gateway_id, printer.id)
-        self.lease = Lease.PROBING
-        self._failures = 0
+        self.lease = LeaseState()
         self._logged_failure: tuple[type | None, float] = (None, 0.0)
         self._unreachable_since: float | None = None
         self._last_percent = 0.0
@@ -110,10 +115,10 @@ class PrinterWatcher:
             while not stop.is_set():
                 try:
                     async with self.connection.turn:
-                        decision = await _unless_stopped(self._cycle(), stop)
-                    if decision is None:
+                        look = await _unless_stopped(self._cycle(), stop)
+                    if look is None:
                         break
-                    delay = decision.next_delay_s()
+                    delay = look.next_delay_s()
                     self._publish_health()
                 except Exception as err:  # noqa: BLE001 - one printer's surprise, not the process's
                     await self.connection.close()
@@ -142,23 +147,24 @@ class PrinterWatcher:
 
     # ------------------------------------------------------------------ one cycle
 
-    async def _cycle(self) -> Decision:
+    async def _cycle(self) -> Look:
+        """One look at the printer; when to look again."""
         await self.journal.settle_acks()
         try:
             link = await self.connection.open()
             observation = await observe(link, self.tuning.request_timeout_s)
         except (PrinterIOError, PrinterProtocolError) as err:
             await self.connection.close()
-            decision = await self._after_failure(err)
+            await self._after_failure(err)
         else:
-            decision = await self._after_reading(observation)
-            if not decision.hold_link:
+            await self._after_reading(observation)
+            if not self.lease.hold_link:
                 await self.connection.close()
-        self.lease = decision.lease
-        return decision
+        job_active = self.journal.state.belief.job_phase != "none"
+        return next_look(self.lease, job_active, self.timing)
 
-    async def _after_reading(self, observation: Observation) -> Decision:
-        self._failures, self._unreachable_since = 0, None
+    async def _after_reading(self, observation: Observation) -> None:
+        self._unreachable_since = None
         self.detail = (  # the reason of an `error` state, for `status`
             f"unknown MachineStatus {observation.machine.machine_status!r}"
             if observation.activity is Activity.UNKNOWN
@@ -180,19 +186,17 @@ class PrinterWatcher:
         )
         self._set_state(status.state)
         self._emit(status)
-        return after_reading(observation.activity, job_active, self.timing)
+        self.lease = after_reading(observation.activity, job_active)
 
-    async def _after_failure(self, err: Exception) -> Decision:
+    async def _after_failure(self, err: Exception) -> None:
         now = time.monotonic()
-        self._failures += 1
+        self.lease = after_failure(self.lease, self.timing)
         if self._unreachable_since is None:
             self._unreachable_since = now
-        if self._failures == 1 and self._worth_logging(err, now):
+        if self.lease.failures == 1 and self._worth_logging(err, now):
             logger.info("printer %s: read failed (%s), retrying", self.printer.id, err)
-        job_active = self.journal.state.belief.job_phase != "none"
-        decision = after_failure(self._failures, job_active, self.timing)
-        if not decision.report:
-            return decision
+        if not self.lease.report:
+            return
         self.detail = str(err)
         kind = failure_kind(err)
         if kind != "error":  # an `error` printer answers: reachable, so no connectivity event
@@ -215,10 +219,6 @@ class PrinterWatcher:
                 state=state,
                 info=printer_info(self.printer.name, self.connection.info),
             )
-        )
-        # A job may have ended while the printer was away (events.on_failure): re-decide.
-        return after_failure(
-            self._failures, self.journal.state.belief.job_phase != "none", self.timing
         )
 
     def _worth_logging(self, err: Exception, now: float) -> bool:

@@ -496,7 +496,7 @@ def read_stats(path: Path) -> QueueStats | None:
     if not path.exists():
         return None
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        conn = sqlite.connect_read_only(path)
     except sqlite3.Error:
         return None
     try:
