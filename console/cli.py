@@ -102,20 +102,25 @@ def run_api(args: argparse.Namespace) -> int:
 
 def _check_notify(config: Config) -> None:
     """Every ``notify.urls`` entry must be one Apprise understands (ConfigError otherwise)."""
-    from services.uplink.notify import apprise_for
+    from services.uplink.notify_child import apprise_for
 
     apprise_for(config)
 
 
-def _config(args: argparse.Namespace, *, for_services: bool = False) -> tuple[Path, Config]:
-    """The config named by the command line; with `for_services` also the checks every
-    service that talks to the API needs (a token, notification URLs Apprise understands).
-    A ConfigError propagates to main, which reports it in one line and exits 2."""
+def _config(
+    args: argparse.Namespace, *, for_services: bool = False, notify: bool = False
+) -> tuple[Path, Config]:
+    """The config named by the command line; with `for_services` also a token (every service
+    that talks to the API needs one); with `notify` also notification URLs Apprise
+    understands (checked by the short-lived verbs only: a service that lives for months
+    does not load Apprise, see services/uplink/notify_child.py). A ConfigError propagates
+    to main, which reports it in one line and exits 2."""
     path = find_config_path(args.config)
     config = load_config(path)
     register_secrets(config)  # before anything can be logged or printed
     if for_services:
         resolve_token(config)
+    if notify:
         _check_notify(config)
     return path, config
 
@@ -128,7 +133,7 @@ def _warn(config: Config, path: Path) -> None:
 
 def check_config(args: argparse.Namespace) -> int:
     """Print the effective config (token redacted); 2 naming the bad key if it is bad."""
-    path, config = _config(args, for_services=True)
+    path, config = _config(args, for_services=True, notify=True)
     _warn(config, path)
     document = {
         "config_file": str(path.resolve()),
@@ -171,7 +176,7 @@ def run_tool(args: argparse.Namespace) -> int:
 
 def run_up(args: argparse.Namespace) -> int:
     """``up``: supervisord in the foreground for the config (never returns on success)."""
-    path, config = _config(args, for_services=True)
+    path, config = _config(args, for_services=True, notify=True)
     from console import deploy
 
     for warning in [*security_warnings(config, path), *deploy.prepare_dirs(config)]:

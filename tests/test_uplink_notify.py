@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import pytest
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.messages import Event, Status, utc_now
-from services.uplink.notify import Notifier, apprise_for
+from services.uplink.notify import Notifier
+from services.uplink.notify_child import apprise_for
 from tests.support.configs import Value, make_config
 from tests.support.http import Script, scripted_api
 from tests.support.waiting import wait_for
@@ -70,3 +73,28 @@ def test_without_urls_nothing_runs(tmp_path: Path) -> None:
     notifier.offer([Event(id="e1", printer_id="rex1", ts=utc_now(), event="print_started")])
     assert notifier.backlog.empty()
     notifier.stop()
+
+
+def test_the_long_lived_services_never_load_apprise() -> None:
+    """Apprise (about 28 MiB) runs in a child per notification, never in a service that
+    lives for months: importing the services and their start path leaves it out."""
+    code = (
+        "import sys, console.cli, services.uplink.service, services.control.service, "
+        "services.poller.service; print(sorted(m for m in sys.modules if m.startswith('apprise')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_bad_url_at_send_time_names_the_key_never_the_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service started without `up` (which checks the URLs) still says what is wrong."""
+    config = config_with(tmp_path, urls=["nonsense-with-secret-x9y8z7"])
+    notifier = Notifier(config)
+    notifier.start()
+    notifier.offer([Event(id="e1", printer_id="rex1", ts=utc_now(), event="print_started")])
+    wait_for(lambda: notifier.failed >= 1, 30, every_s=0.05)
+    notifier.stop()
+    assert "notify.urls[0]" in caplog.text
+    assert "x9y8z7" not in caplog.text

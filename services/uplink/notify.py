@@ -4,25 +4,29 @@
 Best effort by design: a notification is tried once, on a worker thread so a slow service
 never holds up acknowledgements; a bounded backlog (dropped and counted when full) keeps a
 dead notification service from eating memory. URLs carry secrets: they are never logged.
+Apprise itself runs in a short-lived child per notification (``notify_child.py``): this
+process, which lives for months, never imports it.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 
-import apprise
+import msgspec
 
 from gateway.config import Config
-from gateway.errors import ConfigError
 from gateway.health import Problems
 from gateway.loops import LoopGuard, guarded_thread_loop
 from gateway.messages import Event, EventName, Record
 
 logger = logging.getLogger(__name__)
 BACKLOG = 100
+SEND_TIMEOUT_S = 120.0  # Apprise's own timeouts are shorter; this bounds a stuck child
 TITLES: dict[EventName, str] = {
     "print_started": "print started",
     "print_finished": "print finished",
@@ -36,26 +40,11 @@ TITLES: dict[EventName, str] = {
 }
 
 
-def apprise_for(config: Config) -> apprise.Apprise:
-    """An Apprise object with every ``notify.urls`` entry; ConfigError naming a bad one."""
-    target = apprise.Apprise()
-    for index, url in enumerate(config.notify.urls):
-        if not target.add(url):
-            scheme = url.split("://", 1)[0] if "://" in url else "?"
-            raise ConfigError(
-                f"notify.urls[{index}]", f"Apprise does not understand this URL (scheme {scheme!r})"
-            )
-    return target
-
-
 class Notifier:
     """Sends one notification per chosen, newly stored event."""
 
     def __init__(self, config: Config, problems: Problems | None = None) -> None:
-        # Apprise logs every notification (INFO) and every failure (WARNING): this class
-        # logs a failure streak once, so only Apprise's errors are worth a line.
-        logging.getLogger("apprise").setLevel(logging.ERROR)
-        self.apprise = apprise_for(config)
+        self.urls = config.notify.urls
         self.guard = LoopGuard("notifications", problems or Problems(None, "notify"))
         self.events = set(config.notify.events)
         self.names = {printer.id: printer.name for printer in config.printers}
@@ -111,7 +100,7 @@ class Notifier:
             + (f": {event.file}" if event.file else "")
             + f" ({event.ts:%Y-%m-%d %H:%M} UTC)"
         )
-        if self.apprise.notify(title=title, body=body):
+        if self._send_in_child(title, body):
             self.sent += 1
             if self.failed:
                 logger.info("notifications work again")
@@ -122,3 +111,25 @@ class Notifier:
                 logger.warning(
                     "a notification could not be sent (%s); later failures are not logged", title
                 )
+
+    def _send_in_child(self, title: str, body: str) -> bool:
+        """One notification through Apprise in a child process (see ``notify_child``)."""
+        from services.uplink.notify_child import BAD_URL, SENT, Notification
+
+        message = msgspec.json.encode(Notification(tuple(self.urls), title, body))
+        try:
+            child = subprocess.run(
+                [sys.executable, "-m", "services.uplink.notify_child"],
+                input=message,
+                capture_output=True,
+                timeout=SEND_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            logger.warning("the notification process failed: %s", err)
+            return False
+        said = child.stderr.decode("utf-8", "replace").strip()  # redacted by the child
+        if child.returncode != SENT and said and not self.failed:  # once a failure streak
+            level = logging.ERROR if child.returncode == BAD_URL else logging.WARNING
+            logger.log(level, "notification: %s", said[-500:])
+        return child.returncode == SENT
