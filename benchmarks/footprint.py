@@ -53,20 +53,27 @@ class Measure:
     name: str
     printers: int
     seconds: float
-    written: int
+    written_by: dict[str, int]
     statuses: int
     cpu_s: float
     pss_mib: dict[str, float]
+
+    @property
+    def written(self) -> int:
+        """Bytes written by every process together."""
+        return sum(self.written_by.values())
 
     def report(self) -> str:
         per_hour = self.written / self.printers * 3600 / self.seconds / 1e6
         per_status = self.written / self.statuses if self.statuses else float("nan")
         pss = ", ".join(f"{name} {mib:.1f}" for name, mib in sorted(self.pss_mib.items()))
         cpu = 100 * self.cpu_s / self.seconds / self.printers
+        writers = ", ".join(f"{name} {size} B" for name, size in sorted(self.written_by.items()))
         return (
             f"{self.name:<26} written {self.written:>9} B  {per_status:8.0f} B/status  "
             f"{per_hour:6.2f} MB/printer-hour  CPU {cpu:.2f} % of a core per printer\n"
-            f"{'':<26} PSS {sum(self.pss_mib.values()):.1f} MiB ({pss})"
+            f"{'':<26} PSS {sum(self.pss_mib.values()):.1f} MiB ({pss})\n"
+            f"{'':<26} written by {writers}"
         )
 
 
@@ -185,7 +192,7 @@ def _scenario(
         name,
         printers,
         seconds,
-        sum(after[n][0] - before[n][0] for n in pids),
+        {n: after[n][0] - before[n][0] for n in pids},
         made,
         sum(after[n][1] - before[n][1] for n in pids),
         pss,

@@ -177,6 +177,23 @@ def test_while_refused_it_asks_again_at_least_every_15_s(tmp_path: Path) -> None
     thread.poster.close()
 
 
+def test_an_outage_is_retried_within_2_s_for_a_minute_then_within_30_s(tmp_path: Path) -> None:
+    """Recovery (issue 11): the API's return is seen within 2 s after an outage of up to a
+    minute, and within the cap, 30 s, after a longer one."""
+    thread = _fill(tmp_path, "http://127.0.0.1:9", 1)
+    thread.backoff = DeliveryThread.new_backoff()  # the service's, not the test's quick one
+    down = PostResult(Disposition.RETRY, "connection refused")
+    early = [thread._failing(down) for _ in range(40)]  # the outage starts now
+    assert max(early) <= 2.0
+    assert thread.outage_since is not None
+    thread.outage_since -= 61  # a minute later
+    late = [thread._failing(down) for _ in range(200)]
+    assert max(late) <= 30.0
+    assert max(late) > 2.0  # it does back off: no hammering a server that stays down
+    thread.queue.close()
+    thread.poster.close()
+
+
 def test_413_splits_until_batches_fit_and_nothing_is_dead(tmp_path: Path) -> None:
     with hostile_api() as api:
         api.records = lambda r: Reply(413) if len(r.body) > 1000 else Reply(200)

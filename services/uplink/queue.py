@@ -5,10 +5,11 @@ Theory of operation
 * **Two lanes** (architecture §4.3): this file holds the *reliable* lane (events, command
   results) and the statuses the *live* lane spilled while the API was not keeping up
   (``live.py``); on the happy path no status is ever written here.
-* **Accept** (one transaction per group of batches): a record whose id is already known is
-  acknowledged again but not stored twice (``known_ids`` remembers ids after delivery: an
-  hour for statuses, a week for events and results, which a poller journal may re-send
-  after a long outage). A new reliable-lane record gets the next ``seq`` of its scope (its
+* **Accept** (one transaction per group of batches): a reliable record whose id is already
+  known is acknowledged again but not stored twice (``known_ids`` remembers ids after
+  delivery for a week: a poller journal may re-send an event after a long outage). Spilled
+  statuses are deduped by the live lane before they get here, and take no known id (fewer
+  pages written per spill). A new reliable-lane record gets the next ``seq`` of its scope (its
   printer, or ``""`` for gateway-level records) in the *same* commit that stores it, so a
   seq exists only for a durable record: +1 per scope over the reliable lane, no gaps,
   surviving restarts. A status keeps ``seq: null``. The caller acknowledges to the sender
@@ -156,6 +157,7 @@ class DurableQueue:
         self._stored_bytes = _stored_size(self._conn)
         self._over_cap_logged = False
         self._pruned_at = -1e9
+        self._last_error: str | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -232,12 +234,13 @@ class DurableQueue:
             self._conn.execute(f"SELECT scope, last FROM seqs WHERE scope IN ({marks})", scopes)
         )
         rows = []
+        advanced: dict[str, int] = {}
         for record in fresh:
             scope = record.printer_id or ""
             if isinstance(record, Status):  # the live lane's: ordered by ts, no seq
                 rows.append((record.id, scope, 0, "status", _encoder.encode(record), now))
                 continue
-            last[scope] = seq = last.get(scope, 0) + 1
+            last[scope] = advanced[scope] = seq = last.get(scope, 0) + 1
             body = _encoder.encode(msgspec.structs.replace(record, seq=seq))
             rows.append((record.id, scope, seq, _kind(record), body, now))
         self._conn.executemany(
@@ -245,12 +248,15 @@ class DurableQueue:
             "VALUES (?, ?, ?, ?, ?, ?)",
             rows,
         )
+        # Statuses need no known id: the live lane dedupes them, and one spilled twice around
+        # a crash reaches the API twice under one id, which it ignores. Fewer pages per spill.
         self._conn.executemany(
-            "INSERT INTO known_ids VALUES (?, ?, ?)", [(row[0], now, row[3]) for row in rows]
+            "INSERT INTO known_ids VALUES (?, ?, ?)",
+            [(row[0], now, row[3]) for row in rows if row[3] != "status"],
         )
         self._conn.executemany(
             "INSERT INTO seqs VALUES (?, ?) ON CONFLICT(scope) DO UPDATE SET last = excluded.last",
-            list(last.items()),
+            list(advanced.items()),
         )
         self._stored_bytes += sum(len(row[4]) for row in rows)
         self._make_room()
@@ -442,10 +448,14 @@ class DurableQueue:
         self._conn.execute("INSERT OR REPLACE INTO notes VALUES (?, ?)", (name, value))
 
     def note_error(self, message: str) -> None:
-        """Remember the last delivery error for ``queue stats`` and ``status``."""
+        """Remember the last delivery error for ``queue stats`` and ``status``, with the time
+        it was first seen: written when it changes, not at every retry of an outage."""
+        if message == self._last_error:
+            return
         self._conn.execute(
             "INSERT OR REPLACE INTO notes VALUES ('last_error', ?)", (f"{_now_text()} {message}",)
         )
+        self._last_error = message
 
     # ------------------------------------------------------------------ tools
 

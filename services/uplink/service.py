@@ -131,13 +131,19 @@ class DeliveryThread(threading.Thread):
             )
         self.work = work
         self.stopping = threading.Event()
-        self.backoff = Backoff(base_s=0.5, cap_s=30.0)
+        self.backoff = self.new_backoff()
         self.guard = LoopGuard("delivery", self.problems)
         self.outage_since: float | None = None
         self._failure_kind: int | str | None = None
         self.batch_bytes = BATCH_BYTES
         self._todo: list[Batch] = []  # the top is posted next
         self._legacy_state = self.queue.note("legacy_state")
+
+    @staticmethod
+    def new_backoff() -> Backoff:
+        """Between failed posts: full jitter from 0.5 s, doubling, at most 30 s (and at most
+        QUICK_RETRY_S in an outage's first minute, see ``_failing``)."""
+        return Backoff(base_s=0.5, cap_s=30.0)
 
     def run(self) -> None:
         """Claim, post, settle; sleep when there is nothing to do or the API is down."""
