@@ -54,6 +54,8 @@ from gateway.redaction import safe
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+IDLE_WAIT_S = 1.0  # an idle loop's longest sleep on an event (a stop sets the event too)
+IDLE_POLL_S = 0.5  # an idle loop's longest wait on a socket: what a stop may have to wait
 
 
 class _Message(msgspec.Struct, frozen=True, tag_field="op"):
@@ -108,6 +110,12 @@ def decode(data: bytes) -> Message:
     """A bus message from bytes; msgspec.DecodeError/ValidationError on garbage."""
     message: Message = _decoder.decode(data)
     return message
+
+
+async def wake_on(stop: asyncio.Event, wake: asyncio.Event) -> None:
+    """Set `wake` once `stop` is set (a loop sleeping on `wake` notices the stop at once)."""
+    await stop.wait()
+    wake.set()
 
 
 class CommandInjector:
@@ -201,6 +209,7 @@ class RecordSender:
         self._pending: collections.OrderedDict[str, tuple[bool, bytes]] = collections.OrderedDict()
         self._unsent: collections.deque[str] = collections.deque()
         self._in_flight: dict[str, float] = {}
+        self._submitted = asyncio.Event()  # wakes an idle sender
         self.dropped_status = 0
         self.unencodable = 0
         self.acknowledged = 0
@@ -224,6 +233,7 @@ class RecordSender:
             return False
         self._pending[record.id] = (isinstance(record, Status), data)
         self._unsent.append(record.id)
+        self._submitted.set()
         if len(self._pending) > self._max_pending:
             self._drop_oldest_status()
         return True
@@ -243,7 +253,11 @@ class RecordSender:
     async def run(self, stop: asyncio.Event, problems: Problems | None = None) -> None:
         """Send, re-send and collect acknowledgements until `stop` is set."""
         guard = LoopGuard("record sender", problems or Problems(None, "sender"))
-        await guarded_loop(guard, lambda: self._step(100), stop)
+        waker = asyncio.create_task(wake_on(stop, self._submitted))  # an idle wait ends too
+        try:
+            await guarded_loop(guard, lambda: self._step(100), stop)
+        finally:
+            waker.cancel()
 
     async def flush(self, within_s: float) -> bool:
         """Keep sending until nothing is pending or the time is up; True when all were acked."""
@@ -253,9 +267,16 @@ class RecordSender:
         return not self._pending
 
     async def _step(self, wait_ms: int) -> None:
-        """Re-queue what is overdue, send what fits the window, take acks for up to wait_ms."""
+        """Re-queue what is overdue, send what fits the window, take acks for up to wait_ms.
+        With nothing in flight there is no ack to wait for: sleep until a record is
+        submitted (or IDLE_WAIT_S), so an idle sender costs a Pi no wakeups."""
         self._requeue_overdue(time.monotonic())
         await self._send_some()
+        if not self._in_flight and not self._unsent:
+            self._submitted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._submitted.wait(), IDLE_WAIT_S)
+            return
         if await self._socket.poll(wait_ms):
             await self._receive_acks()
 
@@ -430,7 +451,7 @@ class CommandServer:
             await asyncio.wait(self._tasks, timeout=15)
 
     async def _take_one(self) -> None:
-        if not await self._socket.poll(100):
+        if not await self._socket.poll(int(IDLE_POLL_S * 1000)):  # a request wakes it at once
             return
         frames = await self._socket.recv_multipart()
         try:

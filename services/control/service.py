@@ -28,10 +28,13 @@ import zmq.asyncio
 
 from gateway import runner
 from gateway.bus import (
+    IDLE_POLL_S,
+    IDLE_WAIT_S,
     Execute,
     InjectReceiver,
     RecordSender,
     request_command,
+    wake_on,
 )
 from gateway.clock import boot_seconds
 from gateway.commands import Action, Answer, limit_violation, parse_action, result_record
@@ -195,6 +198,7 @@ class Control:
         for entry in await self.db(self.ledger.in_state, "received", "handed"):
             self._start(entry)
         latest = LatestAnswer(asyncio.get_running_loop())
+        waker = asyncio.create_task(wake_on(stop, latest.ready))  # a stop ends the idle wait
         fetcher = FetchThread(self.source, latest, self.problems)
         if self.config.api.flavor == "v1":  # the legacy API has no command list: 418s only
             fetcher.start()
@@ -209,6 +213,7 @@ class Control:
                 stop,
             )
         finally:
+            waker.cancel()
             fetcher.stopping.set()
             self.source.close()
             await injected
@@ -230,7 +235,7 @@ class Control:
     async def _take_latest(self, latest: LatestAnswer) -> None:
         """Admit what the newest command list holds that the one before did not."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(latest.ready.wait(), 0.2)
+            await asyncio.wait_for(latest.ready.wait(), IDLE_WAIT_S)
         answer = latest.take()
         if answer is None:
             return
@@ -253,7 +258,7 @@ class Control:
 
     async def _take_injected(self) -> None:
         """Commands other services hand in (the legacy flavor's 418 -> pause)."""
-        command = await self.injected.receive(0.2)
+        command = await self.injected.receive(IDLE_POLL_S)
         if command is not None:
             await self._admit(command, Fetched((command,), None))
 
