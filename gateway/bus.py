@@ -419,9 +419,10 @@ class RecordReceiver:
         """Tell a sender these ids are durable."""
         await self._socket.send_multipart([peer, encode(Ack(tuple(ids)))])
 
-    def close(self) -> None:
-        """Close the socket."""
-        self._socket.close(linger=0)
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the socket, giving acks still queued up to `linger_ms` to leave (a clean
+        stop: a sender that gets them sends nothing twice)."""
+        self._socket.close(linger=linger_ms)
 
 
 CommandHandler = Callable[[Execute], Awaitable[Answer]]

@@ -13,7 +13,7 @@ import pytest
 from gateway.config import Secret, Token
 from gateway.layout import Layout
 from gateway.loops import Backoff
-from gateway.messages import Event, utc_now
+from gateway.messages import Event, Status, utc_now
 from services.uplink.delivery import Deliverer, Disposition, PostResult, classify, retry_after
 from services.uplink.queue import Batch, DurableQueue
 from services.uplink.service import DeliveryThread
@@ -234,3 +234,46 @@ def test_the_delivery_loop_outlives_an_unexpected_error(tmp_path: Path) -> None:
         _run_until(thread, lambda: len(api.stored_records()) == 3)
     assert thread.guard.failures == 0
     assert thread.problems.current() == ()  # reported while failing, cleared after
+
+
+class RecordingPoster:
+    """Stands in for the HTTP poster: every batch is stored at once."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+
+    def post(self, batch: Batch) -> PostResult:
+        self.batches.append(batch)
+        return PostResult(Disposition.DELIVERED, "HTTP 200", status=200)
+
+    def close(self) -> None:
+        pass
+
+
+def test_steady_statuses_never_starve_the_reliable_lane(tmp_path: Path) -> None:
+    """Statuses arrive before every step: the queued event still goes out within two."""
+    thread = _fill(tmp_path, "http://127.0.0.1:9", 1)
+    poster = RecordingPoster()
+    thread.poster = poster  # type: ignore[assignment]
+    for n in range(4):
+        thread.live.add(b"p", [Status(id=f"s{n}", printer_id="p", ts=utc_now(), state="printing")])
+        thread._step()
+    kinds = ["live" if not b.positions else "queue" for b in poster.batches]
+    assert "queue" in kinds[:2], kinds
+    assert kinds.count("live") >= 3  # and the statuses still flow
+    thread.queue.close()
+
+
+def test_a_post_that_raises_hands_its_statuses_back(tmp_path: Path) -> None:
+    thread = _fill(tmp_path, "http://127.0.0.1:9", 0)
+
+    class Exploding(RecordingPoster):
+        def post(self, batch: Batch) -> PostResult:
+            raise RuntimeError("a bug")
+
+    thread.poster = Exploding()  # type: ignore[assignment]
+    thread.live.add(b"p", [Status(id="s1", printer_id="p", ts=utc_now(), state="idle")])
+    with pytest.raises(RuntimeError):
+        thread._step()
+    assert [e.status.id for e in thread.live.due_to_spill()] == ["s1"]  # not stuck as taken
+    thread.queue.close()

@@ -42,8 +42,7 @@ def test_a_status_waiting_longer_than_the_lag_spills() -> None:
     assert live.due_to_spill(now=LAG_S) == []
     due = live.due_to_spill(now=LAG_S + 0.1)
     assert [e.status.id for e in due] == ["p1-1"]
-    kept = live.spill_worthy(due)
-    live.spilled(due, len(kept))
+    live.spilled(due, live.spill_worthy(due))
     assert live.acks() == {b"p": ["p1-1"]}  # kept on disk: acknowledged
     assert live.take(10) == []
 
@@ -64,10 +63,11 @@ def test_downsampling_keeps_one_per_interval_and_every_change_of_state() -> None
     for n, state in enumerate(states):
         live.add(b"p", [status(n, state=state)], now=float(n))
     due = live.due_to_spill(now=100.0)
-    kept = [s.id for s in live.spill_worthy(due)]
+    choice = live.spill_worthy(due)
+    kept = [s.id for s in choice.kept]
     # the first (a change from nothing), every 10 s, the pause, the resume, 10 s after that
     assert kept == ["p1-0", "p1-10", "p1-20", "p1-25", "p1-28", "p1-38"]
-    live.spilled(due, len(kept))
+    live.spilled(due, choice)
     assert (live.stats.spilled, live.stats.dropped_by_downsampling) == (6, 34)
     assert sorted(live.acks()[b"p"]) == sorted(f"p1-{n}" for n in range(40))  # all judged
 
@@ -76,7 +76,7 @@ def test_downsampling_is_per_printer() -> None:
     live = lane(interval_s=10.0)
     for n in range(5):
         live.add(b"p", [status(n, "a"), status(n, "b")], now=float(n))
-    kept = live.spill_worthy(live.due_to_spill(now=100.0))
+    kept = live.spill_worthy(live.due_to_spill(now=100.0)).kept
     assert [s.id for s in kept] == ["a-0", "b-0"]
 
 
@@ -87,7 +87,7 @@ def test_the_interval_counts_from_the_last_delivery() -> None:
     live.delivered(live.take(10), "t")
     for n in range(1, 15):
         live.add(b"p", [status(n)], now=float(n))
-    kept = live.spill_worthy(live.due_to_spill(now=100.0))
+    kept = live.spill_worthy(live.due_to_spill(now=100.0)).kept
     assert [s.id for s in kept] == ["p1-10"]
 
 
@@ -126,3 +126,25 @@ def test_the_snapshot_shows_counters_and_the_oldest_waiting() -> None:
     snapshot = live.snapshot()
     assert snapshot.stats.waiting == 150
     assert [s.id for s in snapshot.waiting] == [f"p1-{n}" for n in range(100)]
+
+
+def test_a_spill_the_disk_refused_is_judged_again_the_same_way() -> None:
+    live = lane(interval_s=10.0)
+    for n in range(25):
+        live.add(b"p", [status(n)], now=float(n))
+    due = live.due_to_spill(now=100.0)
+    first = [s.id for s in live.spill_worthy(due).kept]
+    live.put_back(due)  # the store failed: nothing moved
+    again = live.due_to_spill(now=101.0)
+    assert [s.id for s in live.spill_worthy(again).kept] == first == ["p1-0", "p1-10", "p1-20"]
+
+
+def test_a_batch_the_api_refused_is_kept_whole() -> None:
+    """A 400 or 413 is not an outage: every status of the batch goes to the queue, whose
+    path splits it and dead-letters only the refused one."""
+    live = lane(interval_s=10.0)
+    live.add(b"p", [status(n) for n in range(5)], now=0.0)
+    taken = live.take(10)
+    live.failed(taken, keep_all=True)
+    due = live.due_to_spill(now=0.1)
+    assert len(live.spill_worthy(due).kept) == 5

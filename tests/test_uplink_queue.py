@@ -245,3 +245,15 @@ def test_statuses_queued_before_the_two_lanes_lose_their_seq(tmp_path: Path) -> 
     spilled, reliable = decoded(queue.peek(2))
     assert (spilled.seq, reliable.seq) == (None, 1)
     assert isinstance(queue.peek(1)[0], bytes)
+
+
+def test_a_status_body_the_upgrade_cannot_read_never_costs_the_queue(tmp_path: Path) -> None:
+    """The upgrade's clean-up skips a body that is not JSON; the queue is not set aside and
+    the events beside it stay."""
+    queue = open_queue(tmp_path)
+    queue.accept([status(1), event(1)])
+    queue._conn.execute("UPDATE records SET seq = 7, body = x'7b2273' WHERE kind = 'status'")
+    queue.close()
+    queue = open_queue(tmp_path)
+    assert queue.stats().set_aside == 0
+    assert [r.id for r in decoded(queue.peek(10)[1:])] == ["e-p1-1"]

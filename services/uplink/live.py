@@ -58,6 +58,15 @@ class LiveStatus:
     changed: bool
     failed: bool = False
     taken: bool = False
+    keep: bool = False  # kept whatever the downsampling says (the API refused its batch)
+
+
+@dataclass(frozen=True)
+class SpillChoice:
+    """What to keep of a spill, and the downsampling state it moves to once stored."""
+
+    kept: list[Status]
+    last_kept: dict[str, float]
 
 
 class LiveStats(msgspec.Struct):
@@ -142,24 +151,30 @@ class LiveLane:
             self.stats.waiting = len(self._waiting)
         return due
 
-    def spill_worthy(self, due: list[LiveStatus]) -> list[Status]:
-        """The statuses among `due` to keep on disk: every change of state, else one per
-        printer per ``interval_s`` (by arrival)."""
+    def spill_worthy(self, due: list[LiveStatus]) -> SpillChoice:
+        """The statuses among `due` to keep on disk: every change of state (and every status
+        of a batch the API refused), else one per printer per ``interval_s`` (by arrival).
+        Nothing changes until ``spilled``: a store that fails leaves the lane as it was."""
         kept = []
         with self._lock:
-            for entry in due:
-                printer = self._printers.setdefault(entry.status.printer_id or "", _Printer())
-                if entry.changed or entry.arrived - printer.last_kept >= self.interval_s:
-                    printer.last_kept = entry.arrived
-                    kept.append(entry.status)
-        return kept
+            last_kept = {key: p.last_kept for key, p in self._printers.items()}
+        for entry in due:
+            key = entry.status.printer_id or ""
+            since = last_kept.get(key, -1e18)
+            if entry.keep or entry.changed or entry.arrived - since >= self.interval_s:
+                last_kept[key] = max(since, entry.arrived)
+                kept.append(entry.status)
+        return SpillChoice(kept, last_kept)
 
-    def spilled(self, due: list[LiveStatus], kept: int) -> None:
-        """`due` is settled: `kept` of them are durable, the rest judged not worth keeping."""
+    def spilled(self, due: list[LiveStatus], choice: SpillChoice) -> None:
+        """`due` is settled: `choice.kept` of them are durable, the rest judged not worth
+        keeping."""
         with self._lock:
+            for key, at in choice.last_kept.items():
+                self._printers.setdefault(key, _Printer()).last_kept = at
             self._settle(due)
-            self.stats.spilled += kept
-            self.stats.dropped_by_downsampling += len(due) - kept
+            self.stats.spilled += len(choice.kept)
+            self.stats.dropped_by_downsampling += len(due) - len(choice.kept)
 
     def put_back(self, due: list[LiveStatus]) -> None:
         """Spilling failed (a full disk): they wait again, unacknowledged."""
@@ -209,11 +224,18 @@ class LiveLane:
             self.stats.last_delivery = at
             self.stats.waiting = len(self._waiting)
 
-    def failed(self, taken: list[LiveStatus]) -> None:
-        """The post failed: the receiving loop spills them at its next turn."""
+    def failed(self, taken: list[LiveStatus], keep_all: bool = False) -> None:
+        """The post failed: the receiving loop spills them at its next turn (all of them,
+        with `keep_all`: the API refused something in the batch, which is not an outage)."""
         with self._lock:
             for entry in taken:
                 entry.taken, entry.failed = False, True
+                entry.keep = entry.keep or keep_all
+
+    def waiting(self) -> bool:
+        """Whether any status waits to be posted."""
+        with self._lock:
+            return any(not e.taken and not e.failed for e in self._waiting.values())
 
     # ------------------------------------------------------------------ internals
 

@@ -11,6 +11,7 @@ not understand (the key is named on stderr, never the URL).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import apprise
@@ -22,6 +23,7 @@ from gateway.logs import setup_logging
 from gateway.redaction import register_secret, register_url_secrets
 
 SENT, NOT_SENT, BAD_URL = 0, 1, 2
+DEADLINE_S = 110  # its own end, should the uplink that waits for it be gone (SIGALRM)
 
 
 class Notification(msgspec.Struct, frozen=True):
@@ -50,6 +52,7 @@ def _apprise(urls: tuple[str, ...] | list[str]) -> apprise.Apprise:
 
 def main() -> int:
     """Send the notification on stdin; the exit code says how it went."""
+    signal.alarm(DEADLINE_S)
     notification = msgspec.json.decode(sys.stdin.buffer.read(), type=Notification)
     for url in notification.urls:  # Apprise may quote a URL: every line is redacted first
         register_secret(url)

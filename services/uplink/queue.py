@@ -130,7 +130,6 @@ def _checked_connection(path: Path) -> sqlite3.Connection:
         if verdict != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {verdict}")  # noqa: TRY301
         conn.executescript(_SCHEMA)
-        _statuses_without_seq(conn)
     except sqlite3.DatabaseError:
         conn.close()
         raise
@@ -139,12 +138,22 @@ def _checked_connection(path: Path) -> sqlite3.Connection:
 
 def _statuses_without_seq(conn: sqlite3.Connection) -> None:
     """Statuses queued by a version before the two lanes carry a seq; the live lane's have
-    none (and an API checks that): cleared in place, once (later opens find none)."""
-    for table in ("records", "dead"):
-        conn.execute(
-            f"UPDATE {table} SET seq = 0, body = CAST(json_set(CAST(body AS TEXT), '$.seq', "
-            "json('null')) AS BLOB) WHERE kind = 'status' AND seq != 0"
-        )
+    none (and an API checks that): cleared in place, once. A plain open only reads (no write
+    lock taken when there is nothing to do); a body that is not JSON is left as it is (the
+    API refuses it and it is dead-lettered alone); a failure here is logged, never taken
+    for damage: the queue stays as it is."""
+    try:
+        for table in ("records", "dead"):
+            if conn.execute(
+                f"SELECT 1 FROM {table} WHERE kind = 'status' AND seq != 0 LIMIT 1"
+            ).fetchone():
+                conn.execute(
+                    f"UPDATE {table} SET seq = 0, body = CAST(json_set(CAST(body AS TEXT), "
+                    "'$.seq', json('null')) AS BLOB) "
+                    "WHERE kind = 'status' AND seq != 0 AND json_valid(CAST(body AS TEXT))"
+                )
+    except sqlite3.Error as err:
+        logger.warning("statuses queued by an older version keep their seq: %s", err)
 
 
 class DurableQueue:
@@ -154,6 +163,7 @@ class DurableQueue:
         self.path = path
         self.max_bytes = max_bytes
         self._conn = self._open_or_set_aside()
+        _statuses_without_seq(self._conn)
         self._stored_bytes = _stored_size(self._conn)
         self._over_cap_logged = False
         self._pruned_at = -1e9

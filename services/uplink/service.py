@@ -138,6 +138,7 @@ class DeliveryThread(threading.Thread):
         self.batch_bytes = BATCH_BYTES
         self._todo: list[Batch] = []  # the top is posted next
         self._legacy_state = self.queue.note("legacy_state")
+        self._queue_turn = False
 
     @staticmethod
     def new_backoff() -> Backoff:
@@ -160,13 +161,19 @@ class DeliveryThread(threading.Thread):
         (None: go on at once). The batch leaves the stack only once settled, so an
         unexpected error leaves it there to be tried again."""
         if not self._todo:
-            live = self.live.take(BATCH_RECORDS)
-            if live:
-                return self._attempt_live(live)
-            batch = self.queue.claim(BATCH_RECORDS, self.batch_bytes)
+            # Take turns: a live post, then a queue batch if there is one, so steady status
+            # traffic never starves the reliable lane (or the spilled backlog).
+            batch = self.queue.claim(BATCH_RECORDS, self.batch_bytes) if self._queue_turn else None
+            self._queue_turn = not self._queue_turn
             if batch is None:
-                self.work.wait(1.0)
+                live = self.live.take(BATCH_RECORDS)
+                if live:
+                    return self._attempt_live(live)
+                batch = self.queue.claim(BATCH_RECORDS, self.batch_bytes)
+            if batch is None:
                 self.work.clear()
+                if not self.live.waiting():  # a status that came meanwhile is not missed
+                    self.work.wait(1.0)
                 return None
             self._todo.append(batch)
         return self._attempt(self._todo[-1])
@@ -176,13 +183,22 @@ class DeliveryThread(threading.Thread):
         back, to be kept on disk downsampled and posted from there (a 400 or 413 included:
         the queue's path splits and dead-letters)."""
         bodies = tuple(json_encoder.encode(entry.status) for entry in live)
-        answer = self.poster.post(Batch(uuid.uuid4().hex, (), bodies))
-        self._keep_legacy_state()
+        try:
+            answer = self.poster.post(Batch(uuid.uuid4().hex, (), bodies))
+        except BaseException:  # whatever happened, they must not stay taken forever
+            self.live.failed(live)
+            raise
         if answer.disposition is Disposition.DELIVERED:
             self.live.delivered(live, utc_text())
             self._recovered()
+            self._keep_legacy_state()
             return None
-        self.live.failed(live)
+        # A 400/413 refused something in this batch: kept whole, for the queue's path to
+        # split and dead-letter; any other failure is an outage: downsampled.
+        self.live.failed(
+            live, keep_all=answer.disposition in (Disposition.SPLIT, Disposition.REFUSED)
+        )
+        self._keep_legacy_state()
         self.queue.note_error(answer.reason)
         if answer.disposition is Disposition.UNAUTHORIZED:
             return self._unauthorized(answer.reason)
@@ -324,7 +340,7 @@ class Uplink:
             self.work.set()
             await asyncio.to_thread(self.delivery.join, 15)
             await self._settle_live()  # what delivery settled while stopping
-            self.receiver.close()
+            self.receiver.close(linger_ms=500)
             self.tap.close()
             self.queue.close()
 
@@ -383,12 +399,17 @@ class Uplink:
         leave its counters for ``status`` (runtime_dir: tmpfs)."""
         due = self.live.due_to_spill()
         if due:
-            kept = self.live.spill_worthy(due)
-            if kept and await self._store(list(kept), []) is None:
+            choice = self.live.spill_worthy(due)
+            try:
+                stored = await self._store(choice.kept, []) if choice.kept else []
+            except BaseException:
+                self.live.put_back(due)  # judged again next time, nothing lost
+                raise
+            if stored is None:  # the disk is full: they wait again, unacknowledged
                 self.live.put_back(due)
             else:
-                self.live.spilled(due, len(kept))
-                if kept:
+                self.live.spilled(due, choice)
+                if choice.kept:
                     self.work.set()
         for peer, ids in self.live.acks().items():
             await self.receiver.acknowledge(peer, ids)
