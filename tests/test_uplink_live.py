@@ -148,3 +148,16 @@ def test_a_batch_the_api_refused_is_kept_whole() -> None:
     live.failed(taken, keep_all=True)
     due = live.due_to_spill(now=0.1)
     assert len(live.spill_worthy(due).kept) == 5
+
+
+def test_for_an_api_of_the_current_state_only_nothing_is_kept() -> None:
+    """The legacy flavor: an outage's statuses are judged and acknowledged, never replayed
+    after newer ones."""
+    live = lane(interval_s=1.0)
+    live.add(b"p", [status(0, state="printing"), status(1, state="idle")], now=0.0)
+    live.failed(live.take(10), keep_none=True)
+    due = live.due_to_spill(now=0.1)
+    choice = live.spill_worthy(due)
+    assert choice.kept == []
+    live.spilled(due, choice)
+    assert sorted(live.acks()[b"p"]) == ["p1-0", "p1-1"]

@@ -59,6 +59,7 @@ class LiveStatus:
     failed: bool = False
     taken: bool = False
     keep: bool = False  # kept whatever the downsampling says (the API refused its batch)
+    stale: bool = False  # never kept: the API shows only the current state (legacy flavor)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,8 @@ class LiveLane:
         for entry in due:
             key = entry.status.printer_id or ""
             since = last_kept.get(key, -1e18)
+            if entry.stale:
+                continue
             if entry.keep or entry.changed or entry.arrived - since >= self.interval_s:
                 last_kept[key] = max(since, entry.arrived)
                 kept.append(entry.status)
@@ -224,13 +227,18 @@ class LiveLane:
             self.stats.last_delivery = at
             self.stats.waiting = len(self._waiting)
 
-    def failed(self, taken: list[LiveStatus], keep_all: bool = False) -> None:
+    def failed(
+        self, taken: list[LiveStatus], keep_all: bool = False, keep_none: bool = False
+    ) -> None:
         """The post failed: the receiving loop spills them at its next turn (all of them,
-        with `keep_all`: the API refused something in the batch, which is not an outage)."""
+        with `keep_all`: the API refused something in the batch, which is not an outage;
+        none, with `keep_none`: an API that shows only the current state, the legacy one,
+        must not be shown the outage's statuses after newer ones)."""
         with self._lock:
             for entry in taken:
                 entry.taken, entry.failed = False, True
                 entry.keep = entry.keep or keep_all
+                entry.stale = keep_none
 
     def waiting(self) -> bool:
         """Whether any status waits to be posted."""

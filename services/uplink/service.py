@@ -194,10 +194,11 @@ class DeliveryThread(threading.Thread):
             self._keep_legacy_state()
             return None
         # A 400/413 refused something in this batch: kept whole, for the queue's path to
-        # split and dead-letter; any other failure is an outage: downsampled.
-        self.live.failed(
-            live, keep_all=answer.disposition in (Disposition.SPLIT, Disposition.REFUSED)
-        )
+        # split and dead-letter; any other failure is an outage: downsampled. The legacy
+        # API shows only the current state: nothing kept, never replayed after newer ones.
+        refused = answer.disposition in (Disposition.SPLIT, Disposition.REFUSED)
+        legacy = isinstance(self.poster, LegacyDeliverer)
+        self.live.failed(live, keep_all=refused and not legacy, keep_none=legacy)
         self._keep_legacy_state()
         self.queue.note_error(answer.reason)
         if answer.disposition is Disposition.UNAUTHORIZED:
