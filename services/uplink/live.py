@@ -115,7 +115,7 @@ class LiveLane:
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._printers: dict[str, _Printer] = {}
         self._acks: collections.defaultdict[bytes, list[str]] = collections.defaultdict(list)
-        self.stats = LiveStats()
+        self._counts = LiveStats()  # `waiting` is derived: see ``stats``
 
     # ------------------------------------------------------------------ receiving side
 
@@ -133,7 +133,6 @@ class LiveLane:
                 changed = status.state != printer.last_state
                 printer.last_state = status.state
                 self._waiting[status.id] = LiveStatus(peer, status, now, changed)
-            self.stats.waiting = len(self._waiting)
         self.wake.set()
 
     def due_to_spill(self, now: float | None = None) -> list[LiveStatus]:
@@ -149,7 +148,6 @@ class LiveLane:
                 if entry.failed or now - entry.arrived > LAG_S or over > 0:
                     due.append(self._waiting.pop(status_id))
                     over -= 1
-            self.stats.waiting = len(self._waiting)
         return due
 
     def spill_worthy(self, due: list[LiveStatus]) -> SpillChoice:
@@ -176,15 +174,20 @@ class LiveLane:
             for key, at in choice.last_kept.items():
                 self._printers.setdefault(key, _Printer()).last_kept = at
             self._settle(due)
-            self.stats.spilled += len(choice.kept)
-            self.stats.dropped_by_downsampling += len(due) - len(choice.kept)
+            self._counts.spilled += len(choice.kept)
+            self._counts.dropped_by_downsampling += len(due) - len(choice.kept)
 
     def put_back(self, due: list[LiveStatus]) -> None:
         """Spilling failed (a full disk): they wait again, unacknowledged."""
         with self._lock:
             for entry in due:
                 self._waiting[entry.status.id] = entry
-            self.stats.waiting = len(self._waiting)
+
+    @property
+    def stats(self) -> LiveStats:
+        """The counters, with how many statuses wait right now."""
+        with self._lock:
+            return msgspec.structs.replace(self._counts, waiting=len(self._waiting))
 
     def snapshot(self) -> LiveSnapshot:
         """The counters and the oldest waiting statuses, for the tools."""
@@ -192,7 +195,7 @@ class LiveLane:
             waiting = tuple(
                 itertools.islice((e.status for e in self._waiting.values()), SNAPSHOT_WAITING)
             )
-            stats = msgspec.structs.replace(self.stats)
+            stats = msgspec.structs.replace(self._counts, waiting=len(self._waiting))
         return LiveSnapshot(stats, waiting)
 
     def acks(self) -> dict[bytes, list[str]]:
@@ -223,9 +226,8 @@ class LiveLane:
                 printer = self._printers.setdefault(entry.status.printer_id or "", _Printer())
                 printer.last_kept = max(printer.last_kept, entry.arrived)
             self._settle(taken)
-            self.stats.delivered += len(taken)
-            self.stats.last_delivery = at
-            self.stats.waiting = len(self._waiting)
+            self._counts.delivered += len(taken)
+            self._counts.last_delivery = at
 
     def failed(
         self, taken: list[LiveStatus], keep_all: bool = False, keep_none: bool = False

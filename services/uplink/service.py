@@ -163,13 +163,14 @@ class DeliveryThread(threading.Thread):
         if not self._todo:
             # Take turns: a live post, then a queue batch if there is one, so steady status
             # traffic never starves the reliable lane (or the spilled backlog).
-            batch = self.queue.claim(BATCH_RECORDS, self.batch_bytes) if self._queue_turn else None
-            self._queue_turn = not self._queue_turn
+            queue_first, self._queue_turn = self._queue_turn, not self._queue_turn
+            batch = self.queue.claim(BATCH_RECORDS, self.batch_bytes) if queue_first else None
             if batch is None:
                 live = self.live.take(BATCH_RECORDS)
                 if live:
                     return self._attempt_live(live)
-                batch = self.queue.claim(BATCH_RECORDS, self.batch_bytes)
+                if not queue_first:  # the queue was not asked yet this step
+                    batch = self.queue.claim(BATCH_RECORDS, self.batch_bytes)
             if batch is None:
                 self.work.clear()
                 if not self.live.waiting():  # a status that came meanwhile is not missed
