@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-import apprise
 import msgspec
 
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
 from gateway.redaction import register_secret, register_url_secrets
+
+if TYPE_CHECKING:
+    import apprise
 
 SENT, NOT_SENT, BAD_URL = 0, 1, 2
 DEADLINE_S = 110  # its own end, should the uplink that waits for it be gone (SIGALRM)
@@ -40,6 +43,10 @@ def apprise_for(config: Config) -> apprise.Apprise:
 
 
 def _apprise(urls: tuple[str, ...] | list[str]) -> apprise.Apprise:
+    # Imported here, not at the top: the uplink imports this module for the message shape
+    # and the exit codes, and must not load Apprise with them.
+    import apprise
+
     target = apprise.Apprise()
     for index, url in enumerate(urls):
         if not target.add(url):
