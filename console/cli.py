@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
             "demo", help="the gateway against a simulated printer and the reference API"
         )
     )
-    run = verbs.add_parser("run", help="one service in the foreground")
-    run.add_argument("service", choices=["poller", "uplink", "control"])
+    run = verbs.add_parser(
+        "run", help="services in the foreground, in one process (what supervisord calls)"
+    )
+    run.add_argument("service", nargs="+", choices=["poller", "uplink", "control"])
     run.add_argument("--printer", metavar="ID", help="poller: only this printer")
     sim_cli.add_arguments(verbs.add_parser("sim", help="the printer simulator"))
     _add_api_arguments(verbs.add_parser("api", help="the reference API server"))
@@ -145,23 +147,37 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run_service(args: argparse.Namespace) -> int:
-    """``run poller|uplink|control``: one service in the foreground."""
-    if args.service == "poller":  # the poller never talks to the API: no token needed
-        _, config = _config(args)
-        if args.printer:
-            config.printer(args.printer)
-        from services.poller import service as poller_service
+    """``run SERVICE...``: these services in the foreground, in one process (architecture:
+    the bundled supervisord.conf runs ``run uplink control`` to spare a Pi an interpreter)."""
+    names = list(dict.fromkeys(args.service))  # `run uplink uplink` is one uplink
+    if args.printer and "poller" not in names:
+        print("printer-gateway: --printer is for the poller", file=sys.stderr)
+        return 2
+    # The poller never talks to the API: it alone needs no token.
+    _, config = _config(args, for_services=names != ["poller"])
+    token = resolve_token(config) if names != ["poller"] else None
+    if args.printer:
+        config.printer(args.printer)
+    from gateway import runner
+    from gateway.layout import Layout
 
-        return poller_service.run(config, args.printer)
-    _, config = _config(args, for_services=True)
-    token = resolve_token(config)
-    if args.service == "uplink":
-        from services.uplink import service as uplink_service
+    services = []
+    for name in names:
+        if name == "poller":
+            from services.poller import service as poller_service
 
-        return uplink_service.run(config, token)
-    from services.control import service as control_service
+            services.append(poller_service.service(config, args.printer))
+        elif name == "uplink":
+            from services.uplink import service as uplink_service
 
-    return control_service.run(config, token)
+            assert token is not None
+            services.append(uplink_service.service(config, token))
+        else:
+            from services.control import service as control_service
+
+            assert token is not None
+            services.append(control_service.service(config, token))
+    return runner.run(Layout.of(config), services)
 
 
 def run_tool(args: argparse.Namespace) -> int:

@@ -21,7 +21,6 @@ from gateway.redaction import safe
 from services.uplink.live import read_snapshot
 from services.uplink.queue import read_stats
 
-SERVICES = ("uplink", "poller", "control")
 STALLED_QUEUE_S = 300.0
 
 
@@ -73,13 +72,15 @@ def up(config_path: Path, config: Config) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ServiceHealth:
-    """One service as supervisord reports it."""
+    """One supervisord program (a process) as supervisord reports it, and the services it
+    runs (the bundled conf runs the uplink and control in the `uplink` program)."""
 
     name: str
     running: bool
     state: str
     uptime_s: float | None
     restarts: int
+    services: list[str]
 
 
 def supervisor_call(layout: Layout, method: str, *args: object) -> Any:
@@ -100,6 +101,9 @@ def services_health(config: Config) -> list[ServiceHealth] | None:
     except (OSError, xmlrpc.client.Error, http.client.HTTPException):
         return None
     by_name = {info["name"]: info for info in infos}
+    hosted: dict[int, list[str]] = {}  # each service's problems board names its process
+    for board in read_problems(layout):
+        hosted.setdefault(board.pid, []).append(board.service)
     result = []
     for name in sorted(by_name):
         info = by_name[name]
@@ -112,6 +116,7 @@ def services_health(config: Config) -> list[ServiceHealth] | None:
                 info["statename"],
                 uptime,
                 max(0, starts(layout, name) - 1),
+                sorted(hosted.get(info["pid"], [])) if running else [],
             )
         )
     return result
@@ -163,7 +168,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append("services:")
     for s in report["services"]:
         uptime = f"up {s['uptime_s']:.0f} s" if s["uptime_s"] is not None else "down"
-        lines.append(f"  {s['name']:<10} {s['state']:<10} {uptime:<14} restarts {s['restarts']}")
+        runs = f"  runs {', '.join(s['services'])}" if s["services"] else ""
+        lines.append(
+            f"  {s['name']:<10} {s['state']:<10} {uptime:<14} restarts {s['restarts']}{runs}"
+        )
     lines.append("printers:")
     for p in report["printers"]:
         lease = "lease held" if p["lease_held"] else "no lease"
@@ -177,7 +185,13 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"live lane (statuses from memory): {live['waiting']} waiting, "
             f"{live['delivered']} delivered, {live['spilled']} kept on disk and "
-            f"{live['dropped_by_downsampling']} skipped while the API was not keeping up; "
+            f"{live['dropped_by_downsampling']} skipped while the API was not keeping up"
+            + (
+                f", {live['dropped_no_room']} given up with the disk full"
+                if live.get("dropped_no_room")
+                else ""
+            )
+            + "; "
             f"last delivery {delivered}"
         )
     queue = report["queue"]

@@ -1,6 +1,18 @@
 """How every service process runs: one ZeroMQ context, SIGTERM/SIGINT -> a stop event, the
-start counted for ``status``, a problems board for ``status``, files private to the owner,
-and exit code 0 on a clean stop."""
+start counted for ``status``, a problems board per service for ``status``, files private to
+the owner, and exit code 0 on a clean stop.
+
+A process may host several services (``printer-gateway run uplink control``, what the
+bundled supervisord.conf runs): each Python interpreter with asyncio, ZeroMQ, msgspec and
+requests loaded costs about 20 MiB of a Pi's memory that no other process shares, and the
+uplink and control need the same libraries and talk to the same API. They still run as
+separate services: each has its own body, its own problems board, its own sockets and the
+same acknowledged protocol between them as when they run apart. They share fate: when one
+body ends (an error, or the stop every body obeys), the others are asked to stop cleanly,
+and an error then ends the process non-zero so supervisord restarts all of them. Stopping
+the others cleanly rather than cancelling them matters: a service's worker threads must be
+joined, or the interpreter would wait for them forever instead of exiting.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +21,8 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
 import zmq.asyncio
 
@@ -20,25 +33,51 @@ logger = logging.getLogger(__name__)
 Body = Callable[[zmq.asyncio.Context, asyncio.Event, Problems], Awaitable[None]]
 
 
-async def serve(name: str, layout: Layout, body: Body) -> None:
-    """Run body(ctx, stop, problems) until it returns; SIGTERM and SIGINT set stop."""
+class Service(NamedTuple):
+    """One service to host: its name (problems board, start count, log line) and its body."""
+
+    name: str
+    body: Body
+
+
+async def serve(layout: Layout, services: Sequence[Service]) -> None:
+    """Run every body(ctx, stop, problems) until all return; SIGTERM and SIGINT set stop.
+
+    The first error (after every body has stopped) is raised again."""
     os.umask(0o077)  # sockets, databases, journals, health files: the owner's alone
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    record_start(layout, name)
-    problems = Problems(layout, name)
+    for service in services:
+        record_start(layout, service.name)
     ctx = zmq.asyncio.Context()
     try:
-        await body(ctx, stop, problems)
+        results = await asyncio.gather(
+            *(_hosted(service, ctx, stop, Problems(layout, service.name)) for service in services),
+            return_exceptions=True,
+        )
     finally:
         ctx.term()
-    logger.info("%s stopped", name)
+    errors = [result for result in results if isinstance(result, BaseException)]
+    for later in errors[1:]:  # the first ends the process with its traceback; these too
+        logger.error("and another service failed too", exc_info=later)
+    if errors:
+        raise errors[0]
 
 
-def run(name: str, layout: Layout, body: Body) -> int:
-    """Blocking entry point of a service; 0 on a clean stop."""
+async def _hosted(
+    service: Service, ctx: zmq.asyncio.Context, stop: asyncio.Event, problems: Problems
+) -> None:
+    try:
+        await service.body(ctx, stop, problems)
+    finally:
+        stop.set()  # whatever ended this one ends the process: the others stop cleanly
+    logger.info("%s stopped", service.name)
+
+
+def run(layout: Layout, services: Sequence[Service]) -> int:
+    """Blocking entry point of a service process; 0 on a clean stop."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(name, layout, body))
+        asyncio.run(serve(layout, services))
     return 0

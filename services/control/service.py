@@ -380,12 +380,12 @@ class Control:
                 self.db.later(self.ledger.reported, command_id)
 
 
-def run(config: Config, token: Token) -> int:
-    """Run control until SIGTERM or SIGINT; 0 on a clean stop."""
+def service(config: Config, token: Token) -> runner.Service:
+    """Control, to be run by ``runner.run`` until SIGTERM or SIGINT."""
 
     async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event, problems: Problems) -> None:
         control = Control(config, token, ctx, problems)
         logger.info("control started: commands from %s", safe(config.api.url))
         await control.run(stop)
 
-    return runner.run("control", Layout.of(config), body)
+    return runner.Service("control", body)

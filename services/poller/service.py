@@ -101,8 +101,8 @@ class Poller:
                 server.close()
 
 
-def run(config: Config, printer_id: str | None) -> int:
-    """Run the poller until SIGTERM or SIGINT; 0 on a clean stop."""
+def service(config: Config, printer_id: str | None) -> runner.Service:
+    """The poller (every printer, or one), to be run by ``runner.run`` until SIGTERM."""
     printers = (config.printer(printer_id),) if printer_id else config.printers
 
     async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event, problems: Problems) -> None:
@@ -113,4 +113,4 @@ def run(config: Config, printer_id: str | None) -> int:
     # One process per printer (`--printer`) runs as its own supervisord program: it counts its
     # starts and reports its problems under its own name, never over another poller's.
     name = f"poller-{printer_id}" if printer_id else "poller"
-    return runner.run(name, Layout.of(config), body)
+    return runner.Service(name, body)

@@ -434,12 +434,12 @@ class Uplink:
             self._live_stats_written, self._live_stats_failed = data, False
 
 
-def run(config: Config, token: Token) -> int:
-    """Run the uplink until SIGTERM or SIGINT; 0 on a clean stop."""
+def service(config: Config, token: Token) -> runner.Service:
+    """The uplink, to be run by ``runner.run`` until SIGTERM or SIGINT."""
 
     async def body(ctx: zmq.asyncio.Context, stop: asyncio.Event, problems: Problems) -> None:
         uplink = Uplink(config, token, ctx, problems)
         logger.info("uplink started: queue %s, API %s", uplink.queue.path, safe(config.api.url))
         await uplink.run(stop)
 
-    return runner.run("uplink", Layout.of(config), body)
+    return runner.Service("uplink", body)

@@ -10,6 +10,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from gateway.config import load_config
+from gateway.health import read_problems
+from gateway.layout import Layout
 from simulator import PrintJob, SimulatorThread
 from tests.support.http import ApiThread, Script, scripted_api
 from tests.support.processes import Gateway, running
@@ -102,6 +105,46 @@ def test_sigkill_of_control_and_poller_mid_command_executes_once(
         time.sleep(1.0)
         assert len(results_for(api, pause)) == 1
     assert sent(sim, "M25") == 1  # executed exactly once, by whichever poller got to it
+    assert (outcome, sim.truth()["status"]) == ("done", "PAUSED"), detail
+
+
+def test_uplink_and_control_in_one_process_as_supervisord_runs_them(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
+    """The bundled conf's `run uplink control`: two services, one pid, one fate; a SIGKILL
+    mid-command loses nothing and runs it once; SIGTERM stops both cleanly and promptly."""
+    sim.call(lambda: sim.sim.model.start_print(PrintJob(duration_s=600)))
+    with ApiThread(tmp_path / "api.db") as api:
+        gateway = Gateway(tmp_path, api.url, sim)
+        gateway.start("uplink", "control")
+        gateway.start("poller")
+        try:
+            layout = Layout.of(load_config(gateway.config))
+            boards = wait_for(
+                lambda: (
+                    {b.service: b.pid for b in read_problems(layout)}
+                    if len(read_problems(layout)) == 3
+                    else None
+                )
+            )
+            assert boards["uplink"] == boards["control"] == gateway.processes["uplink"].pid
+            sim.set_faults(reply_delay_s=0.5)  # slow printer: the kill lands mid-command
+            pause = queue(api, "pause")
+            wait_for(lambda: sent(sim, "M601") >= 1, 20, every_s=0.05)
+            gateway.kill("uplink")
+            sim.set_faults(reply_delay_s=0.0)
+            gateway.start("uplink", "control")
+            outcome, detail = result(api, pause)
+            time.sleep(1.5)  # control is inside a long poll again
+            assert len(results_for(api, pause)) == 1
+            process = gateway.processes.pop("uplink")
+            began = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+            assert time.monotonic() - began < 5
+        finally:
+            gateway.stop_all()
+    assert sent(sim, "M25") == 1
     assert (outcome, sim.truth()["status"]) == ("done", "PAUSED"), detail
 
 

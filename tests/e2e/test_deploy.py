@@ -34,9 +34,14 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
             wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
             code, report = status(config)
             assert code == 0, report
-            assert [s["name"] for s in report["services"]] == ["control", "poller", "uplink"]
+            wait_for(lambda: len(status(config)[1]["services"][1]["services"]) == 2)
+            code, report = status(config)
+            assert {s["name"]: s["services"] for s in report["services"]} == {
+                "poller": ["poller"],
+                "uplink": ["control", "uplink"],  # one process, two services
+            }
             assert report["printers"][0]["lease_held"] is True
-            for name in ("uplink", "poller", "control"):
+            for name in ("uplink", "poller"):
                 pid = supervised_pid(runtime, name)
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
@@ -46,15 +51,14 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
             code, report = status(config)
             assert code == 0
             assert {s["name"]: s["restarts"] for s in report["services"]} == {
-                "control": 1,
                 "poller": 1,
                 "uplink": 1,
             }
-            supervisor_call(Layout(runtime.parent / "data", runtime), "stopProcess", "control")
+            supervisor_call(Layout(runtime.parent / "data", runtime), "stopProcess", "uplink")
             code, report = status(config)
             assert code == 1
-            assert "service control is STOPPED" in report["problems"]
-            supervisor_call(Layout(runtime.parent / "data", runtime), "startProcess", "control")
+            assert "service uplink is STOPPED" in report["problems"]
+            supervisor_call(Layout(runtime.parent / "data", runtime), "startProcess", "uplink")
             before = len(api.get("/v1/records", gateway_id="gw", limit=10000).json()["records"])
             wait_for(
                 lambda: (

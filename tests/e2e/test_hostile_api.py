@@ -40,8 +40,9 @@ def _config(tmp_path: Path, url: str, port: int) -> Path:
     )
 
 
-def _log(tmp_path: Path, service: str) -> str:
-    path = tmp_path / "data" / "logs" / f"{service}.log"
+def _log(tmp_path: Path, program: str) -> str:
+    """A supervisord program's log (the `uplink` program runs the uplink and control)."""
+    path = tmp_path / "data" / "logs" / f"{program}.log"
     return path.read_text(errors="replace") if path.exists() else ""
 
 
@@ -94,7 +95,7 @@ def test_echoing_refusing_and_dripping_api_never_leaks_the_token(
             # Error pages that quote the request, Authorization header included.
             api.records, api.commands = echo(500), echo(500)
             wait_for(lambda: "delivery failing" in _log(tmp_path, "uplink"))
-            wait_for(lambda: "fetching commands failed" in _log(tmp_path, "control"))
+            wait_for(lambda: "fetching commands failed" in _log(tmp_path, "uplink"))
 
             # The token refused: a condition of the gateway, nothing dead-lettered.
             api.records, api.commands = echo(401), echo(403)
@@ -124,7 +125,7 @@ def test_echoing_refusing_and_dripping_api_never_leaks_the_token(
             wait_for(lambda: status(config)[0] == 0, within_s=30)
             assert supervised_pid(tmp_path / "run", "uplink") is not None
     _assert_gapless(api, config, [])
-    assert "Traceback" not in _log(tmp_path, "uplink") + _log(tmp_path, "control")
+    assert "Traceback" not in _log(tmp_path, "uplink")
     _assert_token_nowhere(tmp_path, config)
 
 
@@ -175,8 +176,8 @@ def test_poison_commands_huge_lists_and_picky_batches(sim: SimulatorThread, tmp_
 
             # A command list far over the cap: read no further, memory stays flat.
             api.commands = lambda r: Reply(200, b'{"commands": [', padding_bytes=300 * 2**20)
-            wait_for(lambda: "more commands than are taken at once" in _log(tmp_path, "control"))
-            pid = supervised_pid(tmp_path / "run", "control")
+            wait_for(lambda: "more commands than are taken at once" in _log(tmp_path, "uplink"))
+            pid = supervised_pid(tmp_path / "run", "uplink")  # control runs in it
             rss_kb = int(
                 next(
                     line.split()[1]

@@ -110,3 +110,12 @@ def test_unknown_printer_id_is_a_config_error(
     assert result.returncode == 2
     assert "printers" in result.stderr
     assert "nope" in result.stderr
+
+
+def test_printer_option_without_the_poller_is_refused(
+    configs: ConfigFactory, sim: SimulatorThread, cli: Cli
+) -> None:
+    config = configs.write({"rex1": sim.port})
+    result = cli.on(config).run("run", "uplink", "control", "--printer", "rex1")
+    assert result.returncode == 2
+    assert "--printer is for the poller" in result.stderr

@@ -47,9 +47,10 @@ class Gateway:
         self.log: IO[bytes] = (tmp_path / "services.log").open("ab")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, *more: str) -> None:
+        """`run name [more...]`: one process running these services, known by `name`."""
         self.processes[name] = self.cli.start(
-            "run", name, stdout=subprocess.DEVNULL, stderr=self.log
+            "run", name, *more, stdout=subprocess.DEVNULL, stderr=self.log
         )
 
     def kill(self, name: str) -> None:
@@ -108,7 +109,7 @@ def supervised(config: Path, runtime: Path) -> Iterator[subprocess.Popen[bytes]]
         start_new_session=True,
     )
     try:
-        for name in ("uplink", "poller", "control"):
+        for name in ("uplink", "poller"):  # the bundled conf's programs
             wait_for(partial(supervised_pid, runtime, name))
         yield up
     finally:
