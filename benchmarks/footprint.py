@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -44,6 +45,24 @@ from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
 from tests.support.waiting import wait_for
 
 TMPFS = Path("/dev/shm")
+SERVICES = ("poller", "uplink", "control")
+
+
+@dataclass
+class Recovery:
+    """After an outage: how soon the API hears from the gateway again, and what it gets."""
+
+    outage_s: float
+    first_record_s: float  # from the API answering to the first record stored
+    statuses: int  # statuses of the outage delivered afterwards (the spill)
+    in_ts_order: bool  # each printer's arrive oldest first
+
+    def report(self) -> str:
+        order = "in ts order" if self.in_ts_order else "NOT in ts order"
+        return (
+            f"recovery after {self.outage_s:.0f} s down: first record {self.first_record_s:.2f} s "
+            f"after the API answered; {self.statuses} statuses of the outage, {order}"
+        )
 
 
 @dataclass
@@ -57,6 +76,7 @@ class Measure:
     statuses: int
     cpu_s: float
     pss_mib: dict[str, float]
+    recovery: Recovery | None = None
 
     @property
     def written(self) -> int:
@@ -74,6 +94,7 @@ class Measure:
             f"{per_hour:6.2f} MB/printer-hour  CPU {cpu:.2f} % of a core per printer\n"
             f"{'':<26} PSS {sum(self.pss_mib.values()):.1f} MiB ({pss})\n"
             f"{'':<26} written by {writers}"
+            + (f"\n{'':<26} {self.recovery.report()}" if self.recovery else "")
         )
 
 
@@ -94,7 +115,7 @@ def _cpu_s(pid: int) -> float:
 
 
 def _services(supervisord: int) -> dict[str, int]:
-    """supervisord and its children, by program name."""
+    """supervisord and its processes, each named by the services it runs ("uplink+control")."""
     found = {"supervisord": supervisord}
     children = subprocess.run(
         ["pgrep", "-P", str(supervisord)], capture_output=True, text=True, check=False
@@ -103,7 +124,8 @@ def _services(supervisord: int) -> dict[str, int]:
         with open(f"/proc/{pid}/cmdline") as cmdline:
             argv = cmdline.read().split("\0")
         if "run" in argv:
-            found[argv[argv.index("run") + 1]] = int(pid)
+            hosted = [word for word in argv[argv.index("run") + 1 :] if word in SERVICES]
+            found["+".join(hosted)] = int(pid)
     return found
 
 
@@ -131,6 +153,7 @@ def _scenario(
     env = {**os.environ, "PRINTER_GATEWAY_TOKEN": token}
     gateway = [str(Path(sys.executable).parent / "printer-gateway")]
     api = None
+    recovery = None
     if api_up:
         api = subprocess.Popen(
             [*gateway, "api", "--port", str(port), "--db", str(folder / "api.db")],
@@ -153,6 +176,7 @@ def _scenario(
                     "poll_interval_s = 1\n"
                 )
             config.write_text(text)
+            began = time.monotonic()
             up = subprocess.Popen(
                 [*gateway, "--config", str(config), "up"],
                 env=env,
@@ -160,7 +184,7 @@ def _scenario(
                 stderr=subprocess.DEVNULL,
             )
             try:
-                wait_for(lambda: len(_services(up.pid)) == 4, 30, what="the services to start")
+                wait_for(lambda: len(_services(up.pid)) == 3, 30, what="the processes to start")
                 time.sleep(10)  # warm-up: imports done, connections made, first writes over
                 pids = _services(up.pid)
 
@@ -170,7 +194,7 @@ def _scenario(
                     answer = session.get(
                         f"http://127.0.0.1:{port}/v1/records",
                         params={"gateway_id": "pi", "kind": "status", "limit": "10000"},
-                        timeout=10,
+                        timeout=60,
                     )
                     return len(answer.json()["records"])
 
@@ -180,6 +204,14 @@ def _scenario(
                 after = {n: _usage(p) for n, p in pids.items()}
                 made = statuses() - delivered if api_up else int(printers * seconds)
                 pss = {n: _proc_value(p, "smaps_rollup", "Pss:") / 1024 for n, p in pids.items()}
+                if not api_up:  # the API comes back: time the first delivery, check the spill
+                    outage_s = time.monotonic() - began
+                    api = subprocess.Popen(
+                        [*gateway, "api", "--port", str(port), "--db", str(folder / "api.db")],
+                        env=env,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    recovery = _recover(session, port, outage_s)
             finally:
                 up.send_signal(signal.SIGTERM)
                 up.wait(60)
@@ -196,7 +228,46 @@ def _scenario(
         made,
         sum(after[n][1] - before[n][1] for n in pids),
         pss,
+        recovery,
     )
+
+
+def _recover(session: requests.Session, port: int, outage_s: float) -> Recovery:
+    """The API is starting on `port`: when it answers, how long until the first record; then
+    the statuses made during the outage (until no more have come for 3 s), and whether each
+    printer's arrived oldest first (the reference API lists records in arrival order)."""
+    url = f"http://127.0.0.1:{port}/v1/records"
+    params = {"gateway_id": "pi", "kind": "status", "limit": "100000"}
+
+    def statuses() -> list[dict[str, str]] | None:
+        try:
+            answer = session.get(url, params=params, timeout=5)
+        except requests.ConnectionError:
+            return None
+        return list(answer.json()["records"]) if answer.ok else None
+
+    wait_for(lambda: statuses() is not None, 30, every_s=0.01, what="the API to answer")
+    answered, back = time.monotonic(), datetime.now(UTC)
+    wait_for(statuses, 60, every_s=0.01, what="a first record after the outage")
+    first = time.monotonic() - answered
+
+    def of_the_outage() -> list[dict[str, str]]:
+        return [
+            r for r in statuses() or [] if datetime.fromisoformat(r["ts"]) < back
+        ]  # the live ones made since the API came back are not the spill
+
+    count, still = -1, time.monotonic()
+    while time.monotonic() - still < 3:
+        got = len(of_the_outage())
+        if got != count:
+            count, still = got, time.monotonic()
+        time.sleep(0.2)
+    spilled = of_the_outage()
+    by_printer: dict[str, list[datetime]] = {}
+    for record in spilled:
+        by_printer.setdefault(record["printer_id"], []).append(datetime.fromisoformat(record["ts"]))
+    in_order = all(times == sorted(times) for times in by_printer.values())
+    return Recovery(outage_s, first, len(spilled), in_order)
 
 
 def _baseline(root: Path, n: int) -> float:

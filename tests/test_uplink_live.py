@@ -55,6 +55,25 @@ def test_a_failed_post_spills_at_once() -> None:
     assert [e.status.id for e in live.due_to_spill(now=0.1)] == ["p1-1"]
 
 
+def test_nothing_spills_past_a_post_in_flight_so_the_spill_keeps_arrival_order() -> None:
+    live = lane(interval_s=0.0)  # keep every status: the order is what is looked at
+    live.add(b"p", [status(1), status(2)], now=0.0)
+    in_flight = live.take(10)  # a slow post of 1 and 2
+    live.add(b"p", [status(3), status(4)], now=1.0)
+    assert live.due_to_spill(now=10.0) == []  # 3 and 4 are late, but 1 and 2 are still out
+    live.failed(in_flight)
+    due = live.due_to_spill(now=10.0)
+    assert [e.status.id for e in due] == ["p1-1", "p1-2", "p1-3", "p1-4"]
+
+
+def test_past_max_waiting_the_oldest_not_in_flight_spill_anyway() -> None:
+    live = lane(interval_s=0.0, max_waiting=2)
+    live.add(b"p", [status(1)], now=0.0)
+    live.take(10)
+    live.add(b"p", [status(2), status(3)], now=0.0)
+    assert [e.status.id for e in live.due_to_spill(now=0.0)] == ["p1-2"]
+
+
 def test_downsampling_keeps_one_per_interval_and_every_change_of_state() -> None:
     live = lane(interval_s=10.0)
     printing: list[PrinterState] = ["printing"]
@@ -118,6 +137,17 @@ def test_a_spill_the_disk_refused_waits_again_unacknowledged() -> None:
     live.put_back(due)
     assert live.acks() == {}
     assert [e.status.id for e in live.due_to_spill(now=LAG_S + 2)] == ["p1-1"]
+
+
+def test_with_the_disk_full_and_the_api_down_memory_stays_bounded() -> None:
+    live = lane(max_waiting=3)
+    for n in range(10):
+        live.add(b"p", [status(n)], now=float(n))
+        live.put_back(live.due_to_spill(now=n + LAG_S + 1))  # every store fails
+    assert live.stats.waiting == 3
+    assert [e.status.id for e in live.due_to_spill(now=100.0)] == ["p1-7", "p1-8", "p1-9"]
+    assert live.stats.dropped_no_room == 7
+    assert live.acks() == {b"p": [f"p1-{n}" for n in range(7)]}  # given up, not re-sent
 
 
 def test_the_snapshot_shows_counters_and_the_oldest_waiting() -> None:

@@ -90,6 +90,22 @@ def test_fresh_records_ride_along_with_the_backlog(tmp_path: Path) -> None:
     assert p1 == sorted(p1)  # in seq order per printer
 
 
+def test_spilled_statuses_leave_oldest_first_while_fresh_events_ride_along(
+    tmp_path: Path,
+) -> None:
+    queue = open_queue(tmp_path)
+    queue.accept([status(n) for n in range(300)])  # an outage's spilled statuses
+    queue.accept([event(1)])
+    queue.accept([status(n) for n in range(300, 310)])
+    delivered: list[str] = []
+    while (batch := queue.claim(100, 10**7)) is not None:
+        delivered += [r.id for r in decoded(batch.bodies)]
+        queue.delivered(batch)
+    assert delivered.index("e-p1-1") < 100  # the event came with the first batch
+    statuses = [i for i in delivered if i.startswith("s-")]
+    assert statuses == [f"s-p1-{n}" for n in range(310)]  # oldest first, none newest first
+
+
 def test_cap_drops_oldest_status_never_events(tmp_path: Path) -> None:
     probe = open_queue(tmp_path / "probe")
     probe.accept([status(0)])

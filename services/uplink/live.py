@@ -17,7 +17,9 @@ A status arrives from a sender (the poller) and waits here, in memory, never on 
 Downsampling keeps, per printer, every status whose ``state`` differs from the status
 before it (seen here, delivered or not), and otherwise one per ``interval_s``. Spilled
 statuses are delivered from the queue after the outage, oldest first, with the reliable
-lane's records. So on the happy path a status costs no disk write; during an outage a
+lane's records. To keep that order, nothing spills past a status still in flight (a slow
+post that then fails spills first, then the newer ones behind it); only ``max_waiting``
+overrides this. So on the happy path a status costs no disk write; during an outage a
 printer costs one small row per ``interval_s`` (plus its changes of state).
 
 A sender re-sends what is not acknowledged after a while; a status already waiting, or
@@ -78,6 +80,7 @@ class LiveStats(msgspec.Struct):
     delivered: int = 0
     spilled: int = 0
     dropped_by_downsampling: int = 0
+    dropped_no_room: int = 0  # over max_waiting while the disk refused them too
     last_delivery: str | None = None
 
 
@@ -144,7 +147,9 @@ class LiveLane:
             over = len(self._waiting) - self.max_waiting
             for status_id, entry in list(self._waiting.items()):
                 if entry.taken:
-                    continue
+                    if over > 0:
+                        continue  # memory first: the newer ones must go now
+                    break  # in flight: those behind it spill after it, in arrival order
                 if entry.failed or now - entry.arrived > LAG_S or over > 0:
                     due.append(self._waiting.pop(status_id))
                     over -= 1
@@ -178,10 +183,20 @@ class LiveLane:
             self._counts.dropped_by_downsampling += len(due) - len(choice.kept)
 
     def put_back(self, due: list[LiveStatus]) -> None:
-        """Spilling failed (a full disk): they wait again, unacknowledged."""
+        """Spilling failed (a full disk): they wait again, unacknowledged, in arrival order,
+        as far as ``max_waiting`` allows; the oldest past it are given up (acknowledged and
+        counted: with the API down and the disk full there is nowhere left to keep them,
+        and memory must stay bounded)."""
         with self._lock:
-            for entry in due:
-                self._waiting[entry.status.id] = entry
+            merged = sorted([*due, *self._waiting.values()], key=lambda e: e.arrived)
+            over = max(0, len(merged) - self.max_waiting)
+            given_up = [e for e in merged[:over] if not e.taken]
+            gone = {e.status.id for e in given_up}
+            self._waiting = collections.OrderedDict(
+                (e.status.id, e) for e in merged if e.status.id not in gone
+            )
+            self._settle(given_up)
+            self._counts.dropped_no_room += len(given_up)
 
     @property
     def stats(self) -> LiveStats:

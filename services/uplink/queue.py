@@ -19,8 +19,9 @@ Theory of operation
   command results are never dropped: if they alone exceed the cap they are kept (logged).
 * **Claim -> deliver -> delete**: ``claim`` marks up to N records (byte-bounded) with a batch
   id that is the Idempotency-Key for every retry of that batch. Mostly the oldest records,
-  plus a share of the newest so fresh records are not starved behind a backlog; each batch
-  is in commit order, hence in seq order per printer. ``delivered`` deletes the batch,
+  plus a share of the newest events, jobs and results so they are not starved behind a
+  backlog (statuses are never taken newest first: an outage's arrive in ts order); each
+  batch is in commit order, hence in seq order per printer. ``delivered`` deletes the batch,
   ``dead_letter`` moves it to ``dead`` (kept, counted, ``retry`` moves it back with its
   seqs), ``release`` un-claims it. Claims left by a killed uplink are released at open.
 * **Damage**: a file that is not a database, is truncated or fails ``quick_check`` is moved
@@ -53,7 +54,7 @@ from gateway.messages import Record, Status
 logger = logging.getLogger(__name__)
 KNOWN_STATUS_TTL_S = 3600  # statuses are re-sent from memory only, within minutes
 KNOWN_ID_TTL_S = 7 * 24 * 3600  # events may be re-sent from a poller journal days later
-FRESH_SHARE = 0.2  # of each batch reserved for the newest records
+FRESH_SHARE = 0.2  # of each batch reserved for the newest events, jobs and results
 _encoder = msgspec.json.Encoder()
 
 _SCHEMA = """
@@ -342,15 +343,21 @@ class DurableQueue:
     # ------------------------------------------------------------------ delivery
 
     def claim(self, max_records: int, max_bytes: int) -> Batch | None:
-        """Mark a batch for delivery (oldest first, plus a share of the newest)."""
-        fresh_n = max(1, int(max_records * FRESH_SHARE))
+        """Mark a batch for delivery: the oldest records, plus a share of the newest events,
+        jobs and results (never statuses: spilled statuses go oldest first, so an outage's
+        arrive in ts order, while a fresh event is not starved behind their backlog)."""
+        newest = self._conn.execute(
+            # Two index ranges instead of "kind != 'status'", which would scan every spilled
+            # status to find the few records of the reliable lane.
+            "SELECT pos, body FROM records INDEXED BY records_kind "
+            "WHERE kind < 'status' AND batch_id IS NULL "
+            "UNION ALL SELECT pos, body FROM records INDEXED BY records_kind "
+            "WHERE kind > 'status' AND batch_id IS NULL ORDER BY pos DESC LIMIT ?",
+            (max(1, int(max_records * FRESH_SHARE)),),
+        ).fetchall()
         oldest = self._conn.execute(
             "SELECT pos, body FROM records WHERE batch_id IS NULL ORDER BY pos LIMIT ?",
-            (max_records - fresh_n,),
-        ).fetchall()
-        newest = self._conn.execute(
-            "SELECT pos, body FROM records WHERE batch_id IS NULL ORDER BY pos DESC LIMIT ?",
-            (fresh_n,),
+            (max_records - len(newest),),
         ).fetchall()
         rows = sorted({pos: body for pos, body in [*oldest, *newest]}.items())
         chosen: list[tuple[int, bytes]] = []
