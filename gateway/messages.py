@@ -27,6 +27,8 @@ EventName = Literal[
     "printer_held_by_other_client",
 ]
 Outcome = Literal["done", "rejected", "failed", "expired"]
+JobOutcome = Literal["completed", "cancelled", "failed", "interrupted"]
+EstimateOrigin = Literal["printer", "history", "mixed", "linear", "none"]
 CommandType = Literal[
     "pause", "resume", "cancel", "set_nozzle_temperature", "set_bed_temperature", "light"
 ]
@@ -62,6 +64,9 @@ Identifier = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 RecordId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Detail = Annotated[str, msgspec.Meta(max_length=1000)]
+MAX_SECONDS = 10 * 365 * 24 * 3600.0  # a duration longer than ten years is garbage
+Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_SECONDS)]
+JobId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 
 
 def utc_now() -> datetime:
@@ -105,6 +110,18 @@ class PrinterInfo(msgspec.Struct, frozen=True, kw_only=True):
     serial: Text | None = None
 
 
+class JobProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """The print job under way, in a status: its printing time so far (heating before the
+    first progress and pauses excluded) and, when trustworthy, the time left."""
+
+    id: JobId
+    started_at: AwareDatetime
+    elapsed_s: Seconds
+    remaining_s: Seconds | None = None
+    eta: AwareDatetime | None = None
+    estimate_origin: EstimateOrigin = "none"
+
+
 class _Record(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Fields every record carries. ``seq`` is null until the uplink makes it durable."""
 
@@ -128,6 +145,7 @@ class Status(_Record, frozen=True, kw_only=True, tag="status"):
     layer: Layer | None = None
     file: Text | None = None
     printer: PrinterInfo = msgspec.field(default_factory=PrinterInfo)
+    job: JobProgress | None = None
 
 
 class Event(_Record, frozen=True, kw_only=True, tag="event"):
@@ -138,6 +156,24 @@ class Event(_Record, frozen=True, kw_only=True, tag="event"):
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class Job(_Record, frozen=True, kw_only=True, tag="job"):
+    """One print, sent once when it ends (reliable lane); ``print_s`` excludes the warm-up
+    and the pauses."""
+
+    job_id: JobId
+    file: Text | None = None
+    outcome: JobOutcome
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+    print_s: Seconds
+    warmup_s: Seconds = 0.0
+    paused_s: Seconds = 0.0
+    pause_count: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)] = 0
+    max_progress_percent: Percent | None = None
+    estimate_at_start_s: Seconds | None = None
+    estimate_origin: EstimateOrigin = "none"
+
+
 class CommandResult(_Record, frozen=True, kw_only=True, tag="command_result"):
     """The one result every command id gets."""
 
@@ -146,7 +182,7 @@ class CommandResult(_Record, frozen=True, kw_only=True, tag="command_result"):
     detail: Detail = ""
 
 
-Record = Status | Event | CommandResult
+Record = Status | Event | Job | CommandResult
 
 
 class RecordBatch(msgspec.Struct, frozen=True):

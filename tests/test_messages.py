@@ -27,6 +27,7 @@ from gateway.messages import (
     CommandList,
     CommandResult,
     Event,
+    Job,
     Layer,
     PrinterInfo,
     Progress,
@@ -45,8 +46,7 @@ from gateway.messages import (
 
 TS = datetime(2026, 11, 23, 20, 31, 5, 123000, tzinfo=UTC)
 
-# The body of architecture §4.3, verbatim apart from the "..." placeholders and the status's
-# `job` block (issue 13, not built yet).
+# The body of architecture §4.3, verbatim apart from the "..." placeholders (made real ids).
 DOCUMENTED_BATCH = b"""{"gateway_id": "workshop-pi",
  "records": [
   {"kind": "status", "id": "workshop-pi:rex1:1732390000:42", "printer_id": "rex1", "seq": null,
@@ -55,17 +55,28 @@ DOCUMENTED_BATCH = b"""{"gateway_id": "workshop-pi",
    "extra_nozzles": [], "progress_percent": 42.0, "progress": {"done": 42, "total": 100},
    "layer": null, "file": "benchy.gx",
    "printer": {"name": "REX #1", "model": "FlashForge Adventurer III", "firmware": "v2.2.1",
-               "serial": "SN0001"}},
+               "serial": "SN0001"},
+   "job": {"id": "0193a4c2-7f3a", "started_at": "2026-11-23T19:40:11Z", "elapsed_s": 3054.0,
+           "remaining_s": 4210.0, "eta": "2026-11-23T21:41:15Z", "estimate_origin": "linear"}},
   {"kind": "event", "id": "e-1", "printer_id": "rex1", "seq": 43, "ts": "2026-11-23T20:31:06Z",
-   "event": "print_finished", "file": "benchy.gx", "detail": {}},
-  {"kind": "command_result", "id": "r-1", "printer_id": "rex1", "seq": 44, "ts": "2026-11-23T20:31:07Z",
+   "event": "print_finished", "file": "benchy.gx", "detail": {"job_id": "0193a4c2-7f3a"}},
+  {"kind": "job", "id": "j-1", "printer_id": "rex1", "seq": 44, "ts": "2026-11-23T21:41:02Z",
+   "job_id": "0193a4c2-7f3a", "file": "benchy.gx", "outcome": "completed",
+   "started_at": "2026-11-23T19:40:11Z", "ended_at": "2026-11-23T21:41:02Z",
+   "print_s": 6950.0, "warmup_s": 171.0, "paused_s": 0.0, "pause_count": 0,
+   "max_progress_percent": 100.0, "estimate_at_start_s": null, "estimate_origin": "none"},
+  {"kind": "command_result", "id": "r-1", "printer_id": "rex1", "seq": 45, "ts": "2026-11-23T20:31:07Z",
    "command_id": "c-77", "outcome": "done", "detail": "state is paused"}]}"""
 
 
 def test_documented_batch_decodes_and_reencodes_to_the_same_json() -> None:
     batch = batch_json_decoder.decode(DOCUMENTED_BATCH)
-    status, event, result = batch.records
+    status, event, job, result = batch.records
     assert isinstance(status, Status)
+    assert status.job is not None
+    assert (status.job.remaining_s, status.job.estimate_origin) == (4210.0, "linear")
+    assert isinstance(job, Job)
+    assert (job.outcome, job.print_s, job.estimate_at_start_s) == ("completed", 6950.0, None)
     assert status.nozzle == Temperature(209.5, 210.0)
     assert status.progress == Progress(42, 100)
     assert status.printer.serial == "SN0001"
@@ -98,6 +109,7 @@ def test_status_json_field_order_and_nulls() -> None:
         "layer": None,
         "file": None,
         "printer": {"name": None, "model": None, "firmware": None, "serial": None},
+        "job": None,
     }
 
 
