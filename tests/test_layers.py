@@ -79,6 +79,7 @@ PURE = (
     "gateway/commands.py",
     "gateway/ids.py",
     "gateway/messages.py",
+    "gateway/discovery.py",
     "services/poller/protocol.py",
     "services/poller/events.py",
     "services/poller/schedule.py",
