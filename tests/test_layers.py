@@ -80,6 +80,7 @@ PURE = (
     "gateway/ids.py",
     "gateway/messages.py",
     "gateway/discovery.py",
+    "console/discover_report.py",
     "services/poller/protocol.py",
     "services/poller/events.py",
     "services/poller/schedule.py",
