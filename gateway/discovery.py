@@ -100,11 +100,12 @@ class DiscoveryReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def legacy_probe(reply_port: int) -> bytes:
-    """The legacy probe: FlashPrint sends its IPv4 address, its UDP port and two zero bytes.
+    """The legacy probe in the shape clients copy from FlashPrint: an IPv4 address, a UDP port
+    and two zero bytes.
 
     Printers answer the datagram's source whatever the payload says (Slugger2k's client sends
-    a fixed address, ff-5mp-api-py an empty datagram), so the address stays 0.0.0.0 and only
-    the port we listen on is filled in."""
+    a fixed address as ASCII text and is answered; ff-5mp-api-py sends an empty datagram), so
+    the address stays 0.0.0.0 and only the port we listen on is filled in."""
     return bytes(4) + reply_port.to_bytes(2, "big") + bytes(2)
 
 
