@@ -73,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
             probes = discovery.unicast_probes(address, target[1], reply_port)
         else:
             probes = discovery.lan_probes(reply_port)
-        result = net.exchange(sock, probes, args.timeout, len(probes) if target else None)
+        try:
+            result = net.exchange(sock, probes, args.timeout, len(probes) if target else None)
+        except OSError as err:  # the interface went away under us, say; nothing to retry
+            _err(f"receiving replies failed: {err.strerror or err}")
+            return 1
     for failure in result.failures:
         _err(f"could not send to {failure.probe.address}:{failure.probe.port}: {failure.reason}")
     found = _parse(result.datagrams)

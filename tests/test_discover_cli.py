@@ -178,6 +178,15 @@ def test_discover_without_to_says_what_to_check_when_nothing_answers(
     assert "--to ADDRESS" in err
 
 
+def test_a_socket_failing_while_receiving_is_reported_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sock = RecordingSocket([OSError(errno.ENETDOWN, "Network is down")])
+    monkeypatch.setattr(net, "open_socket", lambda: sock)
+    assert main(["discover", "--timeout", "0.1"]) == 1
+    assert "receiving replies failed: Network is down" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ real loopback round trips
 
 
