@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     tap.add_argument("--json", action="store_true", help="one JSON record per line")
     tap.add_argument("--count", type=int, default=0, help="stop after this many records")
     verbs.add_parser("check-config", help="validate the config and print the effective values")
+    from console import discover  # only sockets and the wire format: cheap to import
+
+    discover.add_arguments(
+        verbs.add_parser("discover", help="find printers on the LAN; print [[printers]] blocks")
+    )
     return parser
 
 
@@ -213,6 +218,13 @@ def run_status(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def run_discover(args: argparse.Namespace) -> int:
+    """``discover``: no config needed (it is how one starts a config)."""
+    from console import discover
+
+    return discover.run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -227,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": run_status,
         "demo": demo_cli.run,
         "tap": run_tool,
+        "discover": run_discover,
     }
     try:
         return handlers[args.verb](args)

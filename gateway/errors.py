@@ -16,6 +16,26 @@ class ConfigError(GatewayError):
         self.problem = problem
 
 
+class DiscoveryError(GatewayError):
+    """A discovery datagram that is not a reply we can read; `raw` keeps it for logs."""
+
+    def __init__(self, message: str, raw: bytes = b"") -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class DatagramTooShortError(DiscoveryError):
+    """Fewer bytes than the smallest reply format (140) holds."""
+
+
+class DatagramTooLargeError(DiscoveryError):
+    """More bytes than the largest reply format (276): not a discovery reply."""
+
+
+class MalformedDatagramError(DiscoveryError):
+    """A datagram of a plausible size whose fields do not make a reply."""
+
+
 class PrinterProtocolError(GatewayError):
     """Bytes from the printer that do not form the expected reply; `raw` keeps them for logs."""
 

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from gateway.files import write_atomically
+from simulator.discovery import start_responder
 from simulator.model import PrinterModel, PrintJob
 from simulator.server import Faults, PrinterSimulator
 
@@ -35,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8899, help="TCP port; 0 picks a free one")
     parser.add_argument("--port-file", type=Path, help="write the bound port to this file")
     parser.add_argument("--name", default="REX II Sim", help="M115 machine name")
+    parser.add_argument(
+        "--discovery-port",
+        type=int,
+        metavar="PORT",
+        help="also answer UDP discovery probes on this port (0 picks a free one)",
+    )
     parser.add_argument("--print", dest="print_file", metavar="FILE", help="start printing FILE")
     parser.add_argument("--print-duration", type=float, default=600.0, metavar="S")
     parser.add_argument(
@@ -99,6 +106,12 @@ async def _serve(args: argparse.Namespace, steps: list[tuple[float, str, Any]]) 
     if args.port_file:  # written whole before anyone is told the port
         write_atomically(args.port_file, f"{port}\n".encode())
     print(f"printer simulator listening on {args.host}:{port}", flush=True)
+    discovery = None
+    if args.discovery_port is not None:
+        discovery, bound = await start_responder(
+            model, args.host, args.discovery_port, lambda: sim.port
+        )
+        print(f"printer simulator answering discovery on {args.host}:{bound}/udp", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -125,6 +138,8 @@ async def _serve(args: argparse.Namespace, steps: list[tuple[float, str, Any]]) 
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.1)
+    if discovery is not None:
+        discovery.close()
     await sim.stop()
 
 

@@ -79,6 +79,8 @@ PURE = (
     "gateway/commands.py",
     "gateway/ids.py",
     "gateway/messages.py",
+    "gateway/discovery.py",
+    "console/discover_report.py",
     "services/poller/protocol.py",
     "services/poller/events.py",
     "services/poller/schedule.py",
