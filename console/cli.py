@@ -104,6 +104,11 @@ def run_api(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        server.policy_of(args)
+    except ValueError as err:
+        print(f"printer-gateway api: {err}", file=sys.stderr)
+        return 2
     return server.run(args, token)
 
 

@@ -14,10 +14,12 @@ from gateway.messages import (
     CommandState,
     Created,
     Error,
+    Job,
     NewCommand,
     RecordBatch,
     StoredCount,
 )
+from reference_api.store import Chart, CommandHistory
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -50,12 +52,28 @@ def _query(
 def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document."""
     _, components = msgspec.json.schema_components(
-        [RecordBatch, CommandList, Command, NewCommand, StoredCount, Created, CommandState, Error],
+        [
+            RecordBatch,
+            CommandList,
+            Command,
+            NewCommand,
+            StoredCount,
+            Created,
+            CommandState,
+            Error,
+            Job,
+            Chart,
+            CommandHistory,
+        ],
         ref_template="#/components/schemas/{name}",
     )
     unauthorized = _json("Error", "missing or wrong bearer token")
     bad = _json("Error", "the body or a parameter is malformed")
     gateway = _query("gateway_id", "the gateway", required=True)
+    printer_path = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in ("gateway_id", "printer_id")
+    ]
     records_list = {
         "description": "stored records",
         "content": {
@@ -170,8 +188,10 @@ def openapi() -> dict[str, Any]:
             },
             "/v1/printers": {
                 "get": {
-                    "summary": "The newest status of each printer of a gateway (reference server)",
-                    "parameters": [gateway],
+                    "summary": "The newest status of each printer, of one gateway or of all "
+                    "(reference server); each with its `gateway_id` and `received_at` (the "
+                    "server's clock)",
+                    "parameters": [_query("gateway_id", "only this gateway")],
                     "responses": {
                         "200": {
                             "description": "newest statuses",
@@ -189,6 +209,66 @@ def openapi() -> dict[str, Any]:
                                 }
                             },
                         },
+                        "401": unauthorized,
+                    },
+                },
+            },
+            "/v1/printers/{gateway_id}/{printer_id}/statuses": {
+                "get": {
+                    "summary": "A printer's chart: its statuses over a period, full rate for "
+                    "the last day and downsampled before, at most about `points` (reference "
+                    "server)",
+                    "parameters": [
+                        *printer_path,
+                        _query("since", "RFC 3339 time (default six hours ago)"),
+                        _query("until", "RFC 3339 time (default now)"),
+                        _query("points", "at most about this many", "integer", bounds=(1, 5000)),
+                    ],
+                    "responses": {
+                        "200": _json("Chart", "one array per status, in `columns` order"),
+                        "400": bad,
+                        "401": unauthorized,
+                    },
+                },
+            },
+            "/v1/printers/{gateway_id}/{printer_id}/commands": {
+                "get": {
+                    "summary": "A printer's commands and their results, newest first "
+                    "(reference server)",
+                    "parameters": [
+                        *printer_path,
+                        _query("limit", "at most", "integer", bounds=(1, 1000)),
+                    ],
+                    "responses": {
+                        "200": _json("CommandHistory", "the commands"),
+                        "400": bad,
+                        "401": unauthorized,
+                    },
+                },
+            },
+            "/v1/jobs": {
+                "get": {
+                    "summary": "Job records (print history), newest first (reference server)",
+                    "parameters": [
+                        gateway,
+                        _query("printer_id", "one printer"),
+                        _query("limit", "at most", "integer", bounds=(1, 10_000)),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "job records",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "jobs": {"type": "array", "items": _ref("Job")}
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": bad,
                         "401": unauthorized,
                     },
                 },

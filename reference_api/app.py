@@ -1,13 +1,14 @@
 """The reference API server's HTTP side (Starlette, served by uvicorn): architecture §4.3/4.5.
 
-Every route but ``/healthz`` needs ``Authorization: Bearer <token>``. Bodies are decoded with
-msgspec into the bounded record and command structs; a malformed body is a 400 naming the
-problem (the gateway splits the batch until the bad record is alone), a body over its cap a
-413 (read no further than the cap). Query parameters are checked (``limit`` at least 1,
-``wait`` finite and not negative, ``after_seq`` not negative; more than the server takes,
-10,000 records, 60 s or 2^63-1, gets that). Every answer carries security headers: a
-Content-Security-Policy that allows the page's own inline script and style by hash only,
-no framing, no MIME sniffing, no referrer.
+Every ``/v1`` route needs ``Authorization: Bearer <token>`` (the page and its files hold
+no data). Bodies are decoded with msgspec into the bounded record and command structs; a
+malformed body is a 400 naming the problem (the gateway splits the batch until the bad
+record is alone), a body over its cap a 413 (read no further than the cap). Query
+parameters are checked (``limit`` at least 1, ``wait`` finite and not negative,
+``after_seq`` not negative; more than the server takes, 10,000 records, 60 s or 2^63-1,
+gets that). Every answer carries security headers: a Content-Security-Policy that allows
+only the web app's own script and style files (nothing inline), no framing, no MIME
+sniffing, no referrer.
 ``GET /v1/commands?wait=N`` holds the request up to N seconds (at most 60) until a command
 for that gateway exists.
 """
@@ -15,13 +16,12 @@ for that gateway exists.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import hmac
 import math
-import re
 import sqlite3
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,29 +45,32 @@ from gateway.messages import (
     StoredCount,
     utc_text,
 )
-from reference_api.store import Store
+from reference_api.store import CHART_COLUMNS, Chart, CommandHistory, Store
 
 MAX_WAIT_S = 60.0
 MAX_RECORDS_BODY = 16 * 1024 * 1024  # a gateway's batch is at most 2 MB
 MAX_COMMAND_BODY = 8 * 1024  # a command is a type and a few params
 MAX_LIMIT = 10_000
 MAX_SEQ = 2**63 - 1
-PAGE = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
+DEFAULT_CHART_S = 6 * 3600.0
+DEFAULT_POINTS = 720  # a point per 30 s over six hours: finer than a phone can show
+MAX_POINTS = 5000
+WEB = Path(__file__).parent / "web"
+PAGE = (WEB / "index.html").read_text(encoding="utf-8")
+ASSETS = {  # the web app's own files, read once: nothing else is ever served from disk
+    "app.js": ((WEB / "app.js").read_bytes(), "text/javascript; charset=utf-8"),
+    "app.css": ((WEB / "app.css").read_bytes(), "text/css; charset=utf-8"),
+}
 _batch_decoder = msgspec.json.Decoder(RecordBatch)
 _command_decoder = msgspec.json.Decoder(NewCommand)
 
 
-def _inline_hashes(html: str, tag: str) -> str:
-    """CSP source expressions for the page's inline <script> or <style> blocks."""
-    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.DOTALL)
-    digests = (base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() for b in blocks)
-    return " ".join(f"'sha256-{digest}'" for digest in digests)
-
-
 SECURITY_HEADERS = {
+    # The page's script and style are files of this server: nothing inline runs, so text
+    # that came from a printer can never become script even if it reached the markup.
     "Content-Security-Policy": (
         "default-src 'none'; connect-src 'self'; img-src 'self' data:; "
-        f"script-src {_inline_hashes(PAGE, 'script')}; style-src {_inline_hashes(PAGE, 'style')}; "
+        "script-src 'self'; style-src 'self'; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -105,8 +108,19 @@ def _bounded_int(text: str | None, default: int, low: int, high: int) -> int:
     return min(value, high)
 
 
+def _moment_param(text: str | None, default: float) -> float:
+    """An RFC 3339 time query parameter as epoch seconds (ValueError when it is not one)."""
+    if text is None:
+        return default
+    moment = datetime.fromisoformat(text[:64])
+    if moment.tzinfo is None:
+        raise ValueError(text)
+    return moment.timestamp()
+
+
 def _json(
-    data: StoredCount | Created | CommandState | CommandList | Error, status_code: int = 200
+    data: StoredCount | Created | CommandState | CommandList | Chart | CommandHistory | Error,
+    status_code: int = 200,
 ) -> Response:
     """An answer in one of the documented shapes (docs/openapi.json)."""
     return Response(msgspec.json.encode(data), status_code, media_type="application/json")
@@ -199,10 +213,62 @@ class Api:
         return _raw_list("records", bodies)
 
     async def get_printers(self, request: Request) -> Response:
-        """The newest status of every printer of a gateway."""
+        """The newest status of every printer of a gateway, or of every gateway: each with
+        its gateway and when the server received it (a page shows how old it is by the
+        server's clock, never by the Pi's, which may be wrong)."""
+        rows = self.store.latest_statuses(request.query_params.get("gateway_id"))
         return _raw_list(
-            "printers", self.store.latest_statuses(request.query_params.get("gateway_id", ""))
+            "printers",
+            [
+                b'{"gateway_id":%s,"received_at":%s,%s'
+                % (
+                    msgspec.json.encode(gateway_id),
+                    msgspec.json.encode(utc_text(datetime.fromtimestamp(received_at, UTC))),
+                    body[1:],
+                )
+                for gateway_id, received_at, body in rows
+            ],
         )
+
+    async def get_statuses(self, request: Request) -> Response:
+        """A printer's chart: its statuses since `since` (default six hours ago), at most
+        about `points` of them."""
+        query, now = request.query_params, time.time()
+        try:
+            since = _moment_param(query.get("since"), now - DEFAULT_CHART_S)
+            until = _moment_param(query.get("until"), now)
+            points = _bounded_int(query.get("points"), DEFAULT_POINTS, 1, MAX_POINTS)
+        except ValueError:
+            return _json(Error(f"since/until must be RFC 3339 times, points 1..{MAX_POINTS}"), 400)
+        samples = self.store.samples(
+            request.path_params["gateway_id"],
+            request.path_params["printer_id"],
+            int(since * 1000),
+            int(until * 1000),
+            points,
+        )
+        return _json(Chart(CHART_COLUMNS, samples))
+
+    async def get_printer_commands(self, request: Request) -> Response:
+        """A printer's commands with their results, newest first."""
+        try:
+            limit = _bounded_int(request.query_params.get("limit"), 50, 1, 1000)
+        except ValueError:
+            return _json(Error("limit must be 1..1000"), 400)
+        commands = self.store.printer_commands(
+            request.path_params["gateway_id"], request.path_params["printer_id"], limit
+        )
+        return _json(CommandHistory(commands))
+
+    async def get_jobs(self, request: Request) -> Response:
+        """Job records (print history), newest first."""
+        query = request.query_params
+        try:
+            limit = _bounded_int(query.get("limit"), 100, 1, MAX_LIMIT)
+        except ValueError:
+            return _json(Error(f"limit must be 1..{MAX_LIMIT}"), 400)
+        bodies = self.store.jobs(query.get("gateway_id", ""), query.get("printer_id"), limit)
+        return _raw_list("jobs", bodies)
 
     async def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -256,16 +322,40 @@ def create_app(store: Store, token: str) -> Starlette:
         # makes carries it, so the data stays behind the bearer token.
         return HTMLResponse(PAGE)
 
+    async def asset(request: Request) -> Response:
+        found = ASSETS.get(request.path_params["name"])
+        if found is None:
+            return _json(Error("no such file"), 404)
+        return Response(found[0], media_type=found[1])
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/ui/")
+
     return Starlette(
         middleware=[Middleware(SecurityHeaders)],
         routes=[
             Route("/healthz", healthz),
+            Route("/", home),
+            Route("/ui/", page),
             Route("/ui/{gateway_id}", page),
+            Route("/ui/{gateway_id}/{printer_id}", page),
+            Route("/assets/{name}", asset),
             Route("/v1/records", guarded(api.post_records), methods=["POST"]),
             Route("/v1/records", guarded(api.get_records), methods=["GET"]),
             Route("/v1/commands", guarded(api.get_commands), methods=["GET"]),
             Route("/v1/commands", guarded(api.post_command), methods=["POST"]),
             Route("/v1/commands/{command_id}", guarded(api.get_command), methods=["GET"]),
             Route("/v1/printers", guarded(api.get_printers), methods=["GET"]),
+            Route(
+                "/v1/printers/{gateway_id}/{printer_id}/statuses",
+                guarded(api.get_statuses),
+                methods=["GET"],
+            ),
+            Route(
+                "/v1/printers/{gateway_id}/{printer_id}/commands",
+                guarded(api.get_printer_commands),
+                methods=["GET"],
+            ),
+            Route("/v1/jobs", guarded(api.get_jobs), methods=["GET"]),
         ],
     )

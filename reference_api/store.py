@@ -1,4 +1,21 @@
-"""SQLite storage of the reference API server: records deduped by id, commands and results."""
+"""SQLite storage of the reference API server: records deduped by id, commands and results,
+and the compact status history behind the web app's charts.
+
+Retention (architecture §4.5, issue 13): 100 printers at 1 Hz send 8.6 million statuses a
+day, so a status is kept three ways, each as long as it earns its space:
+
+* its full body in ``records`` for ``RAW_STATUS_S`` (an hour: what ``GET /v1/records``
+  lists, for debugging a gateway), and the newest per printer in ``latest_status`` for ever;
+* a compact sample (state, temperatures, progress: about 60 bytes) in ``samples`` at full
+  rate for ``full_rate_s`` (a day by default);
+* after that, one sample per printer per ``step_s`` (a minute by default) in ``history``,
+  the last of each step, for ever (or ``history_s``).
+
+Events, jobs and command results are kept for ever. ``retain`` does one bounded pass of
+this; the server runs it every minute on its own connection. Both sample tables are
+clustered by (gateway, printer, time), so a chart of a printer's last hours is one range
+scan however many years the file holds.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +39,8 @@ from gateway.messages import (
 )
 
 MAX_OPEN_LISTED = 1000  # commands per answer to GET /v1/commands
+RAW_STATUS_S = 3600.0  # full status bodies kept this long (the samples keep the rest)
+DELETE_CHUNK = 20_000  # rows per retention transaction: the writer never waits long
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -39,6 +58,7 @@ CREATE TABLE IF NOT EXISTS latest_status (
     printer_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     body BLOB NOT NULL,
+    received_at REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (gateway_id, printer_id)
 );
 CREATE TABLE IF NOT EXISTS commands (
@@ -54,7 +74,81 @@ CREATE TABLE IF NOT EXISTS commands (
     result_at REAL
 );
 CREATE INDEX IF NOT EXISTS commands_open ON commands(gateway_id, outcome);
+CREATE INDEX IF NOT EXISTS commands_by_printer ON commands(gateway_id, printer_id);
+CREATE INDEX IF NOT EXISTS records_by_kind_age ON records(kind, received_at);
+CREATE TABLE IF NOT EXISTS samples (
+    gateway_id TEXT NOT NULL,
+    printer_id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    nozzle REAL, nozzle_target REAL, bed REAL, bed_target REAL, progress REAL,
+    PRIMARY KEY (gateway_id, printer_id, ts_ms)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS samples_age ON samples(ts_ms);
+CREATE TABLE IF NOT EXISTS history (
+    gateway_id TEXT NOT NULL,
+    printer_id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    nozzle REAL, nozzle_target REAL, bed REAL, bed_target REAL, progress REAL,
+    PRIMARY KEY (gateway_id, printer_id, ts_ms)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_age ON history(ts_ms);
 """
+SAMPLE_COLUMNS = "ts_ms, state, nozzle, nozzle_target, bed, bed_target, progress"
+
+
+class Sample(msgspec.Struct, frozen=True, array_like=True):
+    """One point of a printer's chart: ms since the epoch, state, nozzle and bed (measured,
+    target, °C) and progress (%); null where the status had none."""
+
+    ts_ms: int
+    state: str
+    nozzle: float | None
+    nozzle_target: float | None
+    bed: float | None
+    bed_target: float | None
+    progress: float | None
+
+
+CHART_COLUMNS = tuple(Sample.__struct_fields__)
+
+
+class Chart(msgspec.Struct, frozen=True):
+    """Answer to ``GET /v1/printers/{gateway}/{printer}/statuses``: the points, each an
+    array in the order of ``columns``."""
+
+    columns: tuple[str, ...]
+    statuses: list[Sample]
+
+
+class CommandHistory(msgspec.Struct, frozen=True):
+    """Answer to ``GET /v1/printers/{gateway}/{printer}/commands``."""
+
+    commands: list[CommandState]
+
+
+class Retained(msgspec.Struct, frozen=True):
+    """What one retention pass did."""
+
+    downsampled: int  # full-rate samples folded into history rows
+    raw_deleted: int  # full status bodies past RAW_STATUS_S
+    history_deleted: int  # history past history_s
+
+
+def _sample_row(gateway_id: str, status: Status) -> tuple[object, ...]:
+    nozzle, bed = status.nozzle, status.bed
+    return (
+        gateway_id,
+        status.printer_id,
+        int(status.ts.timestamp() * 1000),
+        status.state,
+        None if nozzle is None else nozzle.current,
+        None if nozzle is None else nozzle.target,
+        None if bed is None else bed.current,
+        None if bed is None else bed.target,
+        status.progress_percent,
+    )
 
 
 class Store:
@@ -63,6 +157,11 @@ class Store:
     def __init__(self, path: Path) -> None:
         self._conn = sqlite.connect(path, synchronous="NORMAL", any_thread=True)
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(latest_status)")}
+        if "received_at" not in columns:  # a file of an older version: when is unknown (0)
+            self._conn.execute(
+                "ALTER TABLE latest_status ADD COLUMN received_at REAL NOT NULL DEFAULT 0"
+            )
 
     def close(self) -> None:
         """Close the database."""
@@ -86,11 +185,13 @@ class Store:
         # The newest status per printer by its ts (statuses carry no seq: the live lane); the
         # table's `seq` column holds that ts in milliseconds.
         newest: dict[str, tuple[int, bytes]] = {}
+        samples = []
         for record, row in zip(records, rows, strict=True):
             if isinstance(record, Status) and record.printer_id is not None:
                 order = int(record.ts.timestamp() * 1000)
                 if record.printer_id not in newest or order > newest[record.printer_id][0]:
                     newest[record.printer_id] = (order, row[5])
+                samples.append(_sample_row(gateway_id, record))
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             before = self._conn.total_changes
@@ -99,9 +200,15 @@ class Store:
             )
             stored = self._conn.total_changes - before
             self._conn.executemany(
-                "INSERT INTO latest_status VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE "
-                "SET seq = excluded.seq, body = excluded.body WHERE excluded.seq > seq",
-                [(gateway_id, printer, seq, body) for printer, (seq, body) in newest.items()],
+                "INSERT INTO latest_status VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
+                "SET seq = excluded.seq, body = excluded.body, received_at = excluded.received_at"
+                " WHERE excluded.seq > seq",
+                [(gateway_id, p, seq, body, now) for p, (seq, body) in newest.items()],
+            )
+            self._conn.executemany(
+                f"INSERT OR IGNORE INTO samples (gateway_id, printer_id, {SAMPLE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                samples,
             )
             self._conn.executemany(
                 "UPDATE commands SET outcome = ?, detail = ?, result_at = ? "
@@ -196,15 +303,111 @@ class Store:
         args.append(limit)
         return [row[0] for row in self._conn.execute(sql, args)]
 
-    def latest_statuses(self, gateway_id: str) -> list[bytes]:
-        """The newest status of every printer of a gateway."""
+    def latest_statuses(self, gateway_id: str | None) -> list[tuple[str, float, bytes]]:
+        """The newest status of every printer of a gateway (of every gateway with None):
+        (gateway id, when it was received, its body), by gateway and printer."""
+        sql = "SELECT gateway_id, received_at, body FROM latest_status"
+        args: tuple[str, ...] = ()
+        if gateway_id is not None:
+            sql, args = sql + " WHERE gateway_id = ?", (gateway_id,)
         return [
-            row[0]
-            for row in self._conn.execute(
-                "SELECT body FROM latest_status WHERE gateway_id = ? ORDER BY printer_id",
-                (gateway_id,),
-            )
+            (row[0], row[1], row[2])
+            for row in self._conn.execute(sql + " ORDER BY gateway_id, printer_id", args)
         ]
+
+    def samples(
+        self, gateway_id: str, printer_id: str, since_ms: int, until_ms: int, points: int
+    ) -> list[Sample]:
+        """A printer's chart from `since_ms` to `until_ms`: the history and the full-rate
+        samples together, at most about `points` (the last sample of each equal slice)."""
+        slice_ms = max(1, (until_ms - since_ms) // max(1, points))
+        rows = self._conn.execute(
+            f"SELECT max(ts_ms), state, nozzle, nozzle_target, bed, bed_target, progress FROM ("
+            f"SELECT {SAMPLE_COLUMNS} FROM history "
+            "WHERE gateway_id = ? AND printer_id = ? AND ts_ms >= ? AND ts_ms <= ? UNION ALL "
+            f"SELECT {SAMPLE_COLUMNS} FROM samples "
+            "WHERE gateway_id = ? AND printer_id = ? AND ts_ms >= ? AND ts_ms <= ?) "
+            "GROUP BY ts_ms / ? ORDER BY 1",
+            (gateway_id, printer_id, since_ms, until_ms) * 2 + (slice_ms,),
+        )
+        return [Sample(*row) for row in rows]
+
+    def jobs(self, gateway_id: str, printer_id: str | None, limit: int) -> list[bytes]:
+        """Job records, newest first."""
+        sql = "SELECT body FROM records WHERE gateway_id = ? AND kind = 'job'"
+        args: list[object] = [gateway_id]
+        if printer_id is not None:
+            sql += " AND printer_id = ?"
+            args.append(printer_id)
+        sql += " ORDER BY received_at DESC, seq DESC LIMIT ?"
+        args.append(limit)
+        return [row[0] for row in self._conn.execute(sql, args)]
+
+    def printer_commands(self, gateway_id: str, printer_id: str, limit: int) -> list[CommandState]:
+        """A printer's commands with their results, newest first."""
+        rows = self._conn.execute(
+            "SELECT id, gateway_id, printer_id, type, params, created_at, expires_at, outcome, "
+            "detail FROM commands WHERE gateway_id = ? AND printer_id = ? "
+            "ORDER BY rowid DESC LIMIT ?",
+            (gateway_id, printer_id, limit),
+        ).fetchall()
+        return [
+            CommandState(
+                id=r[0],
+                gateway_id=r[1],
+                printer_id=r[2],
+                type=r[3],
+                params=msgspec.json.decode(r[4]),
+                created_at=r[5],
+                expires_at=r[6],
+                outcome=r[7],
+                detail=r[8],
+            )
+            for r in rows
+        ]
+
+    def retain(
+        self, now: float, full_rate_s: float, step_s: float, history_s: float | None = None
+    ) -> Retained:
+        """One bounded retention pass (see the module's docstring); call it again while it
+        reports work done. Each step is its own short transaction."""
+        step_ms = max(1, int(step_s * 1000))
+        # Whole steps only, so a step is never split between two passes.
+        cutoff_ms = int((now - full_rate_s) * 1000) // step_ms * step_ms
+        downsampled = 0
+        oldest = self._conn.execute("SELECT min(ts_ms) FROM samples").fetchone()[0]
+        if oldest is not None and oldest < cutoff_ms:
+            low = oldest // step_ms * step_ms
+            high = min(cutoff_ms, low + step_ms * max(1, 600_000 // step_ms))  # ~10 minutes
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    f"INSERT OR IGNORE INTO history (gateway_id, printer_id, {SAMPLE_COLUMNS}) "
+                    "SELECT gateway_id, printer_id, max(ts_ms), state, nozzle, nozzle_target, "
+                    "bed, bed_target, progress FROM samples WHERE ts_ms >= ? AND ts_ms < ? "
+                    "GROUP BY gateway_id, printer_id, ts_ms / ?",
+                    (low, high, step_ms),
+                )
+                downsampled = self._conn.execute(
+                    "DELETE FROM samples WHERE ts_ms >= ? AND ts_ms < ?", (low, high)
+                ).rowcount
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        raw_deleted = self._conn.execute(
+            "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records "
+            "WHERE kind = 'status' AND received_at < ? LIMIT ?)",
+            (now - RAW_STATUS_S, DELETE_CHUNK),
+        ).rowcount
+        history_deleted = 0
+        if history_s is not None:
+            history_deleted = self._conn.execute(
+                "DELETE FROM history WHERE (gateway_id, printer_id, ts_ms) IN (SELECT "
+                "gateway_id, printer_id, ts_ms FROM history WHERE ts_ms < ? LIMIT ?)",
+                (int((now - history_s) * 1000), DELETE_CHUNK),
+            ).rowcount
+        return Retained(downsampled, raw_deleted, history_deleted)
 
 
 def _moment(text: str | None) -> datetime | None:
