@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.control
 	$(BIN)/python -m benchmarks.backlog
 	$(BIN)/python -m benchmarks.footprint
+	$(BIN)/python -m benchmarks.webapp
 
 schema: $(STAMP)
 	$(BIN)/python -m console.schema > docs/records.schema.json
