@@ -49,7 +49,7 @@ MINUTE_MS = 60_000
 
 
 def _status(printer: str, n: int, ts: datetime) -> dict[str, object]:
-    return msgspec.to_builtins(
+    built: dict[str, object] = msgspec.to_builtins(
         Status(
             id=f"{printer}:{n}",
             printer_id=printer,
@@ -61,6 +61,7 @@ def _status(printer: str, n: int, ts: datetime) -> dict[str, object]:
             file="benchy.gx",
         )
     )
+    return built
 
 
 def _prefill(db: Path, now: datetime) -> None:
