@@ -20,6 +20,7 @@ from typing import Any
 from gateway.config import load_config
 from gateway.layout import Layout
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from simulator.camera import CameraThread
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +43,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_config(root: Path, api_url: str, printer_port: int) -> Path:
+def _write_config(root: Path, api_url: str, printer_port: int, camera_url: str) -> Path:
     path = root / "gateway.toml"
     path.write_text(
         "# written by `printer-gateway demo`\n"
@@ -51,6 +52,7 @@ def _write_config(root: Path, api_url: str, printer_port: int) -> Path:
         f'[[printers]]\nid = "rex1"\nname = "REX II (simulated)"\nhost = "127.0.0.1"\n'
         f"port = {printer_port}\n"
         "probe_interval_s = 5\npoll_interval_s = 1\n"
+        f'camera_url = "{camera_url}"\n'
     )
     return path
 
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         os.chmod(root / "token", 0o600)
         model = PrinterModel(name="REX II (simulated)")
         model.nozzle.tau_s, model.bed.tau_s = 4.0, 6.0  # a demo heats up a little faster
-        with SimulatorThread(PrinterSimulator(model)) as sim:
+        with SimulatorThread(PrinterSimulator(model)) as sim, CameraThread() as camera:
             sim.call(
                 lambda: model.start_print(
                     PrintJob(file="benchy.gx", duration_s=args.print_duration)
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             )
             api_port = args.api_port or free_port()
             api_url = f"http://127.0.0.1:{api_port}"
-            config_path = _write_config(root, api_url, sim.port)
+            config_path = _write_config(root, api_url, sim.port, camera.url)
             config = load_config(config_path)
             env = {**os.environ, "PRINTER_GATEWAY_TOKEN": token}
             cli = [sys.executable, "-m", "console.cli"]

@@ -27,6 +27,7 @@ from gateway.redaction import (
     register_url_credentials,
     register_url_secrets,
 )
+from gateway.templates import template_problem
 
 CONFIG_ENV = "PRINTER_GATEWAY_CONFIG"
 TOKEN_ENV = "PRINTER_GATEWAY_TOKEN"
@@ -89,6 +90,20 @@ class PrinterSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     poll_interval_s: Annotated[
         float, msgspec.Meta(gt=0, le=60, description="printing or paused: poll this often")
     ] = 1.0
+    camera_url: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=2048,
+            description='MJPEG stream for snapshots; "" = http://<host>:8080/?action=stream '
+            'when it answers, "off" = none',
+        ),
+    ] = ""
+
+    def camera(self) -> str | None:
+        """The camera to try for a snapshot, or None when it is off."""
+        if self.camera_url == "off":
+            return None
+        return self.camera_url or f"http://{_url_host(self.host)}:8080/?action=stream"
 
 
 class LimitsSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -147,6 +162,17 @@ class NotifySection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=T
     events: Annotated[tuple[EventName, ...], msgspec.Meta(description="events that notify")] = (
         DEFAULT_NOTIFY_EVENTS
     )
+    templates: Annotated[
+        dict[EventName, Annotated[str, msgspec.Meta(max_length=2000)]],
+        msgspec.Meta(
+            description='message per event, e.g. "{printer}: {file} finished in {duration}" '
+            "(fields: printer, file, state, progress, duration, eta, outcome)"
+        ),
+    ] = msgspec.field(default_factory=dict)
+    snapshot: Annotated[
+        bool,
+        msgspec.Meta(description="attach a camera snapshot to finished, cancelled and paused"),
+    ] = True
 
 
 class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -331,6 +357,8 @@ def register_secrets(config: Config) -> None:
     register_url_credentials(config.api.url)
     for url in config.notify.urls:
         register_url_secrets(url)
+    for printer in config.printers:  # a camera URL may carry a user and password
+        register_url_credentials(printer.camera_url)
 
 
 def redacted(config: Config) -> Config:
@@ -389,8 +417,26 @@ def unwrap(node: msgspec.inspect.Type) -> msgspec.inspect.Type:
     return node
 
 
+def _url_host(host: str) -> str:
+    """A host as it goes in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def _normalise(config: Config, base_dir: Path) -> Config:
     _check_url(config.api.url)
+    for event, template in config.notify.templates.items():
+        problem = template_problem(template)
+        if problem is not None:
+            raise ConfigError(f"notify.templates.{event}", problem)
+    for index, printer in enumerate(config.printers):
+        camera = printer.camera_url
+        if camera not in ("", "off") and urllib.parse.urlsplit(camera).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ConfigError(
+                f"printers[{index}].camera_url", 'an http:// or https:// URL, "" or "off"'
+            )
     printers = []
     seen: dict[str, int] = {}
     for index, printer in enumerate(config.printers):

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from gateway.files import write_atomically
+from simulator.camera import start_camera
 from simulator.discovery import start_responder
 from simulator.model import PrinterModel, PrintJob
 from simulator.server import Faults, PrinterSimulator
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="PORT",
         help="also answer UDP discovery probes on this port (0 picks a free one)",
+    )
+    parser.add_argument(
+        "--camera-port",
+        type=int,
+        metavar="PORT",
+        help="also serve an MJPEG camera (/?action=stream) on this HTTP port (0 picks one)",
     )
     parser.add_argument("--print", dest="print_file", metavar="FILE", help="start printing FILE")
     parser.add_argument("--print-duration", type=float, default=600.0, metavar="S")
@@ -106,12 +113,7 @@ async def _serve(args: argparse.Namespace, steps: list[tuple[float, str, Any]]) 
     if args.port_file:  # written whole before anyone is told the port
         write_atomically(args.port_file, f"{port}\n".encode())
     print(f"printer simulator listening on {args.host}:{port}", flush=True)
-    discovery = None
-    if args.discovery_port is not None:
-        discovery, bound = await start_responder(
-            model, args.host, args.discovery_port, lambda: sim.port
-        )
-        print(f"printer simulator answering discovery on {args.host}:{bound}/udp", flush=True)
+    extras = await _start_extras(args, model, sim)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -138,9 +140,27 @@ async def _serve(args: argparse.Namespace, steps: list[tuple[float, str, Any]]) 
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.1)
-    if discovery is not None:
-        discovery.close()
+    for extra in extras:
+        extra.close()
     await sim.stop()
+
+
+async def _start_extras(
+    args: argparse.Namespace, model: PrinterModel, sim: PrinterSimulator
+) -> list[asyncio.BaseTransport | asyncio.Server]:
+    """Discovery and the camera, when asked for; what to close at the end."""
+    extras: list[asyncio.BaseTransport | asyncio.Server] = []
+    if args.discovery_port is not None:
+        discovery, bound = await start_responder(
+            model, args.host, args.discovery_port, lambda: sim.port
+        )
+        extras.append(discovery)
+        print(f"printer simulator answering discovery on {args.host}:{bound}/udp", flush=True)
+    if args.camera_port is not None:
+        camera, bound = await start_camera(args.host, args.camera_port)
+        extras.append(camera)
+        print(f"printer simulator camera on http://{args.host}:{bound}/?action=stream", flush=True)
+    return extras
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import msgspec
@@ -273,3 +274,36 @@ def test_a_status_body_the_upgrade_cannot_read_never_costs_the_queue(tmp_path: P
     queue = open_queue(tmp_path)
     assert queue.stats().set_aside == 0
     assert [r.id for r in decoded(queue.peek(10)[1:])] == ["e-p1-1"]
+
+
+def test_connections_opening_a_new_queue_at_once_never_take_a_lock_for_damage(
+    tmp_path: Path,
+) -> None:
+    """The uplink, its delivery thread and its notification thread each open the file; on a
+    fresh one they race to set WAL mode and the schema. A lock is waited for, never taken
+    for damage (which once moved a good queue aside)."""
+    for attempt in range(5):
+        path = tmp_path / str(attempt) / "queue.db"
+        opened: list[DurableQueue] = []
+        errors: list[BaseException] = []
+
+        def open_one(
+            path: Path = path,
+            opened: list[DurableQueue] = opened,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            try:
+                opened.append(DurableQueue(path, 10**8))
+            except BaseException as err:  # noqa: BLE001 - collected for the assertion
+                errors.append(err)
+
+        threads = [threading.Thread(target=open_one) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert all(queue.stats().set_aside == 0 for queue in opened)
+        assert list(path.parent.glob("*.corrupt*")) == []
+        for queue in opened:
+            queue.close()

@@ -35,6 +35,7 @@ class Notification(msgspec.Struct, frozen=True):
     urls: tuple[str, ...]
     title: str
     body: str
+    attachments: tuple[str, ...] = ()  # files to attach (a camera snapshot)
 
 
 def apprise_for(config: Config) -> apprise.Apprise:
@@ -74,7 +75,12 @@ def main() -> int:
     except ConfigError as err:
         sys.stderr.write(f"{err}\n")
         return BAD_URL
-    return SENT if target.notify(title=notification.title, body=notification.body) else NOT_SENT
+    sent = target.notify(
+        title=notification.title,
+        body=notification.body,
+        attach=list(notification.attachments) or None,
+    )
+    return SENT if sent else NOT_SENT
 
 
 if __name__ == "__main__":

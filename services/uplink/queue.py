@@ -39,7 +39,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +89,15 @@ CREATE INDEX IF NOT EXISTS known_ids_age ON known_ids(kind, at);
 CREATE TABLE IF NOT EXISTS seqs (scope TEXT PRIMARY KEY, last INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS notes (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Notifications owed: written in the commit that stores their event (so a kill after the
+-- acknowledgement cannot lose one), deleted once sent; see services/uplink/notify.py.
+CREATE TABLE IF NOT EXISTS outbox (
+    pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    body BLOB NOT NULL,
+    made_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0
+);
 """
 
 
@@ -98,6 +107,16 @@ class QueueError(GatewayError):
 
 class QueueFullError(QueueError):
     """The filesystem (or SQLite's page limit) is full: nothing was stored."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A notification owed: the event's JSON, when it was stored, how often it failed."""
+
+    pos: int
+    body: bytes
+    made_at: float
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -123,13 +142,41 @@ class QueueStats:
     last_error: str | None
 
 
+class QueueDamaged(sqlite3.DatabaseError):
+    """The queue file is not a sound SQLite database."""
+
+
+# What says the file itself is bad. Anything else (busy, locked, I/O, a full disk) is a
+# condition of the moment: never a reason to move a queue aside.
+_DAMAGE = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+_BUSY = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
+OPEN_PATIENCE_S = 30.0
+
+
 def _checked_connection(path: Path) -> sqlite3.Connection:
-    """A connection to a sound queue file with the schema in place (DatabaseError if not)."""
+    """A connection to a sound queue file with the schema in place; QueueDamaged when the
+    file is not one. Another connection opening the same new file at the same moment (the
+    delivery and notification threads open their own) can hold it locked past the busy
+    timeout while it sets WAL mode and the schema: waited for, up to OPEN_PATIENCE_S."""
+    deadline = time.monotonic() + OPEN_PATIENCE_S
+    while True:
+        try:
+            return _try_connection(path)
+        except sqlite3.DatabaseError as err:
+            name = getattr(err, "sqlite_errorname", "")
+            if name in _DAMAGE:
+                raise QueueDamaged(str(err)) from err
+            if name not in _BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
+
+
+def _try_connection(path: Path) -> sqlite3.Connection:
     conn = sqlite.connect(path, any_thread=True)  # FULL: an ack promises durability
     try:
         verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
         if verdict != "ok":
-            raise sqlite3.DatabaseError(f"quick_check: {verdict}")  # noqa: TRY301
+            raise QueueDamaged(f"quick_check: {verdict}")
         conn.executescript(_SCHEMA)
     except sqlite3.DatabaseError:
         conn.close()
@@ -175,7 +222,7 @@ class DurableQueue:
     def _open_or_set_aside(self) -> sqlite3.Connection:
         try:
             return _checked_connection(self.path)
-        except sqlite3.DatabaseError as err:
+        except QueueDamaged as err:
             aside = set_aside(self.path)
             logger.error(
                 "queue %s is damaged (%s): moved to %s, starting a fresh queue",
@@ -218,17 +265,26 @@ class DurableQueue:
         return len(self.accept_new(records))
 
     def accept_new(
-        self, records: Sequence[Record], invalid: Sequence[InvalidRecord] = ()
+        self,
+        records: Sequence[Record],
+        invalid: Sequence[InvalidRecord] = (),
+        notify: Callable[[Record], bool] | None = None,
     ) -> list[Record]:
         """Store new records with their seq in one transaction; returns the new ones (known
         ids are skipped), as given (``seq`` is in the stored copy). Records that failed to
-        decode go straight to the dead letters in the same commit (once per id)."""
+        decode go straight to the dead letters in the same commit (once per id). New records
+        `notify` chooses are owed a notification, in the same commit (the outbox)."""
         now = time.time()
         try:
             with self._transaction():
                 stored = self._insert(records, now)
                 if invalid:
                     self._set_aside_invalid(invalid, now)
+                if notify is not None:
+                    self._conn.executemany(
+                        "INSERT INTO outbox (body, made_at) VALUES (?, ?)",
+                        [(_encoder.encode(r), now) for r in stored if notify(r)],
+                    )
         except sqlite3.OperationalError as err:
             if "full" in str(err).lower():
                 raise QueueFullError(str(err)) from err
@@ -339,6 +395,37 @@ class DurableQueue:
             dropped += len(victims)
         if dropped:
             _bump(self._conn, "dropped_status", dropped)
+
+    # ------------------------------------------------------------------ notifications
+
+    def outbox_next(self, now: float, longest_wait_s: float) -> OutboxItem | None:
+        """The oldest notification due at `now` (wall clock: it outlives the process; one
+        whose time is further away than `longest_wait_s` is due too, the clock went back)."""
+        row = self._conn.execute(
+            "SELECT pos, body, made_at, attempts FROM outbox "
+            "WHERE next_at <= ? OR next_at > ? ORDER BY pos LIMIT 1",
+            (now, now + longest_wait_s),
+        ).fetchone()
+        return None if row is None else OutboxItem(*row)
+
+    def outbox_soonest(self) -> float | None:
+        """When the next owed notification is due (wall clock), None when none is owed."""
+        value = self._conn.execute("SELECT min(next_at) FROM outbox").fetchone()[0]
+        return None if value is None else float(value)
+
+    def outbox_done(self, pos: int) -> None:
+        """Sent (or given up): owed no more."""
+        self._conn.execute("DELETE FROM outbox WHERE pos = ?", (pos,))
+
+    def outbox_later(self, pos: int, next_at: float) -> None:
+        """Not sent: try again at `next_at`."""
+        self._conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_at = ? WHERE pos = ?", (next_at, pos)
+        )
+
+    def outbox_size(self) -> int:
+        """How many notifications are owed."""
+        return int(self._conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     # ------------------------------------------------------------------ delivery
 

@@ -324,7 +324,7 @@ class Uplink:
         self.delivery = DeliveryThread(
             config, token, self.work, problems=self.problems, live=self.live
         )
-        self.notifier = Notifier(config, self.problems)
+        self.notifier = Notifier(config, layout, self.problems)
         self._full_since: float | None = None
         self._live_stats_at = -1e9
         self._live_stats_written: bytes | None = None
@@ -382,7 +382,9 @@ class Uplink:
         """Make records durable (one commit); None when the disk refuses (logged once an
         episode, reported)."""
         try:
-            new = await asyncio.to_thread(self.queue.accept_new, records, invalid)
+            new = await asyncio.to_thread(
+                self.queue.accept_new, records, invalid, self.notifier.wanted
+            )
         except QueueFullError as err:
             if self._full_since is None:
                 self._full_since = time.monotonic()

@@ -18,7 +18,7 @@ from typing import TypedDict, Unpack
 
 from gateway.config import Config, load_config, parse_config
 
-Value = str | int | float | bool | Path | Sequence[str] | None
+Value = str | int | float | bool | Path | Sequence[str] | Mapping[str, str] | None
 Table = Mapping[str, Value]
 Printers = Mapping[str, int | Table]
 
@@ -103,6 +103,8 @@ def _value(value: Value) -> str:
     if isinstance(value, str | Path):
         return json.dumps(str(value))  # a JSON string is a TOML basic string
     assert value is not None
+    if isinstance(value, Mapping):  # an inline table of strings
+        return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + "}"
     return "[" + ", ".join(json.dumps(item) for item in value) + "]"
 
 

@@ -166,8 +166,10 @@ class Script:
     answers: list[tuple[int, dict[str, str]]] = field(default_factory=lambda: [(200, {})])
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     delay_s: float = 0.0
+    times: list[float] = field(default_factory=list)  # time.monotonic() of each request
 
     def __call__(self, request: Request) -> Reply:
+        self.times.append(time.monotonic())
         self.requests.append((request.headers, request.body))
         status, headers = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return Reply(status, b"{}", headers, delay_s=self.delay_s)
