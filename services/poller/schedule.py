@@ -49,6 +49,15 @@ class Lease(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Listening:
+    """How long a probe keeps its connection to hear leaks (the cost of listening)."""
+
+    idle_listen_s: float = 0.45  # a whole probe: connect, read, listen, close
+    held_listen_s: float = 0.8  # a probe while held: > one period of a 2 Hz poller
+    clear_after_s: float = 0.7  # quiet listening that ends HELD (<= held_listen_s)
+
+
+@dataclass(frozen=True)
 class Tuning:
     """Timing knobs that are not in the config contract (tests shorten them)."""
 
@@ -60,6 +69,7 @@ class Tuning:
     active_recheck_s: float = 5.0
     verify_within_s: float = 5.0
     request_timeout_s: float = 5.0
+    listening: Listening = Listening()
 
 
 @dataclass(frozen=True)
@@ -96,10 +106,14 @@ class Look:
 
     delay_s: float
     jitter: bool = False
+    least_s: float = 0.0  # a jittered delay never goes below this (sharing's back-off)
 
     def next_delay_s(self) -> float:
-        """The delay to sleep: jittered between half and all of it when asked for."""
-        return jittered(self.delay_s) if self.jitter else self.delay_s
+        """The delay to sleep: jittered between half and all of it (but at least
+        ``least_s``) when asked for."""
+        if not self.jitter:
+            return self.delay_s
+        return max(min(self.least_s, self.delay_s), jittered(self.delay_s))
 
 
 def after_reading(activity: Activity, job_active: bool) -> LeaseState:
