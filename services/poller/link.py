@@ -35,6 +35,7 @@ from services.poller.protocol import Reply, ReplyBuffer, encode_command
 
 logger = logging.getLogger(__name__)
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
+_RESET = {errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE}
 # How long a request first waits for bytes that are already on their way: long enough for
 # the event loop to hand over what the socket holds, short enough to cost nothing per poll.
 DRAIN_WAIT_S = 0.002
@@ -68,6 +69,8 @@ class PrinterLink:
         except OSError as err:
             if err.errno in _UNREACHABLE or isinstance(err, socket.gaierror):
                 raise PrinterUnreachableError(f"{host}:{port}: {err.strerror or err}") from err
+            if err.errno in _RESET:  # accepted and reset before the connect call returned
+                raise PrinterTurnedAwayError(f"{host}:{port}: reset on connect") from err
             raise PrinterDisconnectedError(f"{host}:{port}: {err.strerror or err}") from err
         return cls(reader, writer)
 
