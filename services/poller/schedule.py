@@ -27,6 +27,12 @@ Nothing here does I/O, so the whole policy is the tables in ``test_poller_schedu
   (``active_recheck_s``), so its return, or ``printer_lost_while_printing`` after the
   grace period, is seen in time. Every further failure is reported again (a status per
   look); a successful read leaves TROUBLE (or RETRYING) for PROBING or WATCHING.
+
+Another client (``sharing.py``) overrides two of these while the link is not held: a
+refused or turned-away connection, and any failure while the printer is already held, go
+to sharing (no RETRYING: a busy printer is not hammered), and while sharing says SUSPECT or
+HELD, sharing's ``next_look`` paces the probes. ``Listening`` is how long a probe keeps its
+connection to hear another client's replies leak in (its cost: docs/protocol.md).
 """
 
 from __future__ import annotations
