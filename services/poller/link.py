@@ -10,9 +10,9 @@ sharing state machines own that decision.
 
 Every byte received also goes to a LeakScanner (``leaks.py``), marked *quiet* when none of
 our requests was waiting for it: what was already waiting when a request is about to go
-out (read in a short drain first, so a leak that arrived between two polls is not mistaken
-for a prefix of our reply) and what ``listen`` hears. Its count of foreign frames is how
-another client's presence shows.
+out (read in a short drain first when the link was idle, so a leak that arrived between two
+polls is not mistaken for a prefix of our reply) and what ``listen`` hears. Its count of
+foreign frames is how another client's presence shows.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ _RESET = {errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE}
 # How long a request first waits for bytes that are already on their way: long enough for
 # the event loop to hand over what the socket holds, short enough to cost nothing per poll.
 DRAIN_WAIT_S = 0.002
+# ...and only after the link was idle this long: between the requests of one cycle a leak
+# has no time to arrive, and a reading's M119 and M105 should stay as close as they were.
+DRAIN_AFTER_IDLE_S = 0.02
 
 
 class PrinterLink:
@@ -54,6 +57,7 @@ class PrinterLink:
         self.received = 0  # bytes, all told
         self.leaks = LeakScanner()
         self.peer_closed = False  # the printer hung up while we listened
+        self._idle_since: float | None = None  # monotonic end of the last reply
 
     @classmethod
     async def open(cls, host: str, port: int, connect_timeout_s: float) -> PrinterLink:
@@ -82,15 +86,19 @@ class PrinterLink:
             self.requests += 1
             buffer = ReplyBuffer(code)
             try:
-                await self._drain_waiting()
+                idle = self._idle_since
+                if idle is None or time.monotonic() - idle >= DRAIN_AFTER_IDLE_S:
+                    await self._drain_waiting()
                 self._writer.write(encode_command(code, *args))
-                return await asyncio.wait_for(self._read_into(buffer), deadline_s)
+                reply = await asyncio.wait_for(self._read_into(buffer), deadline_s)
             except TimeoutError as err:
                 raise PrinterTimeoutError(
                     f"no complete reply to {code} within {deadline_s}s"
                 ) from err
             except (ConnectionError, OSError) as err:
                 raise self._lost(f"connection lost during {code}: {err}") from err
+            self._idle_since = time.monotonic()
+            return reply
 
     async def listen(self, duration_s: float) -> float:
         """Hear what the printer sends unasked for up to `duration_s`, ending early at the

@@ -6,6 +6,10 @@ Per cycle: read (on the held link, or a fresh connection), feed the reading to `
 Status (``report.py``), and move the lease (``schedule.after_reading``: keep the link or
 let it go). A failed read moves it with ``schedule.after_failure`` instead: retry quietly,
 or report the failure as a state. ``schedule.next_look`` says when the next cycle runs.
+A probe (a cycle that opened the connection) also listens before letting go, and what the
+link heard unasked moves the sharing state machine (``sharing.py``): another client's
+replies, or a connection turned away, make the printer held; while it is, sharing paces
+the probes instead.
 Commands (``executor.py``) take the same turn between cycles and wake the loop so the next
 status shows their effect. A
 cycle that fails in a way nobody foresaw (a bug, a full disk under the journal) drops the
@@ -192,12 +196,14 @@ class PrinterWatcher:
 
     async def _after_reading(self, observation: Observation) -> None:
         self._unreachable_since = None
-        self.detail = (  # the reason of an `error` state, for `status`
+        held = self.sharing.held
+        self.detail = (  # the reason of an `error` or held state, for `status`
             f"unknown MachineStatus {observation.machine.machine_status!r}"
             if observation.activity is Activity.UNKNOWN
+            else "another client's replies leak into ours (it polls the printer)"
+            if held
             else None
         )
-        held = self.sharing.held
         belief, happenings = on_reading(
             self.journal.state.belief, observation, self._last_percent, utc_text(), held
         )
