@@ -74,3 +74,8 @@ class PrinterTimeoutError(PrinterIOError):
 
 class PrinterDisconnectedError(PrinterIOError):
     """The connection was closed or reset under us."""
+
+
+class PrinterTurnedAwayError(PrinterDisconnectedError):
+    """Accepted, then closed or reset before a single byte came back: a printer whose one
+    connection is someone else's does exactly this (issue 12, episode B)."""

@@ -32,6 +32,8 @@ class PrinterHealth(msgspec.Struct, frozen=True):
     lease_held: bool
     last_contact: str | None
     detail: str | None = None  # why it could not be read (redacted, escaped), while it cannot
+    sharing: str | None = None  # free, suspect or held (services/poller/sharing.py)
+    connects_last_minute: int | None = None  # connection attempts in the last 60 s
 
 
 def record_start(layout: Layout, service: str) -> int:

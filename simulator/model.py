@@ -76,6 +76,9 @@ class PrinterModel:
     completed_hold_s: float = 10.0
     control_required: bool = False
     foreign_control: bool = False
+    # A3 firmware per public clients (GhostTypes/ff-5mp-api-py): ~M601 S1 from a client whose
+    # earlier session the printer still counts is answered "Error: have been connected".
+    lingering_session: bool = False
     clock: Callable[[], float] = time.monotonic
     nozzle: Heater = field(default_factory=lambda: Heater(tau_s=6.0))
     bed: Heater = field(default_factory=lambda: Heater(tau_s=12.0))
@@ -173,7 +176,7 @@ class PrinterModel:
             if self.foreign_control or self.controller not in (None, conn):
                 return ["Control failed."]
             self.controller = conn
-            return ["Control Success."]
+            return ["Error: have been connected" if self.lingering_session else "Control Success."]
         if code == "M602":
             self.disconnect(conn)
             return ["Control Release."]

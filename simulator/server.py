@@ -2,6 +2,10 @@
 
 One PrinterModel is shared by every connection, as on the real printer: several sockets are
 accepted, control is exclusive, and (with ``cross_talk``) replies leak to the other sockets.
+Two episodes of another client (issue 12) are switches too: ``foreign_poll_hz`` (someone
+else holds control and polls; its replies leak into every open connection) and
+``one_connection`` (someone else has the only connection; every new one is accepted and
+reset at once). Every connection attempt is an ``open`` in the wire log, reset ones too.
 PrinterSimulator runs inside an event loop; SimulatorThread runs one on a background thread
 so synchronous tests and the CLI can script it.
 """
@@ -10,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import random
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -69,6 +75,14 @@ def _foreign_reply(code: str) -> bytes:
     return f"CMD {other} Received.\r\n{payload}\r\nok\r\n".encode()
 
 
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a busy one-connection printer does."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
 class _Blackhole:
     """A port whose connects time out: a listener with a one-slot accept queue, filled by
     ourselves and never accepted, so the kernel drops every further SYN."""
@@ -95,6 +109,11 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     cross_talk: bool = False  # every reply is also written to every other open connection
     hang: bool = False  # read requests, never answer
     hostile: Hostility = "none"  # content no honest firmware sends (see _hostile_lines)
+    # Episode A: another client holds control and polls this often (0 = nobody); the replies
+    # to its M119, M105 and M114 leak into every open connection.
+    foreign_poll_hz: Annotated[float, msgspec.Meta(ge=0, le=50)] = 0.0
+    # Episode B: another client has the printer's only connection; ours are reset at once.
+    one_connection: bool = False
 
 
 class WireEntry(msgspec.Struct, frozen=True):
@@ -126,6 +145,7 @@ class PrinterSimulator:
         self._writers: dict[int, asyncio.StreamWriter] = {}
         self._ids = itertools.count(1)
         self._noise = random.Random(8899)  # the binary fault's bytes, the same every run
+        self._foreign: asyncio.Task[None] | None = None
 
     @property
     def open_connections(self) -> int:
@@ -133,16 +153,27 @@ class PrinterSimulator:
         return len(self._writers)
 
     def set_faults(self, **changes: Any) -> Faults:
-        """Change fault switches by name; unknown names or bad values raise ValidationError."""
+        """Change fault switches by name; unknown names or bad values raise ValidationError.
+        Turning ``foreign_poll_hz`` on or off also gives or takes the model's control to
+        the foreign client."""
         merged = {**msgspec.structs.asdict(self.faults), **changes}
+        was_foreign = self.faults.foreign_poll_hz > 0
         self.faults = msgspec.convert(merged, Faults)
+        if (self.faults.foreign_poll_hz > 0) != was_foreign:
+            self.model.foreign_control = not was_foreign
         return self.faults
+
+    def connection_attempts(self, since: float = 0.0) -> int:
+        """Connections opened (reset ones included) at or after monotonic time `since`."""
+        return sum(1 for entry in self.wire if entry.what == "open" and entry.t >= since)
 
     async def start(self) -> int:
         """Listen (port 0 picks a free port) and return the port."""
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         self.powered = True
+        if self._foreign is None:
+            self._foreign = asyncio.create_task(self._foreign_client())
         return self.port
 
     async def power_off(self, refuse: bool = False) -> None:
@@ -169,6 +200,11 @@ class PrinterSimulator:
     async def stop(self) -> None:
         """Power off and wait for the connection handlers to finish."""
         await self.power_off(refuse=True)
+        if self._foreign is not None:
+            self._foreign.cancel()
+            with contextlib.suppress(asyncio.CancelledError):  # we cancelled it just now
+                await self._foreign
+            self._foreign = None
         if self._blackhole is not None:
             self._blackhole.close()
             self._blackhole = None
@@ -182,8 +218,12 @@ class PrinterSimulator:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = next(self._ids)
-        self._writers[conn] = writer
         self._log(conn, "open", str(writer.get_extra_info("peername")))
+        if self.faults.one_connection:
+            _reset(writer)
+            self._log(conn, "close", "reset: the one connection is another client's")
+            return
+        self._writers[conn] = writer
         try:
             while True:
                 line = await reader.readline()
@@ -238,6 +278,23 @@ class PrinterSimulator:
             writer.write(data)
             await writer.drain()
         return True
+
+    async def _foreign_client(self) -> None:
+        """Episode A's other client: while ``foreign_poll_hz`` is on, poll the model at that
+        rate and leak each reply (true values) into every open connection."""
+        foreign_conn = -1  # never a real connection id
+        while True:
+            hz = self.faults.foreign_poll_hz
+            if hz <= 0:
+                await asyncio.sleep(0.05)
+                continue
+            for code in ("M119", "M105", "M114"):
+                lines = self.model.handle(foreign_conn, f"~{code}") or []
+                data = ("\r\n".join(lines) + "\r\n").encode()
+                for writer in list(self._writers.values()):
+                    if not writer.is_closing():
+                        writer.write(data)
+            await asyncio.sleep(1.0 / hz)
 
     async def _endless(self, writer: asyncio.StreamWriter, header: str) -> bool:
         """A reply that never ends: payload lines until the client hangs up (or 16 MB)."""
@@ -306,6 +363,10 @@ class SimulatorThread:
     def power_on(self) -> None:
         """Printer on again, same port."""
         self.run(self.sim.power_on())
+
+    def connection_attempts(self, since: float = 0.0) -> int:
+        """Connections opened (reset ones included) at or after monotonic time `since`."""
+        return self.call(lambda: self.sim.connection_attempts(since))
 
     def wire(self) -> list[WireEntry]:
         """A copy of the wire log."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from console.deploy import format_report, prepare_dirs, status_report
-from gateway.health import Problems, ServiceProblems, read_problems
+from gateway.health import PrinterHealth, Problems, ServiceProblems, read_problems, write_printer
 from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop
 from tests.support.configs import make_config
@@ -96,3 +96,17 @@ def test_a_problems_file_that_cannot_be_written_is_not_an_error(tmp_path: Path) 
     board = Problems(Layout(tmp_path, tmp_path), "uplink")
     board.report("loop x", "failing")  # must not raise into the loop that reports
     assert [p.key for p in board.current()] == ["loop x"]
+
+
+def test_status_shows_each_printers_connection_attempts_of_the_last_minute(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path, {"rex1": 1})
+    health = PrinterHealth(
+        "rex1", "held_by_other_client", False, None, sharing="held", connects_last_minute=2
+    )
+    write_printer(Layout.of(config), health)
+    report, _ = status_report(config)
+    assert report["printers"][0]["connects_last_minute"] == 2
+    assert report["printers"][0]["sharing"] == "held"
+    assert "2 connection attempts in the last minute" in format_report(report)

@@ -215,6 +215,18 @@ def test_m119_file_name_with_colons_is_kept_whole() -> None:
             ),
         ),
         (
+            "m115_serial_number_a3",
+            MachineInfo(
+                machine_type="FlashForge Adventurer III",
+                name="MyPrinter",
+                firmware="v1.3.7",
+                serial="SNADVA3M12345",
+                tool_count=1,
+                build_volume=(150.0, 150.0, 150.0),
+                mac="00:11:22:33:44:55",
+            ),
+        ),
+        (
             "m115_a3_v117",
             MachineInfo(
                 machine_type="FlashForge Adventurer III",
@@ -252,6 +264,16 @@ def test_m114(name: str, expected: Position) -> None:
 def test_m601(name: str, granted: bool) -> None:
     grant = parse_m601(_lines(name))
     assert grant == ControlGrant(granted, _lines(name)[0])
+
+
+def test_m601_have_been_connected_is_our_own_lingering_session() -> None:
+    grant = parse_m601(_lines("m601_have_been_connected_a3"))
+    assert grant == ControlGrant(True, "Error: have been connected", lingering=True)
+
+
+def test_m115_prefers_sn_when_both_serial_keys_are_present() -> None:
+    lines = ["Machine Type: X", "Serial Number: LONG", "SN: SHORT"]
+    assert parse_m115(lines).serial == "SHORT"
 
 
 @pytest.mark.parametrize("name", ["m602_release_rex", "m602_release_5m"])
@@ -307,7 +329,7 @@ Parser = Callable[[Sequence[str]], object]
         (parse_m115, ["Tool Count: 1"]),
         (parse_m115, ["Machine Type: X", "Tool Count: two"]),
         (parse_m601, []),
-        (parse_m601, ["Error: have been connected"]),
+        (parse_m601, ["Error: something else"]),
         (parse_m602, ["Something else"]),
         (parse_m23, ["File selected"]),
         (parse_ack, ["Error: invalid parameter"]),

@@ -249,6 +249,41 @@ def test_cross_talk_inside_a_reply_is_detected(sim: SimulatorThread) -> None:
             read_reply(slow.sock, buffer)
 
 
+def test_foreign_poller_leaks_its_replies_and_holds_control_until_switched_off(
+    sim: SimulatorThread,
+) -> None:
+    sim.set_faults(foreign_poll_hz=10.0)
+    with Client(sim.port) as client:
+        client.sock.settimeout(2)
+        leaked = b""
+        while leaked.count(b"CMD M114 Received.") < 2:  # unasked, at the foreign client's pace
+            leaked += client.sock.recv(4096)
+        assert b"CMD M119 Received.\r\nEndstop" in leaked
+        assert parse_m601(client.send("M601", "S1").lines).granted is False  # it has control
+        assert status(client) is Activity.READY  # our own reply is found among the leaks
+        sim.set_faults(foreign_poll_hz=0.0)
+        assert parse_m601(client.send("M601", "S1").lines).granted is True
+
+
+def test_one_connection_resets_every_new_connection_and_the_wire_log_counts_them(
+    sim: SimulatorThread,
+) -> None:
+    def ask() -> None:
+        with Client(sim.port) as client:  # the reset may even beat connect() returning
+            client.send("M119")
+
+    since = time.monotonic()
+    sim.set_faults(one_connection=True)
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            ask()
+    assert sim.connection_attempts(since) == 3
+    sim.set_faults(one_connection=False)
+    with Client(sim.port) as client:
+        assert status(client) is Activity.READY
+    assert sim.connection_attempts(since) == 4
+
+
 def test_hang_fault_never_answers(sim: SimulatorThread) -> None:
     sim.set_faults(hang=True)
     with Client(sim.port, timeout=0.3) as client, pytest.raises(TimeoutError):

@@ -155,9 +155,14 @@ async def verify_only(link: PrinterLink, command_id: str, action: Action) -> Ans
 
 async def _take_control(link: PrinterLink) -> bool:
     """``~M601 S1``, asked a second time after a pause when refused: the lock of a client
-    that vanished (this gateway's own, after a crash) lingers until the printer notices."""
+    that vanished (this gateway's own, after a crash) lingers until the printer notices.
+    ``Error: have been connected`` counts as granted (our own session lingers on the
+    printer); the ``~M602`` after the code ends it, and the read-back decides the outcome."""
     for attempt in range(CONTROL_ATTEMPTS):
-        if parse_m601((await link.request("M601", "S1")).lines).granted:
+        grant = parse_m601((await link.request("M601", "S1")).lines)
+        if grant.lingering:
+            logger.info("~M601 S1: %r, taken as our own lingering session", grant.text)
+        if grant.granted:
             return True
         if attempt + 1 < CONTROL_ATTEMPTS:
             await asyncio.sleep(CONTROL_RETRY_S)

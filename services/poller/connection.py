@@ -1,9 +1,13 @@
 """One printer's connection as the watcher and the commands share it: opened on demand (with
-M115 read once per connection), closed on decision, used by one of them at a time."""
+M115 read once per connection), closed on decision, used by one of them at a time. It also
+keeps what sharing needs to know: connection attempts in the last minute, and the foreign
+frames heard since the last look."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import time
 
 from gateway.config import PrinterSection
 from services.poller.link import PrinterLink
@@ -24,6 +28,9 @@ class PrinterConnection:
         self.turn = asyncio.Lock()
         self.info: MachineInfo | None = None  # the last M115: kept while the printer is away
         self._link: PrinterLink | None = None
+        self._attempts: collections.deque[float] = collections.deque(maxlen=10_000)
+        self._counted_foreign = 0  # of the link's foreign frames, those already handed out
+        self._counted_until = 0.0  # monotonic time the last hearing was taken
 
     @property
     def held(self) -> bool:
@@ -33,6 +40,7 @@ class PrinterConnection:
     async def open(self) -> PrinterLink:
         """The open link, connecting (and reading M115) first when there is none."""
         if self._link is None:
+            self._attempts.append(time.monotonic())
             link = await PrinterLink.open(
                 self.printer.host, self.printer.port, self.connect_timeout_s
             )
@@ -44,7 +52,26 @@ class PrinterConnection:
                 if not kept:
                     await link.close()
             self._link = link
+            self._counted_foreign, self._counted_until = 0, self._attempts[-1]
         return self._link
+
+    def hearing(self) -> tuple[int, float]:
+        """Foreign frames the open link heard since the last call (or since it opened), and
+        the seconds that covers; (0, 0.0) without a link."""
+        if self._link is None:
+            return 0, 0.0
+        now = time.monotonic()
+        foreign = self._link.leaks.foreign - self._counted_foreign
+        covered = now - self._counted_until
+        self._counted_foreign, self._counted_until = self._link.leaks.foreign, now
+        return foreign, covered
+
+    def attempts_last_minute(self) -> int:
+        """Connection attempts in the last 60 s (status shows it: no storm while held)."""
+        horizon = time.monotonic() - 60.0
+        while self._attempts and self._attempts[0] < horizon:
+            self._attempts.popleft()
+        return len(self._attempts)
 
     async def close(self) -> None:
         """Let the printer go (a no-op without a link)."""

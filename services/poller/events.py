@@ -12,6 +12,8 @@ instead of being derived again or forgotten. Transitions:
   connectivity: unknown/offline/held -> online         printer_online
                 unknown/online/held -> offline         printer_offline
                 unknown/online/offline -> held         printer_held_by_other_client
+                (held: turned away, or a reading that came with another client's
+                replies; its job transitions below still apply, the values are true)
   job:          none -> printing|paused                print_started (+ print_paused)
                 printing -> paused / paused -> printing print_paused / print_resumed
                 active -> COMPLETED                    print_finished
@@ -66,13 +68,19 @@ def _reached_end(observation: Observation, last_percent: float) -> bool:
 
 
 def on_reading(
-    belief: Belief, observation: Observation, last_percent: float, now: str
+    belief: Belief,
+    observation: Observation,
+    last_percent: float,
+    now: str,
+    held: bool = False,
 ) -> tuple[Belief, list[Happening]]:
-    """The Belief after a successful reading, and the events on the way there."""
+    """The Belief after a successful reading, and the events on the way there; `held`: the
+    reading came with another client's replies (``sharing.py``), so the printer is held."""
     happenings: list[Happening] = []
-    if belief.connectivity != "online":
-        happenings.append(Happening("printer_online"))
-    belief = msgspec.structs.replace(belief, connectivity="online", lost_reported=False)
+    connectivity: Connectivity = "held" if held else "online"
+    if belief.connectivity != connectivity:
+        happenings.append(Happening("printer_held_by_other_client" if held else "printer_online"))
+    belief = msgspec.structs.replace(belief, connectivity=connectivity, lost_reported=False)
     activity = observation.activity
     file = observation.machine.current_file
     if activity in (Activity.PRINTING, Activity.PAUSED):

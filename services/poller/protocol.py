@@ -237,7 +237,11 @@ def parse_m115(lines: Sequence[str]) -> MachineInfo:
         machine_type=_optional_text(values.get("Machine Type"), "M115 Machine Type", lines),
         name=_optional_text(values.get("Machine Name"), "M115 Machine Name", lines),
         firmware=_optional_text(values.get("Firmware"), "M115 Firmware", lines),
-        serial=_optional_text(values.get("SN"), "M115 SN", lines),
+        # "SN:" in every capture; "Serial Number:" in a public A3 client's fixtures
+        # (GhostTypes/ff-5mp-api-py tests/test_a3_client.py): take either, SN first.
+        serial=_optional_text(
+            values.get("SN") or values.get("Serial Number"), "M115 serial number", lines
+        ),
         tool_count=None if tools is None else _int(tools, 0, MAX_TOOLS, "M115 Tool Count", lines),
         build_volume=volume,
         mac=_optional_text(values.get("Mac Address"), "M115 Mac Address", lines),
@@ -407,21 +411,29 @@ def parse_m114(lines: Sequence[str]) -> Position:
 
 
 class ControlGrant(msgspec.Struct, frozen=True):
-    """M601: whether control was granted, and the firmware's exact words."""
+    """M601: whether control was granted, and the firmware's exact words; `lingering`: the
+    printer says this client is already connected (``Error: have been connected``)."""
 
     granted: bool
     text: str
+    lingering: bool = False
 
 
 def parse_m601(lines: Sequence[str]) -> ControlGrant:
-    """``Control Success.`` / ``Control Success V2.1.`` grant; ``Control failed.`` refuses."""
+    """``Control Success.`` / ``Control Success V2.1.`` grant; ``Control failed.`` refuses;
+    ``Error: have been connected`` (A3 firmware, per public clients) is our own earlier
+    session still open on the printer: control is ours, the read-back confirms it."""
     for line in lines:
         lowered = line.lower()
         if lowered.startswith("control success"):
             return ControlGrant(True, line)
         if lowered.startswith("control failed"):
             return ControlGrant(False, line)
-    raise _payload_error("M601 without 'Control Success' or 'Control failed'", lines)
+        if lowered.startswith("error: have been connected"):
+            return ControlGrant(True, line, lingering=True)
+    raise _payload_error(
+        "M601 without 'Control Success', 'Control failed' or 'have been connected'", lines
+    )
 
 
 def parse_m602(lines: Sequence[str]) -> None:

@@ -48,13 +48,19 @@ def status_of_reading(
     observation: Observation,
     job_active: bool,
     info: PrinterInfo,
+    held: bool = False,
 ) -> Status:
     """The Status of a printer that answered; the file is shown while a job is open and on
-    the completed screen (an idle printer's last file is not news)."""
+    the completed screen (an idle printer's last file is not news). `held`: another
+    client's replies came with ours, so ``idle``/``completed`` read ``held_by_other_client``
+    (with the true values); a print or a pause is still shown as such: what the job does
+    matters more to the API than who else watches it, and the event says so once."""
     state = printer_state(observation, job_active)
+    if held and state in ("idle", "completed"):
+        state = "held_by_other_client"
     temps = observation.temperatures
     progress = observation.progress
-    shows_file = job_active or state == "completed"
+    shows_file = job_active or observation.activity is Activity.COMPLETED
     return Status(
         id=record_id,
         printer_id=printer_id,

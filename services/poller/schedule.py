@@ -27,6 +27,12 @@ Nothing here does I/O, so the whole policy is the tables in ``test_poller_schedu
   (``active_recheck_s``), so its return, or ``printer_lost_while_printing`` after the
   grace period, is seen in time. Every further failure is reported again (a status per
   look); a successful read leaves TROUBLE (or RETRYING) for PROBING or WATCHING.
+
+Another client (``sharing.py``) overrides two of these while the link is not held: a
+refused or turned-away connection, and any failure while the printer is already held, go
+to sharing (no RETRYING: a busy printer is not hammered), and while sharing says SUSPECT or
+HELD, sharing's ``next_look`` paces the probes. ``Listening`` is how long a probe keeps its
+connection to hear another client's replies leak in (its cost: docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -49,6 +55,15 @@ class Lease(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Listening:
+    """How long a probe keeps its connection to hear leaks (the cost of listening)."""
+
+    idle_listen_s: float = 0.45  # a whole probe: connect, read, listen, close
+    held_listen_s: float = 0.8  # a probe while held: > one period of a 2 Hz poller
+    clear_after_s: float = 0.7  # quiet listening that ends HELD (<= held_listen_s)
+
+
+@dataclass(frozen=True)
 class Tuning:
     """Timing knobs that are not in the config contract (tests shorten them)."""
 
@@ -60,6 +75,7 @@ class Tuning:
     active_recheck_s: float = 5.0
     verify_within_s: float = 5.0
     request_timeout_s: float = 5.0
+    listening: Listening = Listening()
 
 
 @dataclass(frozen=True)
@@ -96,10 +112,14 @@ class Look:
 
     delay_s: float
     jitter: bool = False
+    least_s: float = 0.0  # a jittered delay never goes below this (sharing's back-off)
 
     def next_delay_s(self) -> float:
-        """The delay to sleep: jittered between half and all of it when asked for."""
-        return jittered(self.delay_s) if self.jitter else self.delay_s
+        """The delay to sleep: jittered between half and all of it (but at least
+        ``least_s``) when asked for."""
+        if not self.jitter:
+            return self.delay_s
+        return max(min(self.least_s, self.delay_s), jittered(self.delay_s))
 
 
 def after_reading(activity: Activity, job_active: bool) -> LeaseState:

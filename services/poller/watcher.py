@@ -6,6 +6,10 @@ Per cycle: read (on the held link, or a fresh connection), feed the reading to `
 Status (``report.py``), and move the lease (``schedule.after_reading``: keep the link or
 let it go). A failed read moves it with ``schedule.after_failure`` instead: retry quietly,
 or report the failure as a state. ``schedule.next_look`` says when the next cycle runs.
+A probe (a cycle that opened the connection) also listens before letting go, and what the
+link heard unasked moves the sharing state machine (``sharing.py``): another client's
+replies, or a connection turned away, make the printer held; while it is, sharing paces
+the probes instead.
 Commands (``executor.py``) take the same turn between cycles and wake the loop so the next
 status shows their effect. A
 cycle that fails in a way nobody foresaw (a bug, a full disk under the journal) drops the
@@ -23,7 +27,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from gateway.config import LimitsSection, PrinterSection
-from gateway.errors import PrinterIOError, PrinterProtocolError
+from gateway.errors import (
+    PrinterIOError,
+    PrinterProtocolError,
+    PrinterRefusedError,
+    PrinterTurnedAwayError,
+)
 from gateway.health import PrinterHealth, Problems, write_printer
 from gateway.ids import RecordIds
 from gateway.layout import Layout
@@ -33,10 +42,12 @@ from services.poller.connection import PrinterConnection
 from services.poller.events import Belief, Happening, on_failure, on_reading
 from services.poller.executor import CommandExecutor
 from services.poller.journal import Journal
+from services.poller.link import PrinterLink
 from services.poller.observe import observe
 from services.poller.protocol import Activity, Observation
 from services.poller.report import (
     REPORTED_STATE,
+    FailureKind,
     failure_kind,
     printer_info,
     status_of_reading,
@@ -51,6 +62,8 @@ from services.poller.schedule import (
     after_reading,
     next_look,
 )
+from services.poller.sharing import SharingState, heard, lost, turned_away
+from services.poller.sharing import next_look as sharing_look
 
 logger = logging.getLogger(__name__)
 FAILURE_LOG_GAP_S = 300.0
@@ -89,6 +102,7 @@ class PrinterWatcher:
         self._emit = emit
         self._ids = RecordIds(gateway_id, printer.id)
         self.lease = LeaseState()
+        self.sharing = SharingState()
         self._logged_failure: tuple[type | None, float] = (None, 0.0)
         self._unreachable_since: float | None = None
         self._last_percent = 0.0
@@ -151,27 +165,47 @@ class PrinterWatcher:
         """One look at the printer; when to look again."""
         await self.journal.settle_acks()
         try:
+            probe = not self.connection.held
             link = await self.connection.open()
             observation = await observe(link, self.tuning.request_timeout_s)
+            if probe:
+                await self._listen(link)
         except (PrinterIOError, PrinterProtocolError) as err:
             await self.connection.close()
             await self._after_failure(err)
         else:
+            foreign, covered = self.connection.hearing()
+            self.sharing = heard(self.sharing, foreign, covered, self.tuning.listening)
             await self._after_reading(observation)
             if not self.lease.hold_link:
                 await self.connection.close()
         job_active = self.journal.state.belief.job_phase != "none"
+        if not self.lease.hold_link:
+            held_look = sharing_look(self.sharing, self.timing.probe_interval_s)
+            if held_look is not None:
+                return held_look
         return next_look(self.lease, job_active, self.timing)
+
+    async def _listen(self, link: PrinterLink) -> None:
+        """Keep a probe's connection for the rest of its listening time, to hear another
+        client's replies leaking in (the cost is in docs/protocol.md, "Another client")."""
+        budget = self.sharing.listen_s(self.tuning.listening)
+        left = budget - (time.monotonic() - link.opened_at)
+        if left > 0:
+            await link.listen(left)
 
     async def _after_reading(self, observation: Observation) -> None:
         self._unreachable_since = None
-        self.detail = (  # the reason of an `error` state, for `status`
+        held = self.sharing.held
+        self.detail = (  # the reason of an `error` or held state, for `status`
             f"unknown MachineStatus {observation.machine.machine_status!r}"
             if observation.activity is Activity.UNKNOWN
+            else "another client's replies leak into ours (it polls the printer)"
+            if held
             else None
         )
         belief, happenings = on_reading(
-            self.journal.state.belief, observation, self._last_percent, utc_text()
+            self.journal.state.belief, observation, self._last_percent, utc_text(), held
         )
         await self._record_events(belief, happenings)
         job_active = belief.job_phase != "none"
@@ -183,6 +217,7 @@ class PrinterWatcher:
             observation=observation,
             job_active=job_active,
             info=printer_info(self.printer.name, self.connection.info),
+            held=held,
         )
         self._set_state(status.state)
         self._emit(status)
@@ -190,20 +225,48 @@ class PrinterWatcher:
 
     async def _after_failure(self, err: Exception) -> None:
         now = time.monotonic()
+        if self._another_client(err):
+            await self._turned_away(err, now)
+            return
+        self.sharing = lost()
         self.lease = after_failure(self.lease, self.timing)
         if self._unreachable_since is None:
             self._unreachable_since = now
         if self.lease.failures == 1 and self._worth_logging(err, now):
             logger.info("printer %s: read failed (%s), retrying", self.printer.id, err)
-        if not self.lease.report:
-            return
+        if self.lease.report:
+            await self._report_failure(err, failure_kind(err), now)
+
+    def _another_client(self, err: Exception) -> bool:
+        """Refused or turned away; or, while already held, any failure of that kind (a
+        reset, a starved reply): paced by sharing, never retried quickly."""
+        if isinstance(err, PrinterRefusedError | PrinterTurnedAwayError):
+            return True
+        return self.sharing.held and failure_kind(err) == "held"
+
+    async def _turned_away(self, err: Exception, now: float) -> None:
+        self.sharing = turned_away(self.sharing)
+        self.lease = LeaseState()  # no link, no quick retries: sharing paces the looks
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        if self.sharing.held:
+            await self._report_failure(err, "held", now)
+        elif self._worth_logging(err, now):
+            logger.info(
+                "printer %s: turned away (%s); looking again in %g s",
+                self.printer.id,
+                err,
+                self.timing.probe_interval_s,
+            )
+
+    async def _report_failure(self, err: Exception, kind: FailureKind, now: float) -> None:
+        """The printer could not be read and that is now news: its state, and any event."""
         self.detail = str(err)
-        kind = failure_kind(err)
         if kind != "error":  # an `error` printer answers: reachable, so no connectivity event
             belief, happenings = on_failure(
                 self.journal.state.belief,
                 kind,
-                now - self._unreachable_since,
+                now - (self._unreachable_since or now),
                 self.tuning.lost_grace_s,
             )
             await self._record_events(belief, happenings)
@@ -242,7 +305,13 @@ class PrinterWatcher:
         """Leave the printer's state, lease and last contact for ``printer-gateway status``."""
         if self.layout is not None and self.state is not None:
             health = PrinterHealth(
-                self.printer.id, self.state, self.lease_held, self.last_contact, self.detail
+                self.printer.id,
+                self.state,
+                self.lease_held,
+                self.last_contact,
+                self.detail,
+                sharing=self.sharing.sharing.value,
+                connects_last_minute=self.connection.attempts_last_minute(),
             )
             write_printer(self.layout, health)
 
