@@ -49,6 +49,10 @@ def _describe(node: mi.Type) -> str:
             )
         case mi.CollectionType():
             return f"list of {_describe(node.item_type)}"
+        case mi.BoolType():
+            return "boolean"
+        case mi.DictType():
+            return f"table of {_describe(node.value_type)} by event"
     return type(node).__name__
 
 
@@ -68,8 +72,10 @@ def _default(key: str, field: mi.Field) -> str:
     )
     if value == "" and key.endswith(".id"):
         return "`printer<N>` (position, from 1)"
-    if value == "":
+    if value == "" and key == "printers.name":
         return "the id"
+    if value == "":
+        return '`""`'
     return f"`{msgspec.json.encode(value).decode()}`"
 
 
@@ -82,6 +88,8 @@ def rows() -> Iterator[str]:
         prefix = section.name
         if isinstance(table, mi.CollectionType):
             table, prefix = unwrap(table.item_type), f"{section.name}[]"
+        if isinstance(table, mi.UnionType):  # an optional section: absent = off
+            table = next(unwrap(t) for t in table.types if not isinstance(t, mi.NoneType))
         assert isinstance(table, mi.StructType)
         for field in table.fields:
             key = f"{prefix}.{field.name}"

@@ -31,6 +31,7 @@ from gateway.templates import template_problem
 
 CONFIG_ENV = "PRINTER_GATEWAY_CONFIG"
 TOKEN_ENV = "PRINTER_GATEWAY_TOKEN"
+MQTT_PASSWORD_ENV = "PRINTER_GATEWAY_MQTT_PASSWORD"
 DEFAULT_CONFIG_PATH = Path("gateway.toml")
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
@@ -175,6 +176,37 @@ class NotifySection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=T
     ] = True
 
 
+TopicPrefix = Annotated[
+    str,
+    # Levels of plain characters: no MQTT wildcard, no empty level, no leading "$" (the
+    # broker's own topics).
+    msgspec.Meta(pattern=r"^[A-Za-z0-9_.-][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$(?!\n)"),
+]
+
+
+class MqttSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[mqtt]`` (optional): the MQTT bridge and Home Assistant discovery."""
+
+    url: Annotated[
+        str, msgspec.Meta(description="the broker: mqtt://host:1883, mqtts:// for TLS")
+    ] = "mqtt://127.0.0.1:1883"
+    username: Annotated[str, msgspec.Meta(max_length=256, description="broker user")] = ""
+    password_file: Annotated[
+        str,
+        msgspec.Meta(description=f"file holding the broker password ({MQTT_PASSWORD_ENV} wins)"),
+    ] = ""
+    topic_prefix: Annotated[TopicPrefix, msgspec.Meta(description="first topic level(s)")] = (
+        "printer-gateway"
+    )
+    discovery_prefix: Annotated[
+        TopicPrefix | Literal[""],
+        msgspec.Meta(description='Home Assistant discovery prefix; "" = no discovery'),
+    ] = "homeassistant"
+    commands: Annotated[
+        bool, msgspec.Meta(description="accept commands on <prefix>/<gateway>/<printer>/command")
+    ] = True
+
+
 class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole configuration file, after defaults and normalisation."""
 
@@ -187,6 +219,7 @@ class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     control: ControlSection = msgspec.field(default_factory=ControlSection)
     uplink: UplinkSection = msgspec.field(default_factory=UplinkSection)
     notify: NotifySection = msgspec.field(default_factory=NotifySection)
+    mqtt: MqttSection | None = None
 
     def printer(self, printer_id: str) -> PrinterSection:
         """The printer with this id; ConfigError naming ``printers`` if there is none."""
@@ -357,8 +390,16 @@ def register_secrets(config: Config) -> None:
     register_url_credentials(config.api.url)
     for url in config.notify.urls:
         register_url_secrets(url)
-    for printer in config.printers:  # a camera URL may carry a user and password
+    for printer in config.printers:  # a camera URL may carry a password or a query token
         register_url_credentials(printer.camera_url)
+    if config.mqtt is not None:
+        register_url_credentials(config.mqtt.url)
+        try:
+            password = mqtt_password(config)
+        except ConfigError:
+            password = None  # reported where it is needed
+        if password is not None:
+            register_secret(password.reveal())
 
 
 def redacted(config: Config) -> Config:
@@ -370,7 +411,13 @@ def redacted(config: Config) -> Config:
     api = msgspec.structs.replace(api, url=redact(api.url))
     urls = tuple(f"{url.split('://', 1)[0]}://<redacted>" for url in config.notify.urls)
     notify = msgspec.structs.replace(config.notify, urls=urls)
-    return msgspec.structs.replace(config, api=api, notify=notify)
+    printers = tuple(  # a camera URL may carry a user and password, or a token in its query
+        msgspec.structs.replace(p, camera_url=redact(p.camera_url)) for p in config.printers
+    )
+    mqtt = config.mqtt
+    if mqtt is not None:
+        mqtt = msgspec.structs.replace(mqtt, url=redact(mqtt.url))
+    return msgspec.structs.replace(config, api=api, notify=notify, printers=printers, mqtt=mqtt)
 
 
 _AT_PATH = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -417,6 +464,25 @@ def unwrap(node: msgspec.inspect.Type) -> msgspec.inspect.Type:
     return node
 
 
+def mqtt_password(config: Config, environ: dict[str, str] | None = None) -> Secret | None:
+    """The broker password: $PRINTER_GATEWAY_MQTT_PASSWORD, else ``mqtt.password_file``, else
+    none; ConfigError naming the key when the file cannot be read."""
+    env = os.environ if environ is None else environ
+    if config.mqtt is None:
+        return None
+    from_env = env.get(MQTT_PASSWORD_ENV, "").strip()
+    if from_env:
+        return Secret(from_env)
+    if not config.mqtt.password_file:
+        return None
+    path = Path(config.mqtt.password_file)
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError("mqtt.password_file", f"cannot read {path}: {err}") from err
+    return Secret(value) if value else None
+
+
 def _url_host(host: str) -> str:
     """A host as it goes in a URL (an IPv6 address in brackets)."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -424,6 +490,16 @@ def _url_host(host: str) -> str:
 
 def _normalise(config: Config, base_dir: Path) -> Config:
     _check_url(config.api.url)
+    if config.mqtt is not None:
+        parts = urllib.parse.urlsplit(config.mqtt.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ConfigError(
+                "mqtt.url", f"{config.mqtt.url!r} is not mqtt:// or mqtts:// with a host"
+            )
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as err:
+            raise ConfigError("mqtt.url", str(err)) from err
     for event, template in config.notify.templates.items():
         problem = template_problem(template)
         if problem is not None:

@@ -58,7 +58,10 @@ async def serve(layout: Layout, services: Sequence[Service]) -> None:
             return_exceptions=True,
         )
     finally:
-        ctx.term()
+        # Each service closes its sockets with the linger it needs; a body that failed may
+        # have left one open, and term() would wait for it for ever (supervisord would see
+        # a live process and never restart it): what is still open is closed now.
+        ctx.destroy(linger=0)
     errors = [result for result in results if isinstance(result, BaseException)]
     for later in errors[1:]:  # the first ends the process with its traceback; these too
         logger.error("and another service failed too", exc_info=later)

@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS commands (
 CREATE INDEX IF NOT EXISTS commands_open ON commands(gateway_id, outcome);
 CREATE INDEX IF NOT EXISTS commands_by_printer ON commands(gateway_id, printer_id);
 CREATE INDEX IF NOT EXISTS records_by_kind_age ON records(kind, received_at);
+CREATE INDEX IF NOT EXISTS records_jobs ON records(gateway_id, printer_id, received_at)
+    WHERE kind = 'job';
 CREATE TABLE IF NOT EXISTS samples (
     gateway_id TEXT NOT NULL,
     printer_id TEXT NOT NULL,
@@ -339,7 +341,7 @@ class Store:
         if printer_id is not None:
             sql += " AND printer_id = ?"
             args.append(printer_id)
-        sql += " ORDER BY received_at DESC, seq DESC LIMIT ?"
+        sql += " ORDER BY received_at DESC LIMIT ?"
         args.append(limit)
         return [row[0] for row in self._conn.execute(sql, args)]
 

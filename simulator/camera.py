@@ -5,8 +5,9 @@ is given, so snapshots and camera detection can be tested without a printer.
 five a second; ``GET /?action=snapshot`` is one frame. Frames change over time: each is the
 same small picture (``camera.jpg``) with a JPEG comment segment naming the frame number and
 the time, so two frames never have the same bytes and each is still a valid JPEG.
-``dead=True`` is a camera that accepts connections and never answers (the case a
-notification must not wait for).
+``dead=True`` is a camera that accepts connections and never answers; ``stall=True`` one
+that answers its headers and half a frame, then nothing (the cases a notification must not
+wait for).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def frame(number: int) -> bytes:
 class Camera:
     """The HTTP side; `serve` on an asyncio server."""
 
-    def __init__(self, dead: bool = False) -> None:
+    def __init__(self, dead: bool = False, stall: bool = False) -> None:
         self.dead = dead
+        self.stall = stall
         self.numbers = itertools.count(1)
         self.requests = 0
 
@@ -73,6 +75,11 @@ class Camera:
         )
         while True:
             picture = frame(next(self.numbers))
+            if self.stall:
+                writer.write(b"--%s\r\nContent-Type: image/jpeg\r\n\r\n" % BOUNDARY)
+                writer.write(picture[: len(picture) // 2])
+                await writer.drain()
+                await asyncio.sleep(3600)
             writer.write(
                 b"--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
                 % (BOUNDARY, len(picture), picture)
@@ -81,9 +88,11 @@ class Camera:
             await asyncio.sleep(FRAME_INTERVAL_S)
 
 
-async def start_camera(host: str, port: int, dead: bool = False) -> tuple[asyncio.Server, int]:
+async def start_camera(
+    host: str, port: int, dead: bool = False, stall: bool = False
+) -> tuple[asyncio.Server, int]:
     """Serve a camera on host:port (0 picks a free port); returns the server and its port."""
-    camera = Camera(dead)
+    camera = Camera(dead, stall)
     server = await asyncio.start_server(camera.handle, host, port, limit=MAX_REQUEST)
     return server, server.sockets[0].getsockname()[1]
 
@@ -92,8 +101,9 @@ class CameraThread:
     """A camera on 127.0.0.1:<free port> in a thread of its own, for synchronous code (tests,
     the demo): ``with CameraThread() as camera: camera.url``."""
 
-    def __init__(self, dead: bool = False) -> None:
+    def __init__(self, dead: bool = False, stall: bool = False) -> None:
         self.dead = dead
+        self.stall = stall
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -107,7 +117,7 @@ class CameraThread:
     def __enter__(self) -> CameraThread:
         self._thread.start()
         started = asyncio.run_coroutine_threadsafe(
-            start_camera("127.0.0.1", 0, self.dead), self.loop
+            start_camera("127.0.0.1", 0, self.dead, self.stall), self.loop
         )
         self._server, self.port = started.result(10)
         return self

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,3 +63,33 @@ def test_services_that_stop_cleanly_end_the_process_with_zero(layout: Layout) ->
 
     assert runner.run(layout, [runner.Service("a", once), runner.Service("b", steady)]) == 0
     assert ran == ["a", "b"]
+
+
+def test_a_service_that_fails_with_a_socket_open_still_ends_the_process(tmp_path: Path) -> None:
+    """A body that raises before closing its sockets must not leave the process waiting in
+    the ZeroMQ context's term() for ever: supervisord would see it alive, never restart it."""
+    script = f"""
+import asyncio, zmq
+from gateway import runner
+from gateway.layout import Layout
+
+async def leaky(ctx, stop, problems):
+    sock = ctx.socket(zmq.PUSH)  # held by the traceback's frame: never collected
+    sock.connect("ipc://{tmp_path}/nobody.ipc")
+    raise RuntimeError("a bug, with a socket left open")
+
+async def steady(ctx, stop, problems):
+    await stop.wait()
+
+runner.run(Layout(Path("{tmp_path}/data"), Path("{tmp_path}/run")),
+           [runner.Service("leaky", leaky), runner.Service("steady", steady)])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", "from pathlib import Path\n" + script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "a bug, with a socket left open" in done.stderr

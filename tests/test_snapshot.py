@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from services.uplink.snapshot import SnapshotError, first_frame, snapshot
@@ -37,3 +39,11 @@ def test_a_stream_a_dead_camera_and_no_camera() -> None:
         snapshot(dead.url, deadline_s=0.5)
     with pytest.raises(SnapshotError):
         snapshot("http://127.0.0.1:9/?action=stream", deadline_s=0.5)
+
+
+def test_a_camera_that_stalls_mid_frame_is_a_typed_error_in_bounded_time() -> None:
+    with CameraThread(stall=True) as camera:
+        began = time.monotonic()
+        with pytest.raises(SnapshotError):
+            snapshot(camera.url, deadline_s=1.0)
+        assert time.monotonic() - began < 3.0

@@ -162,7 +162,7 @@ def test_a_snapshot_from_the_camera_rides_along_and_a_dead_camera_costs_only_the
     tmp_path: Path,
 ) -> None:
     script = Script()
-    with scripted_api(script) as url, CameraThread() as live, CameraThread(dead=True) as dead:
+    with scripted_api(script) as url, CameraThread() as live, CameraThread(stall=True) as dead:
         config = config_with(tmp_path, {"camera_url": live.url}, urls=[sink_url(url)])
         notifier = Notifier(config, Layout.of(config))
         notifier.start()

@@ -9,8 +9,10 @@ Theory of operation
   cannot lose it, and a re-sent event (already known) never owes a second one.
 * **Sent on a worker thread** with its own connection to the queue file, oldest first:
   nothing else waits for it. Sent -> the row is deleted. Not sent -> tried again after
-  10 s, 20 s, 40 s ... at most ``MAX_BACKOFF_S``; after ``GIVE_UP_S`` it is dropped (logged,
-  counted): a week-old "print started" helps nobody. Times are wall-clock because the row
+  10 s, 20 s, 40 s ... at most ``MAX_BACKOFF_S``; after ``GIVE_UP_S`` and at least
+  ``GIVE_UP_ATTEMPTS`` tries it is dropped (logged, counted): a day-old "print started" helps
+  nobody, and the count keeps a clock set right after boot (a Pi has no RTC) from making a
+  fresh one look old. Times are wall-clock because the row
   outlives the process; a time further ahead than the longest wait means the clock went
   back, and the row is due.
 * **At least once.** A kill between Apprise's success and the row's deletion sends it
@@ -52,6 +54,7 @@ SEND_TIMEOUT_S = 120.0  # Apprise's own timeouts are shorter; this bounds a stuc
 FIRST_BACKOFF_S = 10.0
 MAX_BACKOFF_S = 1800.0
 GIVE_UP_S = 24 * 3600.0
+GIVE_UP_ATTEMPTS = 20  # and at least this many tries: a clock set right after boot is no age
 CAMERA_REST_S = 600.0
 IDLE_WAIT_S = 1.0  # the worker looks at the outbox at least this often
 SNAPSHOT_EVENTS: frozenset[EventName] = frozenset(
@@ -182,7 +185,7 @@ class Notifier:
             logger.error("an owed notification cannot be read (%s): dropped", err)
             self._queue.outbox_done(item.pos)
             return
-        if now - item.made_at > GIVE_UP_S:
+        if now - item.made_at > GIVE_UP_S and item.attempts >= GIVE_UP_ATTEMPTS:
             self.dropped += 1
             logger.warning(
                 "a notification could not be sent for %s: dropped (%s)",
@@ -239,7 +242,13 @@ class Notifier:
             return None
         try:
             jpeg = snapshot(url)
-        except SnapshotError as err:
+            folder = self.layout.runtime_dir / "snapshots"
+            private_dir(folder)
+            path = folder / f"{printer.id}-{pos}.jpg"
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(jpeg)
+        except (SnapshotError, OSError) as err:  # no picture: never a reason to hold the text
             self._camera_rest[printer.id] = time.monotonic() + CAMERA_REST_S
             logger.info(
                 "no snapshot from %s's camera (%s): notifications go without a picture for %d min",
@@ -248,12 +257,6 @@ class Notifier:
                 CAMERA_REST_S // 60,
             )
             return None
-        folder = self.layout.runtime_dir / "snapshots"
-        private_dir(folder)
-        path = folder / f"{printer.id}-{pos}.jpg"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(jpeg)
         self.pictures += 1
         return str(path)
 

@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 KNOWN_STATUS_TTL_S = 3600  # statuses are re-sent from memory only, within minutes
 KNOWN_ID_TTL_S = 7 * 24 * 3600  # events may be re-sent from a poller journal days later
 FRESH_SHARE = 0.2  # of each batch reserved for the newest events, jobs and results
+RELIABLE_KINDS = ("event", "job", "command_result")  # the reliable lane's record kinds
 _encoder = msgspec.json.Encoder()
 
 _SCHEMA = """
@@ -146,10 +147,11 @@ class QueueDamaged(sqlite3.DatabaseError):
     """The queue file is not a sound SQLite database."""
 
 
-# What says the file itself is bad. Anything else (busy, locked, I/O, a full disk) is a
-# condition of the moment: never a reason to move a queue aside.
-_DAMAGE = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
-_BUSY = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
+# What says the file itself is bad (SQLite's primary result codes: the low byte of the
+# extended ones, so SQLITE_CORRUPT_INDEX is damage and SQLITE_BUSY_RECOVERY a wait). Anything
+# else (I/O, a full disk) is a condition of the moment: never a reason to move a queue aside.
+_DAMAGE = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+_BUSY = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 OPEN_PATIENCE_S = 30.0
 
 
@@ -162,11 +164,13 @@ def _checked_connection(path: Path) -> sqlite3.Connection:
     while True:
         try:
             return _try_connection(path)
+        except QueueDamaged:
+            raise
         except sqlite3.DatabaseError as err:
-            name = getattr(err, "sqlite_errorname", "")
-            if name in _DAMAGE:
+            code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+            if code in _DAMAGE:
                 raise QueueDamaged(str(err)) from err
-            if name not in _BUSY or time.monotonic() > deadline:
+            if code not in _BUSY or time.monotonic() > deadline:
                 raise
         time.sleep(0.05)
 
@@ -433,14 +437,18 @@ class DurableQueue:
         """Mark a batch for delivery: the oldest records, plus a share of the newest events,
         jobs and results (never statuses: spilled statuses go oldest first, so an outage's
         arrive in ts order, while a fresh event is not starved behind their backlog)."""
+        fresh = max(1, int(max_records * FRESH_SHARE))
         newest = self._conn.execute(
-            # Two index ranges instead of "kind != 'status'", which would scan every spilled
-            # status to find the few records of the reliable lane.
-            "SELECT pos, body FROM records INDEXED BY records_kind "
-            "WHERE kind < 'status' AND batch_id IS NULL "
-            "UNION ALL SELECT pos, body FROM records INDEXED BY records_kind "
-            "WHERE kind > 'status' AND batch_id IS NULL ORDER BY pos DESC LIMIT ?",
-            (max(1, int(max_records * FRESH_SHARE)),),
+            # One seek per reliable kind down its (kind, pos) index, each stopping at the
+            # share: never a read of the whole backlog of a kind (a range over several kinds,
+            # or "kind != 'status'", would read and sort all of them on every claim).
+            " UNION ALL ".join(
+                "SELECT * FROM (SELECT pos, body FROM records INDEXED BY records_kind "
+                f"WHERE kind = '{kind}' AND batch_id IS NULL ORDER BY pos DESC LIMIT :n)"
+                for kind in RELIABLE_KINDS
+            )
+            + " ORDER BY pos DESC LIMIT :n",
+            {"n": fresh},
         ).fetchall()
         oldest = self._conn.execute(
             "SELECT pos, body FROM records WHERE batch_id IS NULL ORDER BY pos LIMIT ?",

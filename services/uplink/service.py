@@ -318,13 +318,22 @@ class Uplink:
         if released:
             logger.info("requeued %d records claimed by a previous run", released)
         self.receiver = RecordReceiver(ctx, layout.records_endpoint)
-        self.tap = TapPublisher(ctx, layout.tap_endpoint)
-        self.work = threading.Event()
-        self.live = LiveLane(config.uplink.offline_status_interval_s, self.work)
-        self.delivery = DeliveryThread(
-            config, token, self.work, problems=self.problems, live=self.live
-        )
-        self.notifier = Notifier(config, layout, self.problems)
+        try:
+            # The tap's socket is on a shadow of the context, which the runner's clean-up
+            # does not see: closed here if what follows fails.
+            self.tap = TapPublisher(ctx, layout.tap_endpoint)
+            self.work = threading.Event()
+            self.live = LiveLane(config.uplink.offline_status_interval_s, self.work)
+            self.delivery = DeliveryThread(
+                config, token, self.work, problems=self.problems, live=self.live
+            )
+            self.notifier = Notifier(config, layout, self.problems)
+        except BaseException:
+            self.receiver.close()
+            if hasattr(self, "tap"):
+                self.tap.close()
+            self.queue.close()
+            raise
         self._full_since: float | None = None
         self._live_stats_at = -1e9
         self._live_stats_written: bytes | None = None
@@ -338,7 +347,7 @@ class Uplink:
             await guarded_loop(LoopGuard("receiving", self.problems), self._receive_once, stop)
         finally:
             self.delivery.stopping.set()
-            self.notifier.stop()
+            await asyncio.to_thread(self.notifier.stop)  # control shares this loop: no blocking
             self.work.set()
             await asyncio.to_thread(self.delivery.join, 15)
             await self._settle_live()  # what delivery settled while stopping

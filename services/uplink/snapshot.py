@@ -12,9 +12,11 @@ holds one of those too.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import requests
+import urllib3
 
 from gateway.errors import GatewayError
 
@@ -74,27 +76,50 @@ def first_frame(data: bytes | bytearray) -> bytes | None:
 
 
 def snapshot(url: str, deadline_s: float = DEADLINE_S, max_bytes: int = MAX_BYTES) -> bytes:
-    """A JPEG from the camera at `url`; SnapshotError when there is none in time."""
+    """A JPEG from the camera at `url`; SnapshotError when there is none in time. Every
+    wait (connect, each read) gets only the time left, so the whole call ends near
+    `deadline_s` whatever the camera does; each read is looked at once (the frame is
+    looked for again only from where a whole frame could now end)."""
     deadline = time.monotonic() + deadline_s
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SnapshotError(f"no whole JPEG within {deadline_s:g} s")
+        return remaining
+
     data = bytearray()
     try:
-        with requests.get(url, stream=True, timeout=(deadline_s, deadline_s)) as answer:
+        with requests.get(url, stream=True, timeout=(left(), left())) as answer:
             if answer.status_code != 200:
                 raise SnapshotError(f"the camera answered HTTP {answer.status_code}")
+            sock = _socket_of(answer)
             while True:
+                if sock is not None:
+                    sock.settimeout(left())
                 # read1: whatever has arrived, so a camera that trickles bytes cannot hold
                 # a read past the deadline (a plain read waits for a whole chunk).
-                chunk = answer.raw.read1(16384)
+                chunk = answer.raw.read1(65536)
                 if not chunk:
                     break
                 data += chunk
-                picture = first_frame(data)
-                if picture is not None:
-                    return picture
+                if b"\xff\xd9" in data[-len(chunk) - 1 :]:  # a frame can only end at FF D9
+                    picture = first_frame(data)
+                    if picture is not None:
+                        return picture
                 if len(data) > max_bytes:
                     raise SnapshotError(f"no whole JPEG in the first {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise SnapshotError(f"no whole JPEG within {deadline_s:g} s")
-    except requests.RequestException as err:
+                left()
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
+        # Whatever the camera or the network does: no picture this time, never an error
+        # that escapes into the notification it was for.
         raise SnapshotError(f"the camera cannot be read: {type(err).__name__}") from err
     raise SnapshotError("the camera's answer ended before a whole JPEG")
+
+
+def _socket_of(answer: requests.Response) -> socket.socket | None:
+    """The connection's socket, to shorten its timeout as the deadline nears (None when
+    urllib3 hides it: then each read keeps the timeout it started with)."""
+    connection = getattr(answer.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
