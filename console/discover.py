@@ -74,7 +74,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             probes = discovery.lan_probes(reply_port)
         try:
-            result = net.exchange(sock, probes, args.timeout, len(probes) if target else None)
+            result = net.exchange(
+                sock,
+                probes,
+                args.timeout,
+                len(probes) if target else None,
+                only_from=address if target else None,
+            )
         except OSError as err:  # the interface went away under us, say; nothing to retry
             _err(f"receiving replies failed: {err.strerror or err}")
             return 1

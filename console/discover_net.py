@@ -19,6 +19,7 @@ from gateway.discovery import Probe
 # Larger than any reply format, so an oversized datagram arrives whole and is rejected by
 # the parser for its size instead of being silently cut to a plausible one.
 RECEIVE_BYTES = 2048
+MAX_DATAGRAMS = 512  # a LAN has a handful of printers: past this, a flood, not an answer
 
 
 class DatagramSocket(Protocol):
@@ -78,9 +79,11 @@ def exchange(
     timeout_s: float,
     enough: int | None = None,
     clock: Callable[[], float] = time.monotonic,
+    only_from: str | None = None,
 ) -> Exchange:
     """Send `probes`, then receive until `timeout_s` has passed (or `enough` datagrams came:
-    a unicast probe has one possible answerer)."""
+    a unicast probe has one possible answerer, and with `only_from` a datagram from any
+    other address is not its answer), at most MAX_DATAGRAMS."""
     failures = []
     refused = 0
     for probe in probes:
@@ -90,7 +93,7 @@ def exchange(
             failures.append(SendFailure(probe, err.strerror or str(err)))
     received: list[Datagram] = []
     deadline = clock() + timeout_s
-    while enough is None or len(received) + refused < enough:
+    while (enough is None or len(received) + refused < enough) and len(received) < MAX_DATAGRAMS:
         left = deadline - clock()
         if left <= 0:
             break
@@ -104,6 +107,8 @@ def exchange(
             # unreachable", which Linux reports on the next receive: counted, and we keep
             # listening, since the other probe may still be answered.
             refused += 1
+            continue
+        if only_from is not None and str(source[0]) != only_from:
             continue
         received.append(Datagram(data, str(source[0])))
     return Exchange(received, failures, refused)

@@ -93,6 +93,30 @@ def test_foreign_control_with_leaking_replies_is_held_with_true_values(
     logger.info("A: detected in %.2f s, back in %.2f s, %d connects", detected, returned, attempts)
 
 
+def test_a_slow_printer_held_by_a_poller_is_one_episode_not_a_flapping_one(
+    sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
+) -> None:
+    """Reads that take most of a probe's listening budget once made the probe listen
+    for nothing and credited connect-and-read time as quiet: HELD cleared while the other
+    client still polled, and a second held event followed. Only real listening counts."""
+    sim.set_faults(reply_delay_s=0.15)  # four requests a look: 0.6 s of reads
+
+    async def scenario() -> Collector:
+        async with running_poller(zmq_context, config(configs, sim)) as (_, collector):
+            await wait_until(lambda: collector.events() == ["printer_online"], within_s=10)
+            sim.set_faults(foreign_poll_hz=2.0)
+            await wait_until(
+                lambda: "printer_held_by_other_client" in collector.events(), within_s=BOUND_S * 2
+            )
+            await asyncio.sleep(20 * P)  # the other client keeps polling all along
+            return collector
+
+    collector = asyncio.run(scenario())
+    assert collector.events() == ["printer_online", "printer_held_by_other_client"]
+    after = collector.statuses()[-3:]
+    assert all(s.state == "held_by_other_client" for s in after), [s.state for s in after]
+
+
 def test_one_connection_printer_turning_us_away_is_held_without_a_storm(
     sim: SimulatorThread, configs: ConfigFactory, zmq_context: zmq.asyncio.Context
 ) -> None:

@@ -30,7 +30,7 @@ class PrinterConnection:
         self._link: PrinterLink | None = None
         self._attempts: collections.deque[float] = collections.deque(maxlen=10_000)
         self._counted_foreign = 0  # of the link's foreign frames, those already handed out
-        self._counted_until = 0.0  # monotonic time the last hearing was taken
+        self._counted_listened = 0.0  # of the link's listened seconds, those handed out
 
     @property
     def held(self) -> bool:
@@ -38,7 +38,10 @@ class PrinterConnection:
         return self._link is not None
 
     async def open(self) -> PrinterLink:
-        """The open link, connecting (and reading M115) first when there is none."""
+        """The open link, connecting (and reading M115) first when there is none, or when
+        the one open had a reply come too late (its tail would look like a leak)."""
+        if self._link is not None and self._link.poisoned:
+            await self.close()
         if self._link is None:
             self._attempts.append(time.monotonic())
             link = await PrinterLink.open(
@@ -52,19 +55,20 @@ class PrinterConnection:
                 if not kept:
                     await link.close()
             self._link = link
-            self._counted_foreign, self._counted_until = 0, self._attempts[-1]
+            self._counted_foreign, self._counted_listened = 0, 0.0
         return self._link
 
     def hearing(self) -> tuple[int, float]:
         """Foreign frames the open link heard since the last call (or since it opened), and
-        the seconds that covers; (0, 0.0) without a link."""
+        the seconds it really listened in that time (``PrinterLink.listened_s``: connecting
+        and reading our own replies are not listening); (0, 0.0) without a link."""
         if self._link is None:
             return 0, 0.0
-        now = time.monotonic()
-        foreign = self._link.leaks.foreign - self._counted_foreign
-        covered = now - self._counted_until
-        self._counted_foreign, self._counted_until = self._link.leaks.foreign, now
-        return foreign, covered
+        link = self._link
+        foreign = link.leaks.foreign - self._counted_foreign
+        listened = link.listened_s - self._counted_listened
+        self._counted_foreign, self._counted_listened = link.leaks.foreign, link.listened_s
+        return foreign, listened
 
     def attempts_last_minute(self) -> int:
         """Connection attempts in the last 60 s (status shows it: no storm while held)."""

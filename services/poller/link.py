@@ -42,6 +42,10 @@ DRAIN_WAIT_S = 0.002
 # ...and only after the link was idle this long: between the requests of one cycle a leak
 # has no time to arrive, and a reading's M119 and M105 should stay as close as they were.
 DRAIN_AFTER_IDLE_S = 0.02
+# ...and never more than this much, however fast a broken or hostile peer streams: the drain
+# runs outside the request's deadline.
+DRAIN_MAX_BYTES = 65536
+DRAIN_MAX_S = 0.05
 
 
 class PrinterLink:
@@ -57,7 +61,13 @@ class PrinterLink:
         self.received = 0  # bytes, all told
         self.leaks = LeakScanner()
         self.peer_closed = False  # the printer hung up while we listened
+        # Seconds in which anything foreign would have been heard as such: listening, and the
+        # idle gaps between requests (what arrives in one is read by the next drain). The time
+        # spent connecting and reading our own replies is not: a foreign frame interleaved
+        # with a reply of ours is not counted (docs/protocol.md, "Another client").
+        self.listened_s = 0.0
         self._idle_since: float | None = None  # monotonic end of the last reply
+        self.poisoned = False  # a reply came too late: its tail may still arrive, unasked
 
     @classmethod
     async def open(cls, host: str, port: int, connect_timeout_s: float) -> PrinterLink:
@@ -88,10 +98,15 @@ class PrinterLink:
             try:
                 idle = self._idle_since
                 if idle is None or time.monotonic() - idle >= DRAIN_AFTER_IDLE_S:
+                    if idle is not None:
+                        self.listened_s += time.monotonic() - idle
                     await self._drain_waiting()
                 self._writer.write(encode_command(code, *args))
                 reply = await asyncio.wait_for(self._read_into(buffer), deadline_s)
             except TimeoutError as err:
+                # The late reply may still come, and would then look like another client's:
+                # this link is not to be used for reading again.
+                self.poisoned = True
                 raise PrinterTimeoutError(
                     f"no complete reply to {code} within {deadline_s}s"
                 ) from err
@@ -123,18 +138,23 @@ class PrinterLink:
                     self.peer_closed = True
                     break
                 self._heard(chunk, quiet=True)
-            return loop.time() - began
+            heard_s = loop.time() - began
+            self.listened_s += heard_s
+            return heard_s
 
     async def _drain_waiting(self) -> None:
         """Take in what already arrived unasked, before a request makes everything after it
-        look like a reply's prefix."""
-        while True:
+        look like a reply's prefix. Bounded in bytes and time: a peer that never stops
+        sending would otherwise hold the link (and the printer's turn) for ever."""
+        began, taken = time.monotonic(), 0
+        while taken < DRAIN_MAX_BYTES and time.monotonic() - began < DRAIN_MAX_S:
             try:
                 chunk = await asyncio.wait_for(self._reader.read(4096), DRAIN_WAIT_S)
             except TimeoutError:
                 return
             if not chunk:
                 return  # closed: the request that follows runs into it and says so
+            taken += len(chunk)
             self._heard(chunk, quiet=True)
 
     def _heard(self, chunk: bytes, *, quiet: bool) -> None:

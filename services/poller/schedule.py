@@ -61,6 +61,7 @@ class Listening:
     idle_listen_s: float = 0.45  # a whole probe: connect, read, listen, close
     held_listen_s: float = 0.8  # a probe while held: > one period of a 2 Hz poller
     clear_after_s: float = 0.7  # quiet listening that ends HELD (<= held_listen_s)
+    least_listen_s: float = 0.25  # a free probe listens at least this, after slow reads too
 
 
 @dataclass(frozen=True)

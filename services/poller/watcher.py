@@ -171,7 +171,12 @@ class PrinterWatcher:
             if probe:
                 await self._listen(link)
         except (PrinterIOError, PrinterProtocolError) as err:
+            foreign, _ = self.connection.hearing()  # what it heard before it failed counts
             await self.connection.close()
+            if foreign > 0 and not self.sharing.held:
+                # Another client's replies were in the way: held, paced by sharing, never
+                # the quick retries of a printer that merely glitched.
+                self.sharing = heard(self.sharing, foreign, 0.0, self.tuning.listening)
             await self._after_failure(err)
         else:
             foreign, covered = self.connection.hearing()
@@ -190,12 +195,17 @@ class PrinterWatcher:
         """Keep a probe's connection for the rest of its listening time, to hear another
         client's replies leaking in (the cost is in docs/protocol.md, "Another client")."""
         budget = self.sharing.listen_s(self.tuning.listening)
+        if self.sharing.held:  # the whole of it, after the reads: quiet is what ends HELD
+            await link.listen(budget)
+            return
+        # Free: the rest of the budget since the connect, but never less than a minimum,
+        # so a slow printer's reads do not leave no listening at all.
         left = budget - (time.monotonic() - link.opened_at)
-        if left > 0:
-            await link.listen(left)
+        await link.listen(max(left, self.tuning.listening.least_listen_s))
 
     async def _after_reading(self, observation: Observation) -> None:
         self._unreachable_since = None
+        self.last_contact = utc_text()  # it answered, held by another client or not
         held = self.sharing.held
         self.detail = (  # the reason of an `error` or held state, for `status`
             f"unknown MachineStatus {observation.machine.machine_status!r}"
