@@ -79,6 +79,7 @@ PURE = (
     "gateway/commands.py",
     "gateway/ids.py",
     "gateway/uuid7.py",
+    "gateway/job_records.py",
     "gateway/messages.py",
     "gateway/discovery.py",
     "console/discover_report.py",
@@ -88,6 +89,7 @@ PURE = (
     "services/poller/report.py",
     "services/poller/jobs.py",
     "services/poller/estimate.py",
+    "services/poller/job_report.py",
 )
 IO_MODULES = {"asyncio", "socket", "zmq", "sqlite3", "requests", "threading", "subprocess"}
 
