@@ -258,11 +258,11 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(OpenJob | None)
 
 
-def restarted(job: OpenJob | None, at: Moment) -> Run:
+def restarted(job: OpenJob | None, at: Moment, *, same_boot: bool = False) -> Run:
     """A new process at ``at``: the job as the journal had it, restored (ids it would make
     itself are new ones)."""
     fresh = Run(ids=(f"after-restart-{n}" for n in range(1, 100)))
-    fresh.job = restore(_decoder.decode(_encoder.encode(job)), at)
+    fresh.job = restore(_decoder.decode(_encoder.encode(job)), at, same_boot=same_boot)
     return fresh
 
 
@@ -283,15 +283,31 @@ def _journaled(script: Script) -> tuple[Run, OpenJob | None]:
     return run, kept
 
 
-@pytest.mark.parametrize("mono0", [0.0, -1e6, 5e6], ids=["same boot", "reboot", "later boot"])
-def test_restart_mid_print_continues_the_same_job(mono0: float) -> None:
+@pytest.mark.parametrize(
+    ("mono0", "wall_step", "same_boot"),
+    [
+        (0.0, 0.0, True),
+        (0.0, 0.0, False),
+        (-1e6, 0.0, False),
+        (5e6, 0.0, False),
+        (0.0, 2 * 86400.0, True),  # NTP stepped the clock by two days in between
+    ],
+    ids=["process restart", "restart, boot unknown", "reboot", "later boot", "clock stepped"],
+)
+def test_restart_mid_print_continues_the_same_job(
+    mono0: float, wall_step: float, same_boot: bool
+) -> None:
     before, kept = _journaled(
         [(0, HEATING), (90, seen(A.PRINTING, 0.0)), *printing(100, 1000, 1, 40)]
     )
     assert kept is not None
     # killed at t=1005, back at t=1030 on a clock that may have restarted
-    after = restarted(kept, Moment(mono0 + 1030, WALL0 + 1030))
-    after.feed([*printing(1030, 2000, 41, 99), (2000, seen(A.COMPLETED, 100.0))], mono0=mono0)
+    after = restarted(kept, Moment(mono0 + 1030, WALL0 + wall_step + 1030), same_boot=same_boot)
+    after.feed(
+        [*printing(1030, 2000, 41, 99), (2000, seen(A.COMPLETED, 100.0))],
+        mono0=mono0,
+        wall0=WALL0 + wall_step,
+    )
     assert before.names() == ["Started"]
     assert after.names() == ["Ended"]  # no second start
     (summary,) = after.summaries()

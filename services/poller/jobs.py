@@ -30,10 +30,11 @@ answer is a ``Step``: the job after it (``OpenJob`` or None), what changed (``St
   ``completed`` either way.
 * **Restart.** ``OpenJob`` is a msgspec struct; ``persist`` says when to write it (a change of
   start, phase, end, error or dark, and a checkpoint every ``CHECKPOINT_S`` while a job is
-  open, so an unseen end loses at most that much printing time). ``restore`` re-anchors its
-  monotonic fields on the wall clock (the monotonic clock restarts with the machine) and
-  makes the job dark: after SIGKILL or a reboot the first reading continues the same job,
-  with the same id and its times, and no second ``Started``.
+  open, so an unseen end loses at most that much printing time). ``restore`` keeps its
+  monotonic fields after a process restart, re-anchors them on the wall clock after a
+  reboot (the monotonic clock restarts with the machine), and makes the job dark: after
+  SIGKILL or a reboot the first reading continues the same job, with the same id and its
+  times, and no second ``Started``.
 
 Invariants: at most one job is open; every ``Started`` is followed by exactly one ``Ended``
 with the same id; accumulated times never decrease and are never negative (a wall clock
@@ -222,11 +223,18 @@ def unreachable(job: OpenJob | None, at: Moment) -> Step:
     return Step(msgspec.structs.replace(job, dark=True), persist=True)
 
 
-def restore(job: OpenJob | None, at: Moment) -> OpenJob | None:
-    """A job read back from the journal after a restart: its monotonic anchors moved onto
-    this boot's clock by their wall-clock age, and dark until the next reading."""
+def restore(job: OpenJob | None, at: Moment, *, same_boot: bool = False) -> OpenJob | None:
+    """A job read back from the journal after a restart, dark until the next reading.
+
+    After a reboot (``same_boot`` False) its monotonic anchors are moved onto this boot's
+    clock by their wall-clock age. Within one boot (the caller compares a boot id, e.g.
+    ``/proc/sys/kernel/random/boot_id``, journaled next to the job) they are kept as they
+    are: ``time.monotonic()`` goes on across processes, and a wall clock stepped by NTP in
+    between (a Pi without a real-time clock) must not become hours of printing."""
     if job is None:
         return None
+    if same_boot:
+        return msgspec.structs.replace(job, saved_mono=at.mono, dark=True)
 
     def anchored(wall: float) -> float:
         return at.mono - max(0.0, at.wall - wall)
