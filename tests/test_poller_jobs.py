@@ -198,6 +198,18 @@ def test_another_file_ends_the_old_job_and_starts_a_new_one() -> None:
     assert (run.job.id, run.job.file) == ("job-2", "b.gx")
 
 
+def test_a_file_name_seen_late_is_the_job_s() -> None:
+    run = Run().feed(
+        [
+            (0, seen(A.PRINTING, 5.0, None)),
+            (10, seen(A.PRINTING, 6.0)),
+            (20, seen(A.READY, 0.0, "b.gx")),
+        ]
+    )
+    assert run.names() == ["Started", "Ended"]
+    assert run.summaries()[0].file == "a.gx"
+
+
 def test_busy_inside_a_job_keeps_its_phase() -> None:
     run = Run().feed(
         [(0, seen(A.PRINTING, 5.0)), (10, seen(A.BUSY, 5.0)), (20, seen(A.PRINTING, 6.0))]

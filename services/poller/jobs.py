@@ -313,6 +313,7 @@ def _follow(job: OpenJob, sighting: Sighting, at: Moment) -> tuple[OpenJob | Non
     return (
         msgspec.structs.replace(
             job,
+            file=job.file or (sighting.file if activity in _ACTIVE else None),
             max_percent=max(job.max_percent, sighting.percent),
             last_percent=sighting.percent if activity in _ACTIVE else job.last_percent,
             seen_mono=at.mono,
@@ -388,9 +389,10 @@ def _end(job: OpenJob, outcome: JobOutcome, at: Moment) -> Ended:
 
 def _durably_different(before: OpenJob, after: OpenJob) -> bool:
     """Whether the journal's copy would be wrong in a way that matters after a restart."""
-    return (before.phase, before.errored, before.dark, before.pause_count) != (
+    return (before.phase, before.errored, before.dark, before.pause_count, before.file) != (
         after.phase,
         after.errored,
         after.dark,
         after.pause_count,
+        after.file,
     )
