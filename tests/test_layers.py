@@ -79,7 +79,6 @@ PURE = (
     "gateway/commands.py",
     "gateway/ids.py",
     "gateway/uuid7.py",
-    "gateway/job_records.py",
     "gateway/messages.py",
     "gateway/discovery.py",
     "console/discover_report.py",

@@ -1,4 +1,4 @@
-"""A job as the API hears it (services/poller/job_report.py, gateway/job_records.py)."""
+"""A job as the API hears it (services/poller/job_report.py, shapes in gateway/messages.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from gateway.job_records import JobProgress, JobRecord
+from gateway.messages import Job, JobProgress, Record, record_json_decoder
 from services.poller.estimate import Estimate, Estimator, Mark
-from services.poller.job_report import event_of, progress_of, record_of
+from services.poller.job_report import estimate_errors_of, event_of, progress_of, record_of
 from services.poller.jobs import (
     Ended,
     JobOutcome,
@@ -50,7 +50,7 @@ ESTIMATOR = Estimator(
 )
 
 
-def test_the_job_record_of_a_completed_print_round_trips_with_its_errors() -> None:
+def test_the_job_record_of_a_completed_print_round_trips() -> None:
     ts = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
     record = record_of(
         summary("completed"), ESTIMATOR, record_id="gw:rex1:b:7", printer_id="rex1", ts=ts
@@ -74,18 +74,24 @@ def test_the_job_record_of_a_completed_print_round_trips_with_its_errors() -> No
         "max_progress_percent": 100.0,
         "estimate_at_start_s": 7000.0,
         "estimate_origin": "history",
-        "estimate_errors": {"10": pytest.approx(0.0, abs=1e-4), "25": None},
     }
-    assert msgspec.json.decode(msgspec.json.encode(record), type=JobRecord) == record
+    decoded: Record = record_json_decoder.decode(msgspec.json.encode(record))
+    assert decoded == record
+
+
+def test_the_estimate_errors_of_a_completed_print_go_with_its_end_event() -> None:
+    # marks: at 10 % (695 s) 6255 s were predicted, exactly what was left; nothing at 25 %
+    errors = {"10": pytest.approx(0.0, abs=1e-4), "25": None}
+    assert estimate_errors_of(summary("completed"), ESTIMATOR) == errors
+    _, detail = event_of(Ended(summary("completed")), ESTIMATOR)
+    assert detail["estimate_errors"] == errors
 
 
 @pytest.mark.parametrize("outcome", ["cancelled", "failed", "interrupted"])
 def test_no_estimate_errors_when_the_print_did_not_complete(outcome: JobOutcome) -> None:
-    record = record_of(
-        summary(outcome), ESTIMATOR, record_id="r", printer_id="rex1", ts=datetime.now(UTC)
-    )
-    assert record.estimate_errors == {}
-    assert record.outcome == outcome
+    assert estimate_errors_of(summary(outcome), ESTIMATOR) == {}
+    _, detail = event_of(Ended(summary(outcome)), ESTIMATOR)
+    assert "estimate_errors" not in detail
 
 
 def test_the_job_block_of_a_status() -> None:
@@ -155,4 +161,4 @@ def test_a_job_record_out_of_bounds_is_refused(bad: dict[str, object]) -> None:
         )
     )
     with pytest.raises(msgspec.ValidationError):
-        msgspec.convert({**good, **bad}, JobRecord)
+        msgspec.convert({**good, **bad}, Job)

@@ -1,7 +1,7 @@
 """What the API hears of a job (architecture §4.3): the ``job`` block of a status, the
 ``job`` record of a finished print, and the name and detail of each ``print_*`` event,
-built from the job tracker's and the estimator's outputs. Pure: the caller passes ids and
-times.
+built from the job tracker's and the estimator's outputs (shapes in ``gateway/messages.py``).
+Pure: the caller passes ids and times.
 
 End events: ``print_cancelled`` for a cancelled job; ``print_finished`` for every other end,
 with ``detail.outcome`` saying completed, failed or interrupted (§4.3 has no failed or
@@ -14,8 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
-from gateway.job_records import MAX_SECONDS, JobProgress, JobRecord
-from gateway.messages import EventName
+from gateway.messages import MAX_SECONDS, EventName, Job, JobProgress
 from services.poller.estimate import Estimate, Estimator, errors_after
 from services.poller.jobs import (
     Change,
@@ -52,18 +51,23 @@ def progress_of(job: OpenJob, estimate: Estimate, at: Moment) -> JobProgress:
     )
 
 
+def estimate_errors_of(summary: JobSummary, estimator: Estimator) -> dict[str, float | None]:
+    """The estimate's error at each mark it reached, keyed "10", "25", "50", "75": |predicted
+    - actual| / actual remaining print time, null where it showed no number. Empty unless the
+    print completed (the real print time of any other end is not the print's)."""
+    if summary.outcome != "completed":
+        return {}
+    return {
+        f"{e.percent:g}": None if e.error is None else round(e.error, 4)
+        for e in errors_after(estimator, summary.print_s)
+    }
+
+
 def record_of(
     summary: JobSummary, estimator: Estimator, *, record_id: str, printer_id: str, ts: datetime
-) -> JobRecord:
-    """The ``job`` record of a finished print; estimate errors only when it completed (the
-    real print time of any other end is not the print's)."""
-    errors: dict[str, float | None] = {}
-    if summary.outcome == "completed":
-        errors = {
-            f"{e.percent:g}": None if e.error is None else round(e.error, 4)
-            for e in errors_after(estimator, summary.print_s)
-        }
-    return JobRecord(
+) -> Job:
+    """The ``job`` record of a finished print."""
+    return Job(
         id=record_id,
         printer_id=printer_id,
         ts=ts,
@@ -81,12 +85,15 @@ def record_of(
             None if estimator.at_start_s is None else _seconds(estimator.at_start_s)
         ),
         estimate_origin=estimator.origin_at_start,
-        estimate_errors=errors,
     )
 
 
-def event_of(change: Change) -> tuple[EventName, dict[str, Any]]:
-    """The ``print_*`` event of a change and its detail (always with ``job_id``)."""
+def event_of(
+    change: Change, estimator: Estimator | None = None
+) -> tuple[EventName, dict[str, Any]]:
+    """The ``print_*`` event of a change and its detail (always with ``job_id``); the end
+    of a completed print, given the job's estimator, carries ``estimate_errors`` (the ``job``
+    record has no field for them)."""
     match change:
         case Started(job_id=job_id, started_wall=wall):
             return "print_started", {"job_id": job_id, "started_at": _text(wall)}
@@ -96,12 +103,16 @@ def event_of(change: Change) -> tuple[EventName, dict[str, Any]]:
             name: EventName = (
                 "print_cancelled" if summary.outcome == "cancelled" else "print_finished"
             )
-            return name, {
+            detail: dict[str, Any] = {
                 "job_id": summary.job_id,
                 "outcome": summary.outcome,
                 "started_at": _text(summary.started_wall),
                 "print_s": _seconds(summary.print_s),
             }
+            errors = estimate_errors_of(summary, estimator) if estimator is not None else {}
+            if errors:
+                detail["estimate_errors"] = errors
+            return name, detail
         case Resumed(job_id=job_id):
             return "print_resumed", {"job_id": job_id}
         case _:
