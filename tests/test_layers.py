@@ -78,6 +78,7 @@ def test_every_project_package_has_a_rule() -> None:
 PURE = (
     "gateway/commands.py",
     "gateway/ids.py",
+    "gateway/uuid7.py",
     "gateway/messages.py",
     "gateway/discovery.py",
     "console/discover_report.py",
@@ -85,6 +86,9 @@ PURE = (
     "services/poller/events.py",
     "services/poller/schedule.py",
     "services/poller/report.py",
+    "services/poller/jobs.py",
+    "services/poller/estimate.py",
+    "services/poller/job_report.py",
 )
 IO_MODULES = {"asyncio", "socket", "zmq", "sqlite3", "requests", "threading", "subprocess"}
 
