@@ -45,7 +45,7 @@ from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
 from tests.support.waiting import wait_for
 
 TMPFS = Path("/dev/shm")
-SERVICES = ("poller", "uplink", "control")
+SERVICES = ("poller", "uplink", "control", "bridge")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from gateway.config import CONFIG_ENV, Config
 from gateway.files import private_dir
-from gateway.health import read_printers, read_problems, reset_starts, starts
+from gateway.health import read_bridge, read_printers, read_problems, reset_starts, starts
 from gateway.layout import LOG_DIR_ENV, Layout
 from gateway.redaction import safe
 from services.uplink.live import read_snapshot
@@ -133,6 +133,7 @@ def status_report(config: Config) -> tuple[dict[str, Any], bool]:
         )
     printers = read_printers(layout)
     live = read_snapshot(layout.live_lane)
+    bridge = read_bridge(layout) if config.mqtt is not None else None
     problems = []
     if services is None:
         problems.append("supervisord not reachable (is `printer-gateway up` running?)")
@@ -157,6 +158,7 @@ def status_report(config: Config) -> tuple[dict[str, Any], bool]:
         "printers": [msgspec.structs.asdict(p) for p in printers],
         "queue": None if queue is None else dataclasses.asdict(queue),
         "live": None if live is None else msgspec.structs.asdict(live.stats),
+        "mqtt": None if bridge is None else msgspec.structs.asdict(bridge),
     }
     return report, not problems
 
@@ -195,6 +197,13 @@ def format_report(report: dict[str, Any]) -> str:
             )
             + "; "
             f"last delivery {delivered}"
+        )
+    mqtt = report.get("mqtt")
+    if mqtt is not None:
+        connection = f"connected since {mqtt['since']}" if mqtt["connected"] else "NOT connected"
+        lines.append(
+            f"mqtt: {mqtt['broker']} {connection}; {mqtt['published']} messages published, "
+            f"{mqtt['commands']} commands taken"
         )
     queue = report["queue"]
     if queue is None:

@@ -158,6 +158,36 @@ class Problems:
             self._write_failed = False
 
 
+class BridgeHealth(msgspec.Struct, frozen=True):
+    """The MQTT bridge's broker connection, for ``status``."""
+
+    broker: str  # redacted
+    connected: bool
+    since: str | None = None
+    published: int = 0
+    commands: int = 0
+
+
+def write_bridge(layout: Layout, health: BridgeHealth) -> None:
+    """Leave the bridge's state in runtime_dir (a failure is logged, never raised)."""
+    path = layout.runtime_dir / "bridge.json"
+    try:
+        private_dir(path.parent)
+        write_atomically(path, msgspec.json.encode(health))
+    except OSError as err:
+        logger.warning("cannot write %s for `status`: %s", path, err)
+
+
+def read_bridge(layout: Layout) -> BridgeHealth | None:
+    """The bridge's last word, or None (no bridge, or not written yet)."""
+    try:
+        return msgspec.json.decode(
+            (layout.runtime_dir / "bridge.json").read_bytes(), type=BridgeHealth
+        )
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 def read_problems(layout: Layout) -> list[ServiceProblems]:
     """The problems of every service whose process is still alive (a dead one's file is
     stale: supervisord shows it down)."""

@@ -12,6 +12,7 @@ import zmq.asyncio
 from simulator import PrinterSimulator, SimulatorThread
 from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory
+from tests.support.mosquitto import Broker
 from tests.support.printers import fast_model
 from tests.support.zmq_context import terminate
 
@@ -48,3 +49,14 @@ def zmq_context() -> Iterator[zmq.asyncio.Context]:
     problem = terminate(ctx)
     if problem:
         pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real Mosquitto on 127.0.0.1:<free port> (skipped, saying why, where there is none)."""
+    started = Broker(tmp_path)
+    started.start()
+    try:
+        yield started
+    finally:
+        started.close()

@@ -1,7 +1,7 @@
 """The layers are in the folders, and the imports keep to them (docs/architecture.md):
 
     console/                      the printer-gateway command, operator tools, generators
-    services/poller|uplink|control  the supervised processes     simulator/  reference_api/
+    services/poller|uplink|control|bridge  the services  simulator/  reference_api/
     gateway/                      the library every process shares
 
 A package imports only from its own layer and the ones below: the library from itself,
@@ -45,6 +45,7 @@ ALLOWED = {
     "services.poller": {"gateway", "services.poller"},
     "services.uplink": {"gateway", "services.uplink"},
     "services.control": {"gateway", "services.control"},
+    "services.bridge": {"gateway", "services.bridge"},
     "simulator": {"gateway", "simulator"},
     "reference_api": {"gateway", "reference_api"},
 }
@@ -89,6 +90,8 @@ PURE = (
     "services/poller/jobs.py",
     "services/poller/estimate.py",
     "services/poller/job_report.py",
+    "services/bridge/topics.py",
+    "services/bridge/homeassistant.py",
 )
 IO_MODULES = {"asyncio", "socket", "zmq", "sqlite3", "requests", "threading", "subprocess"}
 

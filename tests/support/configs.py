@@ -37,6 +37,7 @@ class Keys(TypedDict, total=False):
     control: Table
     uplink: Table
     notify: Table
+    mqtt: Table
 
 
 def config_toml(root: Path, printers: Printers, **keys: Unpack[Keys]) -> str:
@@ -59,6 +60,7 @@ def config_toml(root: Path, printers: Printers, **keys: Unpack[Keys]) -> str:
         "control": keys.get("control"),
         "uplink": keys.get("uplink"),
         "notify": keys.get("notify"),
+        "mqtt": keys.get("mqtt"),
     }
     tables.update({name: table for name, table in more.items() if table is not None})
     text = "".join(_table(f"[{name}]", table) for name, table in tables.items())
