@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     tap.add_argument("--json", action="store_true", help="one JSON record per line")
     tap.add_argument("--count", type=int, default=0, help="stop after this many records")
     verbs.add_parser("check-config", help="validate the config and print the effective values")
+    from console import jobs_tool  # small: the job record and a file reader
+
+    jobs_tool.add_arguments(verbs.add_parser("jobs", help="the recent print jobs, newest first"))
     from console import discover  # only sockets and the wire format: cheap to import
 
     discover.add_arguments(
@@ -228,6 +231,14 @@ def run_status(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def run_jobs(args: argparse.Namespace) -> int:
+    """``jobs``: the recent print jobs this gateway recorded."""
+    _, config = _config(args)
+    from console import jobs_tool
+
+    return jobs_tool.run(config, args)
+
+
 def run_discover(args: argparse.Namespace) -> int:
     """``discover``: no config needed (it is how one starts a config)."""
     from console import discover
@@ -250,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": demo_cli.run,
         "tap": run_tool,
         "discover": run_discover,
+        "jobs": run_jobs,
     }
     try:
         return handlers[args.verb](args)

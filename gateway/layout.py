@@ -50,6 +50,11 @@ class Layout:
         """The poller's state file of one printer (belief, unsent events, command outcomes)."""
         return self.data_dir / "poller" / f"{printer_id}.json"
 
+    def jobs_log(self, printer_id: str) -> Path:
+        """The recent print jobs of one printer, a JSON record a line (``printer-gateway
+        jobs``)."""
+        return self.data_dir / "poller" / f"{printer_id}.jobs.jsonl"
+
     @property
     def log_dir(self) -> Path:
         """``$PRINTER_GATEWAY_LOG_DIR``, else ``<data_dir>/logs``."""

@@ -4,11 +4,14 @@ uplink, and recent command outcomes.
 Theory of operation
 -------------------
 The journal file is rewritten whole, atomically (temp file, fsync, rename, fsync of the
-directory), at four moments only: events were derived (new Belief + those events as
-pending, *before* they are sent), the uplink acknowledged events (they leave ``pending``),
-a command is about to be sent (``sending``), a command finished (its outcome is
-remembered). A command still marked ``sending`` after a restart is never sent again: asked
-again, the poller only reads the printer back and answers from what it sees.
+directory), at five moments only: events were derived (new Belief + those events, and the
+job record of a print that ended, as pending, *before* they are sent, with the open job in
+the same write), the uplink acknowledged records (they leave ``pending``), a command is
+about to be sent (``sending``), a command finished (its outcome is remembered), and the open
+job's checkpoint (at most once a minute while a print runs, ``jobs.CHECKPOINT_S``, so a
+print's times survive SIGKILL and a reboot). Nothing is written per poll. A command still
+marked ``sending`` after a restart is never sent again: asked again, the poller only reads
+the printer back and answers from what it sees.
 
 Writes run on a worker thread (an fsync on an SD card can take tens of milliseconds, and
 every printer's loop shares the event loop), one at a time per journal: a change is computed
@@ -38,8 +41,11 @@ import msgspec
 
 from gateway.commands import Answer
 from gateway.files import private_dir, set_aside, write_atomically
-from gateway.messages import Event
+from gateway.messages import Event, Job
+from services.poller.estimate import Estimator
 from services.poller.events import Belief
+from services.poller.job_state import FileHistory, JobState
+from services.poller.jobs import OpenJob
 
 logger = logging.getLogger(__name__)
 MAX_REMEMBERED_OUTCOMES = 500
@@ -49,9 +55,13 @@ class JournalState(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the poller must not forget about one printer."""
 
     belief: Belief = msgspec.field(default_factory=Belief)
-    pending: tuple[Event, ...] = ()
+    pending: tuple[Event | Job, ...] = ()  # derived, not yet acknowledged by the uplink
     outcomes: tuple[Answer, ...] = ()  # kept so a repeated id is answered, not re-run
     sending: tuple[str, ...] = ()  # command ids about to be sent, not yet answered
+    job: OpenJob | None = None  # the print under way (jobs.py), dark after a restart
+    estimator: Estimator = msgspec.field(default_factory=Estimator)
+    boot_id: str = ""  # the boot the job's monotonic times belong to
+    history: tuple[FileHistory, ...] = ()  # recent completed prints, for time-left estimates
 
 
 _decoder = msgspec.json.Decoder(JournalState)
@@ -82,13 +92,19 @@ class Journal:
             )
             return JournalState()
 
-    async def record_events(self, belief: Belief, events: list[Event]) -> None:
-        """Persist a new Belief with the events it implies, before they are sent."""
-        await self._change(
-            lambda state: msgspec.structs.replace(
-                state, belief=belief, pending=(*state.pending, *events)
-            )
-        )
+    async def record_events(
+        self, belief: Belief, events: list[Event | Job], job: JobState | None = None
+    ) -> None:
+        """Persist a new Belief with the records it implies (events, a job record), and the
+        job as it stands after them, before any of them is sent."""
+
+        def change(state: JournalState) -> JournalState:
+            state = msgspec.structs.replace(state, belief=belief, pending=(*state.pending, *events))
+            if job is not None:
+                state = msgspec.structs.replace(state, **msgspec.structs.asdict(job))
+            return state
+
+        await self._change(change)
 
     def acknowledge(self, ids: set[str]) -> None:
         """The uplink made these records durable: noted now, written by ``settle_acks``."""

@@ -24,7 +24,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
+
+import msgspec
 
 from gateway.config import LimitsSection, PrinterSection
 from gateway.errors import (
@@ -37,10 +40,14 @@ from gateway.health import PrinterHealth, Problems, write_printer
 from gateway.ids import RecordIds
 from gateway.layout import Layout
 from gateway.loops import LoopGuard
-from gateway.messages import Event, PrinterState, Record, utc_now, utc_text
+from gateway.messages import Event, Job, PrinterState, Record, utc_now, utc_text
 from services.poller.connection import PrinterConnection
 from services.poller.events import Belief, Happening, on_failure, on_reading
 from services.poller.executor import CommandExecutor
+from services.poller.job_follow import FollowUp, JobFollower, record_maker, tag
+from services.poller.job_state import JobState
+from services.poller.jobs import Moment
+from services.poller.jobs_log import append_jobs
 from services.poller.journal import Journal
 from services.poller.link import PrinterLink
 from services.poller.observe import observe
@@ -101,6 +108,18 @@ class PrinterWatcher:
         )
         self._emit = emit
         self._ids = RecordIds(gateway_id, printer.id)
+        saved = journal.state
+        self._jobs = JobFollower(
+            JobState(
+                job=saved.job,
+                estimator=saved.estimator,
+                boot_id=saved.boot_id,
+                history=saved.history,
+            ),
+            boot_id(),
+            _moment(),
+        )
+        self._make_record = record_maker(self._ids.next, printer.id, utc_now)
         self.lease = LeaseState()
         self.sharing = SharingState()
         self._logged_failure: tuple[type | None, float] = (None, 0.0)
@@ -214,10 +233,15 @@ class PrinterWatcher:
             if held
             else None
         )
+        follow = self._jobs.reading(observation, _moment(), self._make_record)
         belief, happenings = on_reading(
             self.journal.state.belief, observation, self._last_percent, utc_text(), held
         )
-        await self._record_events(belief, happenings)
+        try:
+            await self._record_events(belief, tag(happenings, follow), follow)
+        except BaseException:
+            self._jobs.undo(follow)
+            raise
         job_active = belief.job_phase != "none"
         self._last_percent = observation.progress.percent if job_active else 0.0
         status = status_of_reading(
@@ -229,14 +253,26 @@ class PrinterWatcher:
             info=printer_info(self.printer.name, self.connection.info),
             held=held,
         )
+        if follow.progress is not None:
+            status = msgspec.structs.replace(status, job=follow.progress)
         self._set_state(status.state)
         self._emit(status)
         self.lease = after_reading(observation.activity, job_active)
 
     async def _after_failure(self, err: Exception) -> None:
         now = time.monotonic()
+        follow = self._jobs.failure(_moment())  # an open job goes dark: its state is written
+        try:
+            await self._failed(err, now, follow)
+            if follow.state is not None and not follow.written:
+                await self._record_events(self.journal.state.belief, [], follow)
+        except BaseException:
+            self._jobs.undo(follow)
+            raise
+
+    async def _failed(self, err: Exception, now: float, follow: FollowUp) -> None:
         if self._another_client(err):
-            await self._turned_away(err, now)
+            await self._turned_away(err, now, follow)
             return
         self.sharing = lost()
         self.lease = after_failure(self.lease, self.timing)
@@ -245,7 +281,7 @@ class PrinterWatcher:
         if self.lease.failures == 1 and self._worth_logging(err, now):
             logger.info("printer %s: read failed (%s), retrying", self.printer.id, err)
         if self.lease.report:
-            await self._report_failure(err, failure_kind(err), now)
+            await self._report_failure(err, failure_kind(err), now, follow)
 
     def _another_client(self, err: Exception) -> bool:
         """Refused or turned away; or, while already held, any failure of that kind (a
@@ -254,13 +290,13 @@ class PrinterWatcher:
             return True
         return self.sharing.held and failure_kind(err) == "held"
 
-    async def _turned_away(self, err: Exception, now: float) -> None:
+    async def _turned_away(self, err: Exception, now: float, follow: FollowUp) -> None:
         self.sharing = turned_away(self.sharing)
         self.lease = LeaseState()  # no link, no quick retries: sharing paces the looks
         if self._unreachable_since is None:
             self._unreachable_since = now
         if self.sharing.held:
-            await self._report_failure(err, "held", now)
+            await self._report_failure(err, "held", now, follow)
         elif self._worth_logging(err, now):
             logger.info(
                 "printer %s: turned away (%s); looking again in %g s",
@@ -269,7 +305,9 @@ class PrinterWatcher:
                 self.timing.probe_interval_s,
             )
 
-    async def _report_failure(self, err: Exception, kind: FailureKind, now: float) -> None:
+    async def _report_failure(
+        self, err: Exception, kind: FailureKind, now: float, follow: FollowUp
+    ) -> None:
         """The printer could not be read and that is now news: its state, and any event."""
         self.detail = str(err)
         if kind != "error":  # an `error` printer answers: reachable, so no connectivity event
@@ -279,7 +317,7 @@ class PrinterWatcher:
                 now - (self._unreachable_since or now),
                 self.tuning.lost_grace_s,
             )
-            await self._record_events(belief, happenings)
+            await self._record_events(belief, tag(happenings, follow), follow)
         state = REPORTED_STATE[kind]
         if state != self.state:
             logger.warning("printer %s: %s (%s)", self.printer.id, state, err)
@@ -325,11 +363,22 @@ class PrinterWatcher:
             )
             write_printer(self.layout, health)
 
-    async def _record_events(self, belief: Belief, happenings: list[Happening]) -> None:
-        if not happenings and belief == self.journal.state.belief:
+    async def _record_events(
+        self, belief: Belief, happenings: list[Happening], follow: FollowUp | None = None
+    ) -> None:
+        """Make the events (and the job records and job state of `follow`) durable in one
+        journal write, then send them; nothing is written when nothing changed."""
+        records: list[Job] = follow.records if follow is not None else []
+        job_state = follow.state if follow is not None else None
+        if (
+            not happenings
+            and not records
+            and job_state is None
+            and belief == self.journal.state.belief
+        ):
             return
         ts = utc_now()
-        events = [
+        events: list[Event | Job] = [
             Event(
                 id=self._ids.next(),
                 printer_id=self.printer.id,
@@ -340,15 +389,42 @@ class PrinterWatcher:
             )
             for happening in happenings
         ]
-        await self.journal.record_events(belief, events)  # durable before anyone hears of them
-        for event in events:
-            logger.info(
-                "printer %s: event %s%s",
-                self.printer.id,
-                event.event,
-                f" ({event.file})" if event.file else "",
-            )
-            self._emit(event)
+        events += records  # after the print's end event
+        # Durable before anyone hears of them, with the job as it stands after them.
+        await self.journal.record_events(belief, events, job_state)
+        if follow is not None:
+            follow.written = True
+        if records and self.layout is not None:
+            append_jobs(self.layout.jobs_log(self.printer.id), records)
+        for record in events:
+            if isinstance(record, Event):
+                logger.info(
+                    "printer %s: event %s%s",
+                    self.printer.id,
+                    record.event,
+                    f" ({record.file})" if record.file else "",
+                )
+            else:
+                logger.info(
+                    "printer %s: print %s %s after %.0f s printing",
+                    self.printer.id,
+                    record.file or "",
+                    record.outcome,
+                    record.print_s,
+                )
+            self._emit(record)
+
+
+def boot_id() -> str:
+    """This boot's id (a job's monotonic times belong to one boot); "" where there is none."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _moment() -> Moment:
+    return Moment(time.monotonic(), time.time())
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:

@@ -58,6 +58,10 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
+def sent(sim: SimulatorThread, code: str) -> int:
+    return sum(1 for e in sim.wire() if e.what == "in" and e.text.split()[0] == f"~{code}")
+
+
 def shoot(page: object, name: str, tmp_path: Path) -> Path:
     path = Path(SCREENSHOTS or tmp_path) / name
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
@@ -115,6 +119,18 @@ def test_dashboard_and_printer_page_live_with_commands(
         expect(refused).to_contain_text("Bed to 400 °C", timeout=10_000)
         expect(refused).to_contain_text("Refused", timeout=20_000)
 
+        # Resumed, then cancelled for real behind the confirmation: the print's job record
+        # shows in the history (the poller made it when the print ended).
+        page.get_by_role("button", name="Resume").click()
+        expect(page.locator("article .state")).to_have_text("Printing", timeout=20_000)
+        page.get_by_role("button", name="Cancel print…").click()
+        page.get_by_role("button", name="Yes, cancel the print").click()
+        history = page.locator("#jobs tbody tr")
+        expect(history).to_have_count(1, timeout=30_000)
+        expect(history).to_contain_text("page.gx")
+        expect(history).to_contain_text("Cancelled")
+        expect(history).to_contain_text("1 (")  # one pause
+
         chart = page.locator("#chart svg")
         expect(chart).to_be_visible(timeout=20_000)
         # Nozzle, bed and progress lines drawn from the stored statuses (redrawn every 15 s).
@@ -123,6 +139,7 @@ def test_dashboard_and_printer_page_live_with_commands(
 
         # Printer-supplied text made of markup and escape codes is shown as text, never run.
         sim.set_faults(hostile="nasty_text")
+        sim.call(lambda: sim.sim.model.start_print(PrintJob(file="next.gx", duration_s=300)))
         page.goto(f"{api.url}/ui/")
         card = page.locator("article[data-printer=rex1]")
         expect(card.locator(".file")).to_contain_text(NASTY_FILE, timeout=15_000)
@@ -134,7 +151,7 @@ def test_dashboard_and_printer_page_live_with_commands(
         other.goto(f"{api.url}/ui/gw")  # no token: the data stays behind the login
         expect(other.locator("#login")).to_be_visible(timeout=10_000)
         expect(other.locator("article")).to_have_count(0)
-    assert sim.truth()["status"] == "PAUSED"
+    assert sent(sim, "M26") == 1  # cancelled through the page, once
     assert sim.truth()["bed"][1] != 400  # type: ignore[index]
 
 
