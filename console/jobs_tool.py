@@ -11,7 +11,7 @@ from console.discover_report import visible
 from gateway.config import Config
 from gateway.layout import Layout
 from gateway.messages import Job, json_encoder
-from services.poller.jobs_log import read_jobs
+from services.poller.jobs_log import JobsLogError, read_jobs
 
 OUTCOMES = {
     "completed": "completed",
@@ -37,7 +37,11 @@ def run(config: Config, args: argparse.Namespace) -> int:
     """Print the jobs; 0 (an empty list says so)."""
     layout = Layout.of(config)
     printers = [config.printer(args.printer)] if args.printer else list(config.printers)
-    jobs: list[Job] = [job for p in printers for job in read_jobs(layout.jobs_log(p.id))]
+    try:
+        jobs: list[Job] = [job for p in printers for job in read_jobs(layout.jobs_log(p.id))]
+    except JobsLogError as err:
+        print(f"printer-gateway jobs: {err}", file=sys.stderr)
+        return 1
     jobs.sort(key=lambda job: job.ended_at, reverse=True)
     jobs = jobs[: max(1, args.limit)]
     if args.json:

@@ -125,7 +125,7 @@ class JobFollower:
     def undo(self, follow: FollowUp) -> None:
         """The journal did not take this input's write: back to before it, so the next
         reading derives the same changes (and the same job record) again."""
-        if follow.undo is not None:
+        if follow.undo is not None and not follow.written:
             self.job = follow.undo.job
             self.estimator = follow.undo.estimator
             self.history = {h.file: h.print_s for h in follow.undo.history}

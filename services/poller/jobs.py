@@ -193,7 +193,10 @@ def observe(
     if job is not None and job.dark:
         job, ended = _after_dark(job, sighting, at)
         changes += ended
-        persist = True
+        # Only an end is worth a write: the same print going on changes nothing durable
+        # (a restart makes the job dark anyway), and a printer that alternates failed looks
+        # and readings must not cost a journal write per look.
+        persist = bool(ended)
     if job is not None and _other_file(job, sighting):
         changes.append(_end(job, _ready_outcome(job), at))
         job = None
@@ -341,12 +344,14 @@ def _after_dark(
     )
     if same_print:
         return msgspec.structs.replace(job, dark=False), []
-    if sighting.activity is Activity.COMPLETED:
-        return None, [_end(job, "completed", at)]
-    # Not seen to end: close it where it was last seen; what happened in the dark is unknown.
+    if sighting.activity is Activity.COMPLETED:  # it did finish: all of it was printed
+        return None, [_end(msgspec.structs.replace(job, max_percent=100.0), "completed", at)]
+    # Not seen to end: close it where it was last seen; what happened in the dark is unknown
+    # (a print at 100 % then ready did finish, whenever it did).
     seen = Moment(job.seen_mono, job.seen_wall)
-    outcome: JobOutcome = "completed" if job.max_percent >= 100.0 else "interrupted"
-    return None, [_end(job, outcome, seen)]
+    reached = max(job.max_percent, sighting.percent)
+    outcome: JobOutcome = "completed" if reached >= 100.0 else "interrupted"
+    return None, [_end(msgspec.structs.replace(job, max_percent=reached), outcome, seen)]
 
 
 def _ready_outcome(job: OpenJob, percent: float = 0.0) -> JobOutcome:

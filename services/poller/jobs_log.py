@@ -16,11 +16,18 @@ from pathlib import Path
 
 import msgspec
 
+from gateway.errors import GatewayError
 from gateway.files import private_dir, write_atomically
 from gateway.messages import DECODE_ERRORS, Job, json_encoder
 
 logger = logging.getLogger(__name__)
 KEEP = 1000
+
+
+class JobsLogError(GatewayError):
+    """The list cannot be read (its permissions, say)."""
+
+
 _decoder = msgspec.json.Decoder(Job)
 
 
@@ -28,8 +35,11 @@ def append_jobs(path: Path, jobs: Iterable[Job]) -> None:
     """Add job records (never raises: see the module's docstring)."""
     try:
         private_dir(path.parent)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(descriptor, "ab") as file:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(descriptor, "ab+") as file:
+            size = file.seek(0, os.SEEK_END)
+            if size and os.pread(descriptor, 1, size - 1) != b"\n":
+                file.write(b"\n")  # a line torn by a power cut stays alone, not glued to ours
             for job in jobs:
                 file.write(json_encoder.encode(job) + b"\n")
         lines = path.read_bytes().count(b"\n")
@@ -46,6 +56,8 @@ def read_jobs(path: Path) -> list[Job]:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
+    except OSError as err:
+        raise JobsLogError(f"cannot read {path}: {err.strerror or err}") from err
     jobs = []
     for line in data.splitlines():
         try:

@@ -120,6 +120,7 @@ class PrinterWatcher:
             _moment(),
         )
         self._make_record = record_maker(self._ids.next, printer.id, utc_now)
+        self._checkpoint_failing = False
         self.lease = LeaseState()
         self.sharing = SharingState()
         self._logged_failure: tuple[type | None, float] = (None, 0.0)
@@ -261,18 +262,8 @@ class PrinterWatcher:
 
     async def _after_failure(self, err: Exception) -> None:
         now = time.monotonic()
-        follow = self._jobs.failure(_moment())  # an open job goes dark: its state is written
-        try:
-            await self._failed(err, now, follow)
-            if follow.state is not None and not follow.written:
-                await self._record_events(self.journal.state.belief, [], follow)
-        except BaseException:
-            self._jobs.undo(follow)
-            raise
-
-    async def _failed(self, err: Exception, now: float, follow: FollowUp) -> None:
         if self._another_client(err):
-            await self._turned_away(err, now, follow)
+            await self._turned_away(err, now)
             return
         self.sharing = lost()
         self.lease = after_failure(self.lease, self.timing)
@@ -281,7 +272,7 @@ class PrinterWatcher:
         if self.lease.failures == 1 and self._worth_logging(err, now):
             logger.info("printer %s: read failed (%s), retrying", self.printer.id, err)
         if self.lease.report:
-            await self._report_failure(err, failure_kind(err), now, follow)
+            await self._report_failure(err, failure_kind(err), now)
 
     def _another_client(self, err: Exception) -> bool:
         """Refused or turned away; or, while already held, any failure of that kind (a
@@ -290,13 +281,13 @@ class PrinterWatcher:
             return True
         return self.sharing.held and failure_kind(err) == "held"
 
-    async def _turned_away(self, err: Exception, now: float, follow: FollowUp) -> None:
+    async def _turned_away(self, err: Exception, now: float) -> None:
         self.sharing = turned_away(self.sharing)
         self.lease = LeaseState()  # no link, no quick retries: sharing paces the looks
         if self._unreachable_since is None:
             self._unreachable_since = now
         if self.sharing.held:
-            await self._report_failure(err, "held", now, follow)
+            await self._report_failure(err, "held", now)
         elif self._worth_logging(err, now):
             logger.info(
                 "printer %s: turned away (%s); looking again in %g s",
@@ -305,11 +296,13 @@ class PrinterWatcher:
                 self.timing.probe_interval_s,
             )
 
-    async def _report_failure(
-        self, err: Exception, kind: FailureKind, now: float, follow: FollowUp
-    ) -> None:
-        """The printer could not be read and that is now news: its state, and any event."""
+    async def _report_failure(self, err: Exception, kind: FailureKind, now: float) -> None:
+        """The printer could not be read and that is now news: its state, any event, and
+        an open job goes dark (only now: one quick retry's failure is not the printer gone,
+        and must not turn a cancel seen a moment later into an interrupted print)."""
         self.detail = str(err)
+        follow = self._jobs.failure(_moment())
+        belief, happenings = self.journal.state.belief, list[Happening]()
         if kind != "error":  # an `error` printer answers: reachable, so no connectivity event
             belief, happenings = on_failure(
                 self.journal.state.belief,
@@ -317,7 +310,11 @@ class PrinterWatcher:
                 now - (self._unreachable_since or now),
                 self.tuning.lost_grace_s,
             )
+        try:
             await self._record_events(belief, tag(happenings, follow), follow)
+        except BaseException:
+            self._jobs.undo(follow)
+            raise
         state = REPORTED_STATE[kind]
         if state != self.state:
             logger.warning("printer %s: %s (%s)", self.printer.id, state, err)
@@ -391,7 +388,19 @@ class PrinterWatcher:
         ]
         events += records  # after the print's end event
         # Durable before anyone hears of them, with the job as it stands after them.
-        await self.journal.record_events(belief, events, job_state)
+        checkpoint_only = not events and belief == self.journal.state.belief
+        try:
+            await self.journal.record_events(belief, events, job_state)
+        except OSError as err:
+            if not checkpoint_only:
+                raise  # events not durable: the cycle fails, the next reading derives them
+            # Only the job's checkpoint: the job is right in memory and the next checkpoint
+            # comes in a minute. A full disk must not stop a printing printer's statuses.
+            if not self._checkpoint_failing:
+                logger.warning("printer %s: job checkpoint not written: %s", self.printer.id, err)
+            self._checkpoint_failing = True
+            return
+        self._checkpoint_failing = False
         if follow is not None:
             follow.written = True
         if records and self.layout is not None:
