@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  records:  {api_url}/v1/records?gateway_id=demo")
             logs = Layout.of(config).log_dir
             print(f"gateway under supervisord, logs in {logs}; Ctrl-C stops all")
+            print(
+                f"its config: {config_path} (while it runs, try "
+                f"`printer-gateway --config {config_path} status`, `... jobs`, `... tap`)"
+            )
             delivered = 0
             try:
                 delivered = _follow(api_url, token, args.duration)
@@ -133,7 +138,21 @@ def run(args: argparse.Namespace) -> int:
                 log.close()
                 del config
             print(f"records delivered: {delivered}")
-            return 0 if delivered > 0 else 1
+            if delivered > 0:
+                return 0
+            kept = Path(tempfile.mkdtemp(prefix="printer-gateway-demo-failed-"))
+            shutil.copytree(root, kept, dirs_exist_ok=True, ignore=_sockets)
+            print(f"nothing reached the API: the demo's files and logs are kept in {kept}")
+            return 1
+
+
+def _sockets(folder: str, names: list[str]) -> set[str]:
+    """What a copy of the demo's folder leaves out: ipc sockets and the like."""
+    return {
+        name
+        for name in names
+        if not (Path(folder) / name).is_file() and not (Path(folder) / name).is_dir()
+    }
 
 
 def _follow(api_url: str, token: str, duration_s: float) -> int:

@@ -15,9 +15,17 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from gateway.config import CONFIG_ENV, Config
 from gateway.files import private_dir
-from gateway.health import read_bridge, read_printers, read_problems, reset_starts, starts
+from gateway.health import (
+    PrinterHealth,
+    read_bridge,
+    read_printers,
+    read_problems,
+    reset_starts,
+    starts,
+)
 from gateway.layout import LOG_DIR_ENV, Layout
-from gateway.redaction import safe
+from gateway.locks import AlreadyRunning, hold
+from gateway.redaction import redact, safe
 from services.uplink.live import read_snapshot
 from services.uplink.queue import read_stats
 
@@ -61,10 +69,42 @@ def supervisord_command() -> list[str]:
     return [str(Path(sys.executable).parent / "supervisord"), "-n", "-c", str(bundled_conf())]
 
 
+def summary(config: Config) -> str:
+    """The one line `up` says about what it runs."""
+    layout = Layout.of(config)
+    printers = ", ".join(f"{p.id} ({p.host}:{p.port})" for p in config.printers)
+    extras = [
+        *([f"MQTT {redact(config.mqtt.url)}"] if config.mqtt is not None else []),
+        *([f"{len(config.notify.urls)} notification URL(s)"] if config.notify.urls else []),
+    ]
+    return (
+        f"printer-gateway: watching {printers}; delivering to {redact(config.api.url)}"
+        + (f"; {', '.join(extras)}" if extras else "")
+        + f"\nlogs in {layout.log_dir}; `printer-gateway status` says how it goes; Ctrl-C stops all"
+    )
+
+
 def up(config_path: Path, config: Config) -> int:
     """Replace this process by supervisord (Ctrl-C or SIGTERM stops every service cleanly);
-    the directories must exist (``prepare_dirs``)."""
-    reset_starts(Layout.of(config))
+    the directories must exist (``prepare_dirs``). One gateway per data directory: the lock
+    is held by supervisord itself (the descriptor survives the exec), so it lasts exactly
+    as long as the gateway; 2 when another holds it. supervisord's own chatter goes to its
+    log, not to this terminal: nothing it writes can fail on a closed pipe (``up | tee``
+    interrupted) and leave it dead with its services running."""
+    layout = Layout.of(config)
+    try:
+        lock = hold(layout.data_dir / "gateway.lock", f"a gateway on {layout.data_dir}")
+    except AlreadyRunning as err:
+        print(f"printer-gateway up: {err}: `printer-gateway status` shows it", file=sys.stderr)
+        return 2
+    os.set_inheritable(lock, True)
+    reset_starts(layout)
+    print(summary(config), flush=True)
+    output = os.open(
+        layout.log_dir / "supervisord.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+    )
+    os.dup2(output, 1)
+    os.dup2(output, 2)
     command = supervisord_command()
     os.execve(command[0], command, supervisor_environment(config_path, config))
     return 0  # not reached: execve does not return
@@ -141,6 +181,7 @@ def status_report(config: Config) -> tuple[dict[str, Any], bool]:
         problems += [f"service {s.name} is {s.state}" for s in services if not s.running]
     for service in read_problems(layout):
         problems += [f"{service.service}: {p.reason} (since {p.since})" for p in service.problems]
+    problems += unreachable_printers(config, printers)
     if queue is not None:
         if queue.oldest_age_s is not None and queue.oldest_age_s > STALLED_QUEUE_S:
             problems.append(
@@ -161,6 +202,24 @@ def status_report(config: Config) -> tuple[dict[str, Any], bool]:
         "mqtt": None if bridge is None else msgspec.structs.asdict(bridge),
     }
     return report, not problems
+
+
+def unreachable_printers(config: Config, printers: list[PrinterHealth]) -> list[str]:
+    """A printer the poller reports offline is a problem: it says so only after its retries
+    failed (a few probes), so this is not a blip. What to check comes with it."""
+    by_id = {p.id: p for p in config.printers}
+    found = []
+    for health in printers:
+        printer = by_id.get(health.printer_id)
+        if health.state != "offline" or printer is None:
+            continue
+        since = f"last contact {health.last_contact}" if health.last_contact else "never reached"
+        found.append(
+            f"printer {health.printer_id} is unreachable at {printer.host}:{printer.port} "
+            f"({since}): is it on, on this network, and is that its address? "
+            "(`printer-gateway discover` finds it)"
+        )
+    return found
 
 
 def format_report(report: dict[str, Any]) -> str:

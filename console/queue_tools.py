@@ -72,8 +72,11 @@ def _act(
         bodies = queue.peek(args.limit)
         for body in bodies:
             _line(msgspec.json.encode(_as_json(body)))
-        for status in () if live is None else live.waiting[: args.limit - len(bodies)]:
+        waiting = () if live is None else live.waiting[: args.limit - len(bodies)]
+        for status in waiting:
             _line(json_encoder.encode(status))
+        if not bodies and not waiting:  # on stderr: the output stays JSON lines for scripts
+            print("nothing queued: every record was delivered", file=sys.stderr)
     elif args.action == "dead":
         for reason, body in queue.dead_letters(args.limit):
             _line(msgspec.json.encode({"reason": safe(reason), "record": _as_json(body)}))
@@ -93,6 +96,12 @@ def tap_command(config: Config, args: argparse.Namespace) -> int:
     """Print records as the uplink accepts them, until Ctrl-C."""
     tap = TapSubscriber(Layout.of(config).tap_endpoint)
     count = 0
+    print(  # on stderr: stdout is the records (JSON lines with --json)
+        "waiting for records the uplink accepts (statuses come every poll while a print "
+        "runs, every probe otherwise); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         while args.count == 0 or count < args.count:
             data = tap.receive()

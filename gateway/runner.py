@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -28,8 +29,10 @@ import zmq.asyncio
 
 from gateway.health import Problems, record_start
 from gateway.layout import Layout
+from gateway.locks import AlreadyRunning, hold
 
 logger = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 Body = Callable[[zmq.asyncio.Context, asyncio.Event, Problems], Awaitable[None]]
 
 
@@ -49,6 +52,10 @@ async def serve(layout: Layout, services: Sequence[Service]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    held = [  # one of each service per gateway, for the life of this process
+        hold(layout.runtime_dir / f"{service.name}.lock", f"the {service.name} service")
+        for service in services
+    ]
     for service in services:
         record_start(layout, service.name)
     ctx = zmq.asyncio.Context()
@@ -62,6 +69,8 @@ async def serve(layout: Layout, services: Sequence[Service]) -> None:
         # have left one open, and term() would wait for it for ever (supervisord would see
         # a live process and never restart it): what is still open is closed now.
         ctx.destroy(linger=0)
+        for descriptor in held:
+            os.close(descriptor)
     errors = [result for result in results if isinstance(result, BaseException)]
     for later in errors[1:]:  # the first ends the process with its traceback; these too
         logger.error("and another service failed too", exc_info=later)
@@ -80,7 +89,27 @@ async def _hosted(
 
 
 def run(layout: Layout, services: Sequence[Service]) -> int:
-    """Blocking entry point of a service process; 0 on a clean stop."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(layout, services))
+    """Blocking entry point of a service process; 0 on a clean stop, 3 when a service is
+    already running for this gateway (said in one line)."""
+    if os.environ.get("SUPERVISOR_ENABLED"):
+        die_with_parent()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(layout, services))
+    except AlreadyRunning as err:
+        logger.error("%s for this gateway: not starting a second one", err)
+        return 3
     return 0
+
+
+def die_with_parent() -> None:
+    """Under supervisord: be sent SIGTERM when supervisord dies, however it dies (killed,
+    or its output pipe gone), so no service outlives it and a second `up` never finds a
+    set of orphans still polling the printer (Linux's PR_SET_PDEATHSIG; elsewhere, nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # supervisord was gone before the line above: go now
+        os.kill(os.getpid(), signal.SIGTERM)

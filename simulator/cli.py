@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
             name, _, value = fault.partition("=")
             msgspec.convert({name: _value(value) if value else True}, Faults)
     except (ValueError, msgspec.ValidationError) as err:
-        print(f"printer-gateway sim: {err}", file=sys.stderr)
+        names = ", ".join(Faults.__struct_fields__)
+        print(f"printer-gateway sim: {err} (fault names: {names})", file=sys.stderr)
         return 2
     try:
         asyncio.run(_serve(args, steps))

@@ -116,6 +116,13 @@ def test_sim_refuses_a_bad_step(cli: Cli) -> None:
     assert "bad --at step" in result.stderr
 
 
+def test_sim_names_the_faults_it_knows(cli: Cli) -> None:
+    result = cli.run("sim", "--port", "0", "--fault", "bogus=1")
+    assert result.returncode == 2
+    assert "fault names:" in result.stderr
+    assert "reply_delay_s" in result.stderr
+
+
 def test_api_without_a_token_exits_2(cli: Cli) -> None:
     result = cli.run("api", "--port", "0", env={**_base_env(), "PRINTER_GATEWAY_TOKEN": ""})
     assert result.returncode == 2
@@ -146,6 +153,8 @@ def test_queue_tools_on_a_real_queue(configs: ConfigFactory, cli: Cli) -> None:
     refused = on_config.run("queue", "purge", input="n\n")
     assert refused.returncode == 1
     assert "3 records deleted" in on_config.run("queue", "purge", "--yes").stdout
+    empty = on_config.run("queue", "peek")  # nothing: said, on stderr (stdout stays JSON)
+    assert (empty.stdout, "nothing queued") == ("", empty.stderr.split(":")[0])
 
 
 def test_check_config_hides_notification_urls_and_refuses_bad_ones(
