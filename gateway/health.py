@@ -34,6 +34,9 @@ class PrinterHealth(msgspec.Struct, frozen=True):
     detail: str | None = None  # why it could not be read (redacted, escaped), while it cannot
     sharing: str | None = None  # free, suspect or held (services/poller/sharing.py)
     connects_last_minute: int | None = None  # connection attempts in the last 60 s
+    # Failed reads since the poller started, by reason (gateway.errors.poll_error_reason),
+    # for the metrics: a counter that restarts at zero with the poller.
+    poll_errors: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 def record_start(layout: Layout, service: str) -> int:
