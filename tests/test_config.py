@@ -264,4 +264,5 @@ def test_metrics_listen_is_host_and_port(
 def test_metrics_are_off_unless_configured(tmp_path: Path) -> None:
     assert parse_config(MINIMAL, base_dir=tmp_path).metrics is None
     config = parse_config(MINIMAL + b"[metrics]\n", base_dir=tmp_path)
-    assert config.metrics is not None and config.metrics.listen == ""
+    assert config.metrics is not None
+    assert config.metrics.listen == ""
