@@ -191,6 +191,34 @@ def read_bridge(layout: Layout) -> BridgeHealth | None:
         return None
 
 
+class UplinkHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """The uplink's figures for the metrics service (docs/metrics.md), rewritten by the
+    uplink at most once a second when they change. Lanes are ``live`` (statuses) and
+    ``reliable`` (events, jobs, command results). Counters run since the uplink started,
+    except ``dropped["queue_cap"]``, which the queue file keeps."""
+
+    queue_records: dict[str, int] = msgspec.field(default_factory=dict)  # on disk, by lane
+    queue_bytes: int = 0  # record bodies on disk (queue and dead letters): what the cap counts
+    queue_oldest: dict[str, float] = msgspec.field(default_factory=dict)  # Unix s, by lane
+    delivered: dict[str, int] = msgspec.field(default_factory=dict)  # by lane
+    dropped: dict[str, int] = msgspec.field(default_factory=dict)  # by reason
+    upload_requests: dict[str, int] = msgspec.field(default_factory=dict)  # by result
+
+
+def write_uplink(layout: Layout, health: UplinkHealth) -> None:
+    """Leave the uplink's figures in runtime_dir (raises OSError: the caller logs once)."""
+    private_dir(layout.runtime_dir)
+    write_atomically(layout.uplink_health, msgspec.json.encode(health))
+
+
+def read_uplink(layout: Layout) -> UplinkHealth | None:
+    """The uplink's last figures, or None (not written yet, or being replaced this once)."""
+    try:
+        return msgspec.json.decode(layout.uplink_health.read_bytes(), type=UplinkHealth)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 def read_problems(layout: Layout) -> list[ServiceProblems]:
     """The problems of every service whose process is still alive (a dead one's file is
     stale: supervisord shows it down)."""

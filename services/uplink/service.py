@@ -41,7 +41,7 @@ from gateway import runner
 from gateway.bus import CommandInjector, InvalidRecord, Received, RecordReceiver, TapPublisher
 from gateway.config import Config, Token
 from gateway.files import write_atomically
-from gateway.health import REPORT_AFTER_S, Problems
+from gateway.health import REPORT_AFTER_S, Problems, UplinkHealth, write_uplink
 from gateway.http import AUTH_RETRY_S
 from gateway.ids import legacy_pause_id
 from gateway.layout import Layout
@@ -49,6 +49,7 @@ from gateway.loops import Backoff, LoopGuard, guarded_loop, guarded_thread_loop
 from gateway.messages import Command, Record, Status, json_encoder, utc_text
 from gateway.redaction import safe
 from services.uplink.delivery import Deliverer, Disposition, PostResult
+from services.uplink.figures import DeliveryCounts, uplink_health
 from services.uplink.legacy import LegacyDeliverer, LegacyState, PauseHook
 from services.uplink.live import LiveLane, LiveStatus
 from services.uplink.notify import Notifier
@@ -112,9 +113,11 @@ class DeliveryThread(threading.Thread):
         on_pause_request: PauseHook | None = None,
         problems: Problems | None = None,
         live: LiveLane | None = None,
+        counts: DeliveryCounts | None = None,
     ) -> None:
         super().__init__(name="uplink-delivery", daemon=True)
         self.live = live or LiveLane(config.uplink.offline_status_interval_s, work)
+        self.counts = counts or DeliveryCounts()
         layout = Layout.of(config)
         self.queue = DurableQueue(layout.queue_db, config.uplink.max_queue_mb * 1024 * 1024)
         self.problems = problems or Problems(None, "uplink")
@@ -189,6 +192,7 @@ class DeliveryThread(threading.Thread):
         except BaseException:  # whatever happened, they must not stay taken forever
             self.live.failed(live)
             raise
+        self.counts.request(answer.disposition.value)
         if answer.disposition is Disposition.DELIVERED:
             self.live.delivered(live, utc_text())
             self._recovered()
@@ -220,13 +224,14 @@ class DeliveryThread(threading.Thread):
     def _attempt(self, batch: Batch) -> float | None:
         """Post once and settle what the answer says; the delay before the next attempt."""
         answer = self.poster.post(batch)
+        self.counts.request(answer.disposition.value)
         self._keep_legacy_state()
         if answer.unreadable:
             batch = self._todo[-1] = self.queue.dead_letter_some(
                 batch, answer.unreadable, "the queued record cannot be read"
             )
         if answer.disposition is Disposition.DELIVERED:
-            self.queue.delivered(batch)
+            self.counts.delivered(self.queue.delivered(batch))
             self._todo.pop()
             self._recovered()
             return None
@@ -324,8 +329,9 @@ class Uplink:
             self.tap = TapPublisher(ctx, layout.tap_endpoint)
             self.work = threading.Event()
             self.live = LiveLane(config.uplink.offline_status_interval_s, self.work)
+            self.counts = DeliveryCounts()
             self.delivery = DeliveryThread(
-                config, token, self.work, problems=self.problems, live=self.live
+                config, token, self.work, problems=self.problems, live=self.live, counts=self.counts
             )
             self.notifier = Notifier(config, layout, self.problems)
         except BaseException:
@@ -338,6 +344,9 @@ class Uplink:
         self._live_stats_at = -1e9
         self._live_stats_written: bytes | None = None
         self._live_stats_failed = False
+        self._figures_at = -1e9
+        self._figures_written: UplinkHealth | None = None
+        self._figures_failed = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive and store until stop; then stop delivery and close."""
@@ -427,6 +436,28 @@ class Uplink:
         for peer, ids in self.live.acks().items():
             await self.receiver.acknowledge(peer, ids)
         self._write_live_stats()
+        await self._write_figures()
+
+    async def _write_figures(self) -> None:
+        """The figures the metrics service reads (runtime_dir: tmpfs), at most once a
+        second and only when they changed. The queue's stats are a few indexed queries,
+        run off the loop as its other queries are."""
+        now = time.monotonic()
+        if now - self._figures_at < LIVE_STATS_EVERY_S:
+            return
+        self._figures_at = now
+        stats = await asyncio.to_thread(self.queue.stats)
+        figures = uplink_health(stats, self.live.stats, self.counts)
+        if figures == self._figures_written:
+            return
+        try:
+            write_uplink(self.layout, figures)
+        except OSError as err:  # tmpfs full or gone: the metrics show less, nothing else
+            if not self._figures_failed:
+                logger.warning("cannot write %s: %s", self.layout.uplink_health, err)
+            self._figures_failed = True
+            return
+        self._figures_written, self._figures_failed = figures, False
 
     def _write_live_stats(self) -> None:
         now = time.monotonic()
