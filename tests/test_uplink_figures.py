@@ -35,7 +35,13 @@ def test_figures_by_lane_from_a_queue_file(tmp_path: Path) -> None:
     assert figures.queue_bytes > 0
     assert figures.delivered == {"live": 7 + 2, "reliable": 1}  # memory + queue
     assert figures.dropped == {"queue_cap": 0, "downsampled": 2, "no_room": 1}
-    assert figures.upload_requests == {"retry": 1, "delivered": 2}
+    assert figures.upload_requests == {
+        "retry": 1,
+        "delivered": 2,
+        "unauthorized": 0,
+        "split": 0,
+        "refused": 0,
+    }
     queue.close()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 
 from gateway.health import UplinkHealth
+from services.uplink.delivery import Disposition
 from services.uplink.live import LiveStats
 from services.uplink.queue import QueueStats
 
@@ -29,7 +30,8 @@ class DeliveryCounts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._delivered: dict[str, int] = {}
-        self._requests: dict[str, int] = {}
+        # Every result from the start, at 0: an alert on a rate of failures works at once.
+        self._requests: dict[str, int] = {d.value: 0 for d in Disposition}
 
     def request(self, result: str) -> None:
         """One POST (or legacy message batch) ended with `result` (a Disposition value)."""
