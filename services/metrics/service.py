@@ -84,13 +84,15 @@ def _serve(config: Config, facts: TapFacts) -> WSGIServer:
 async def _listen(config: Config, facts: TapFacts, stop: asyncio.Event, problems: Problems) -> None:
     assert config.metrics is not None
     listen = config.metrics.listen
-    server = None
+    server, logged = None, ""
     while server is None and not stop.is_set():
         try:
             server = _serve(config, facts)
         except OSError as err:
             problems.report("listen", f"cannot listen on {listen}: {err}; trying again")
-            logger.warning("metrics: cannot listen on %s (%s): trying again", listen, err)
+            if str(err) != logged:  # once, not every RETRY_BIND_S: `status` shows it meanwhile
+                logger.warning("metrics: cannot listen on %s (%s): trying again", listen, err)
+                logged = str(err)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RETRY_BIND_S)
     if server is None:
