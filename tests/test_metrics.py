@@ -4,6 +4,8 @@ counts from the tap deduped by id, label values from fixed sets, the uplink's fi
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from services.metrics.collector import Facts, families, stale_after_s
 from services.metrics.facts import TapFacts
 from tests.support.configs import make_config
 
+REPO = Path(__file__).resolve().parents[1]
 AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 T0 = 1000.0  # monotonic time the statuses arrive
 
@@ -236,3 +239,37 @@ def test_the_uplink_figures(config: Config) -> None:
     assert value(samples, "pgw_delivered_records_total", lane="reliable") == 7
     assert value(samples, "pgw_dropped_records_total", reason="downsampled") == 9
     assert value(samples, "pgw_upload_requests_total", result="retry") == 3
+
+
+IDLE = """
+import asyncio, sys  # noqa: E401
+from pathlib import Path
+import zmq.asyncio
+from gateway.health import Problems
+from services.metrics.service import service
+from tests.support.configs import make_config
+
+async def main() -> None:
+    listen = sys.argv[2] if len(sys.argv) > 2 else None  # None: no [metrics] at all
+    metrics = None if listen is None else {"listen": listen}
+    config = make_config(Path(sys.argv[1]), {"rex1": 8899}, metrics=metrics)
+    stop = asyncio.Event()
+    body = asyncio.create_task(service(config).body(zmq.asyncio.Context(), stop, Problems(None, "m")))
+    await asyncio.sleep(0.2)
+    assert not body.done()  # it waits for the stop
+    stop.set()
+    await asyncio.wait_for(body, 5)
+    print("prometheus_client" in sys.modules)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("listen", [None, ""])
+def test_without_a_listen_address_the_service_waits_and_loads_no_client(
+    tmp_path: Path, listen: str | None
+) -> None:
+    argv = [sys.executable, "-c", IDLE, str(tmp_path), *([] if listen is None else [listen])]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
