@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = verbs.add_parser(
         "run", help="services in the foreground, in one process (what supervisord calls)"
     )
-    run.add_argument("service", nargs="+", choices=["poller", "uplink", "control", "bridge"])
+    run.add_argument(
+        "service", nargs="+", choices=["poller", "uplink", "control", "bridge", "metrics"]
+    )
     run.add_argument("--printer", metavar="ID", help="poller: only this printer")
     sim_cli.add_arguments(verbs.add_parser("sim", help="the printer simulator"))
     _add_api_arguments(verbs.add_parser("api", help="the reference API server"))
@@ -166,7 +168,7 @@ def run_service(args: argparse.Namespace) -> int:
     if args.printer and "poller" not in names:
         print("printer-gateway: --printer is for the poller", file=sys.stderr)
         return 2
-    # The poller and the bridge never talk to the API: they need no token.
+    # The poller, the bridge and the metrics never talk to the API: they need no token.
     needs_token = bool({"uplink", "control"} & set(names))
     _, config = _config(args, for_services=needs_token)
     token = resolve_token(config) if needs_token else None
@@ -191,10 +193,14 @@ def run_service(args: argparse.Namespace) -> int:
 
             assert token is not None
             services.append(control_service.service(config, token))
-        else:
+        elif name == "bridge":
             from services.bridge import service as bridge_service
 
             services.append(bridge_service.service(config))
+        else:
+            from services.metrics import service as metrics_service
+
+            services.append(metrics_service.service(config))
     return runner.run(Layout.of(config), services)
 
 

@@ -87,7 +87,11 @@ class Answer(msgspec.Struct, frozen=True):
 
 
 def result_record(
-    gateway_id: str, printer_id: Identifier | None, answer: Answer, at: datetime
+    gateway_id: str,
+    printer_id: Identifier | None,
+    answer: Answer,
+    at: datetime,
+    command_type: str | None = None,
 ) -> CommandResult:
     """The ``command_result`` record of an answer; its id is the same on every re-send."""
     return CommandResult(
@@ -97,4 +101,5 @@ def result_record(
         command_id=answer.command_id,
         outcome=answer.outcome,
         detail=answer.detail,
+        command_type=command_type[:64] if command_type else None,
     )

@@ -207,6 +207,18 @@ class MqttSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     ] = True
 
 
+class MetricsSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[metrics]`` (optional): Prometheus metrics (docs/metrics.md)."""
+
+    listen: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=300,
+            description='"host:port" serving GET /metrics, e.g. "127.0.0.1:9464"; "" = off',
+        ),
+    ] = ""
+
+
 class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole configuration file, after defaults and normalisation."""
 
@@ -220,6 +232,7 @@ class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     uplink: UplinkSection = msgspec.field(default_factory=UplinkSection)
     notify: NotifySection = msgspec.field(default_factory=NotifySection)
     mqtt: MqttSection | None = None
+    metrics: MetricsSection | None = None
 
     def printer(self, printer_id: str) -> PrinterSection:
         """The printer with this id; ConfigError naming ``printers`` if there is none."""
@@ -500,6 +513,8 @@ def _normalise(config: Config, base_dir: Path) -> Config:
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number
         except ValueError as err:
             raise ConfigError("mqtt.url", str(err)) from err
+    if config.metrics is not None and config.metrics.listen:
+        listen_address(config.metrics.listen)  # raises ConfigError naming metrics.listen
     for event, template in config.notify.templates.items():
         problem = template_problem(template)
         if problem is not None:
@@ -532,6 +547,30 @@ def _normalise(config: Config, base_dir: Path) -> Config:
         runtime_dir=_absolute(config.gateway.runtime_dir, base_dir, "gateway.runtime_dir"),
     )
     return msgspec.structs.replace(config, gateway=gateway, printers=tuple(printers))
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:9464"`` for IPv6) as (host, port); ConfigError naming
+    ``metrics.listen`` when it is not one."""
+    host, sep, port_text = listen.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    problem = None
+    if not sep or not host or any(c.isspace() for c in host) or "/" in host:
+        problem = "is not host:port"
+    elif not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        problem = "needs a port from 1 to 65535"
+    elif ":" in host or bracketed:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            problem = "is not a bracketed IPv6 address and port"
+        if not bracketed:
+            problem = "needs brackets around an IPv6 address"
+    if problem is not None:
+        raise ConfigError("metrics.listen", f"{listen!r} {problem} (e.g. 127.0.0.1:9464)")
+    return host, int(port_text)
 
 
 def _check_url(url: str) -> None:

@@ -79,3 +79,25 @@ class PrinterDisconnectedError(PrinterIOError):
 class PrinterTurnedAwayError(PrinterDisconnectedError):
     """Accepted, then closed or reset before a single byte came back: a printer whose one
     connection is someone else's does exactly this (issue 12, episode B)."""
+
+
+# The reason label of a failed printer read (metrics: pgw_poll_errors_total), most specific
+# class first: a fixed, small set, never text from the printer.
+_POLL_ERROR_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (PrinterUnreachableError, "unreachable"),
+    (PrinterRefusedError, "refused"),
+    (PrinterTimeoutError, "timeout"),
+    (PrinterTurnedAwayError, "turned_away"),
+    (PrinterDisconnectedError, "disconnected"),
+    (ReplyTooLargeError, "reply_too_large"),
+    (MalformedReplyError, "malformed_reply"),
+    (UnexpectedPayloadError, "unexpected_payload"),
+)
+
+
+def poll_error_reason(err: Exception) -> str:
+    """A failed read's reason, one of a fixed set (``other`` for anything unforeseen)."""
+    for kind, reason in _POLL_ERROR_REASONS:
+        if isinstance(err, kind):
+            return reason
+    return "other"

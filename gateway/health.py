@@ -34,6 +34,9 @@ class PrinterHealth(msgspec.Struct, frozen=True):
     detail: str | None = None  # why it could not be read (redacted, escaped), while it cannot
     sharing: str | None = None  # free, suspect or held (services/poller/sharing.py)
     connects_last_minute: int | None = None  # connection attempts in the last 60 s
+    # Failed reads since the poller started, by reason (gateway.errors.poll_error_reason),
+    # for the metrics: a counter that restarts at zero with the poller.
+    poll_errors: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 def record_start(layout: Layout, service: str) -> int:
@@ -184,6 +187,34 @@ def read_bridge(layout: Layout) -> BridgeHealth | None:
         return msgspec.json.decode(
             (layout.runtime_dir / "bridge.json").read_bytes(), type=BridgeHealth
         )
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+class UplinkHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """The uplink's figures for the metrics service (docs/metrics.md), rewritten by the
+    uplink at most once a second when they change. Lanes are ``live`` (statuses) and
+    ``reliable`` (events, jobs, command results). Counters run since the uplink started,
+    except ``dropped["queue_cap"]``, which the queue file keeps."""
+
+    queue_records: dict[str, int] = msgspec.field(default_factory=dict)  # on disk, by lane
+    queue_bytes: int = 0  # record bodies on disk (queue and dead letters): what the cap counts
+    queue_oldest: dict[str, float] = msgspec.field(default_factory=dict)  # Unix s, by lane
+    delivered: dict[str, int] = msgspec.field(default_factory=dict)  # by lane
+    dropped: dict[str, int] = msgspec.field(default_factory=dict)  # by reason
+    upload_requests: dict[str, int] = msgspec.field(default_factory=dict)  # by result
+
+
+def write_uplink(layout: Layout, health: UplinkHealth) -> None:
+    """Leave the uplink's figures in runtime_dir (raises OSError: the caller logs once)."""
+    private_dir(layout.runtime_dir)
+    write_atomically(layout.uplink_health, msgspec.json.encode(health))
+
+
+def read_uplink(layout: Layout) -> UplinkHealth | None:
+    """The uplink's last figures, or None (not written yet, or being replaced this once)."""
+    try:
+        return msgspec.json.decode(layout.uplink_health.read_bytes(), type=UplinkHealth)
     except (OSError, msgspec.DecodeError, msgspec.ValidationError):
         return None
 

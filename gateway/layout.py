@@ -104,6 +104,11 @@ class Layout:
         return self.runtime_dir / "live.json"
 
     @property
+    def uplink_health(self) -> Path:
+        """The uplink's queue, delivery and upload figures, for the metrics service."""
+        return self.runtime_dir / "uplink.json"
+
+    @property
     def problems_dir(self) -> Path:
         """``<service>.json``: what each service finds wrong right now."""
         return self.runtime_dir / "problems"

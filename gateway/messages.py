@@ -180,6 +180,9 @@ class CommandResult(_Record, frozen=True, kw_only=True, tag="command_result"):
     command_id: CommandId
     outcome: Outcome
     detail: Detail = ""
+    # The command's type as control received it (null from older gateways, and for a
+    # message control never read): lets a consumer count results by type.
+    command_type: ShortText | None = None
 
 
 Record = Status | Event | Job | CommandResult

@@ -61,6 +61,8 @@ def test_a_result_record_carries_the_answer_under_its_one_id() -> None:
         at,
     )
     assert result_record("gw", "rex1", answer, at).id == record.id  # same on every re-send
+    assert record.command_type is None  # not given: unknown
+    assert result_record("gw", "rex1", answer, at, "pause").command_type == "pause"
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from gateway.config import (
     DEFAULT_NOTIFY_EVENTS,
     TOKEN_ENV,
     find_config_path,
+    listen_address,
     load_config,
     parse_config,
     redacted,
@@ -137,6 +138,33 @@ BAD_FILES = [
         "notify.urls",
         "expected `array`",
     ),
+    (
+        "metrics no port",
+        MINIMAL + b'[metrics]\nlisten = "127.0.0.1"\n',
+        "metrics.listen",
+        "host:port",
+    ),
+    ("metrics no host", MINIMAL + b'[metrics]\nlisten = ":9464"\n', "metrics.listen", "host:port"),
+    (
+        "metrics port",
+        MINIMAL + b'[metrics]\nlisten = "127.0.0.1:99999"\n',
+        "metrics.listen",
+        "port from 1 to 65535",
+    ),
+    (
+        "metrics port text",
+        MINIMAL + b'[metrics]\nlisten = "localhost:http"\n',
+        "metrics.listen",
+        "port from 1 to 65535",
+    ),
+    (
+        "metrics ipv6",
+        MINIMAL + b'[metrics]\nlisten = "::1:9464"\n',
+        "metrics.listen",
+        "brackets",
+    ),
+    ("metrics type", MINIMAL + b"[metrics]\nlisten = 9464\n", "metrics.listen", "expected `str`"),
+    ("metrics key", MINIMAL + b"[metrics]\nport = 9464\n", "metrics.port", "unknown key"),
 ]
 
 
@@ -215,3 +243,26 @@ def test_configuration_reference_is_current() -> None:
 
     document = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert table() in document, "docs/configuration.md is stale: run `make schema`"
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("[::1]:9464", ("::1", 9464)),
+        ("localhost:1", ("localhost", 1)),
+    ],
+)
+def test_metrics_listen_is_host_and_port(
+    tmp_path: Path, listen: str, address: tuple[str, int]
+) -> None:
+    config = parse_config(MINIMAL + f'[metrics]\nlisten = "{listen}"\n'.encode(), base_dir=tmp_path)
+    assert config.metrics is not None
+    assert listen_address(config.metrics.listen) == address
+
+
+def test_metrics_are_off_unless_configured(tmp_path: Path) -> None:
+    assert parse_config(MINIMAL, base_dir=tmp_path).metrics is None
+    config = parse_config(MINIMAL + b"[metrics]\n", base_dir=tmp_path)
+    assert config.metrics is not None
+    assert config.metrics.listen == ""

@@ -7,9 +7,28 @@ import os
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from console.deploy import format_report, prepare_dirs, status_report
-from gateway.health import PrinterHealth, Problems, ServiceProblems, read_problems, write_printer
+from gateway.errors import (
+    MalformedReplyError,
+    PrinterDisconnectedError,
+    PrinterRefusedError,
+    PrinterTimeoutError,
+    PrinterTurnedAwayError,
+    PrinterUnreachableError,
+    ReplyTooLargeError,
+    UnexpectedPayloadError,
+    poll_error_reason,
+)
+from gateway.health import (
+    PrinterHealth,
+    Problems,
+    ServiceProblems,
+    read_printers,
+    read_problems,
+    write_printer,
+)
 from gateway.layout import Layout
 from gateway.loops import Backoff, LoopGuard, doubling, guarded_loop
 from tests.support.configs import make_config
@@ -110,3 +129,30 @@ def test_status_shows_each_printers_connection_attempts_of_the_last_minute(
     assert report["printers"][0]["connects_last_minute"] == 2
     assert report["printers"][0]["sharing"] == "held"
     assert "2 connection attempts in the last minute" in format_report(report)
+
+
+@pytest.mark.parametrize(
+    ("err", "reason"),
+    [
+        (PrinterUnreachableError("no route"), "unreachable"),
+        (PrinterRefusedError("refused"), "refused"),
+        (PrinterTimeoutError("slow"), "timeout"),
+        (PrinterTurnedAwayError("reset at once"), "turned_away"),
+        (PrinterDisconnectedError("reset"), "disconnected"),
+        (ReplyTooLargeError("huge", b"x"), "reply_too_large"),
+        (MalformedReplyError("garbled", b"x"), "malformed_reply"),
+        (UnexpectedPayloadError("odd", b"x"), "unexpected_payload"),
+        (ValueError("surprise"), "other"),
+    ],
+)
+def test_a_failed_read_has_a_reason_from_a_fixed_set(err: Exception, reason: str) -> None:
+    assert poll_error_reason(err) == reason
+
+
+def test_poll_errors_in_a_printer_file_and_an_older_file_without_them(tmp_path: Path) -> None:
+    layout = Layout(tmp_path, tmp_path)
+    write_printer(layout, PrinterHealth("rex1", "offline", False, None, poll_errors={"timeout": 3}))
+    assert read_printers(layout)[0].poll_errors == {"timeout": 3}
+    old = b'{"printer_id":"rex1","state":"idle","lease_held":false,"last_contact":null}'
+    (layout.printers_dir / "rex1.json").write_bytes(old)
+    assert read_printers(layout)[0].poll_errors == {}

@@ -1,7 +1,7 @@
 """The layers are in the folders, and the imports keep to them (docs/architecture.md):
 
     console/                      the printer-gateway command, operator tools, generators
-    services/poller|uplink|control|bridge  the services  simulator/  reference_api/
+    services/poller|uplink|control|bridge|metrics  the services  simulator/  reference_api/
     gateway/                      the library every process shares
 
 A package imports only from its own layer and the ones below: the library from itself,
@@ -46,6 +46,7 @@ ALLOWED = {
     "services.uplink": {"gateway", "services.uplink"},
     "services.control": {"gateway", "services.control"},
     "services.bridge": {"gateway", "services.bridge"},
+    "services.metrics": {"gateway", "services.metrics"},
     "simulator": {"gateway", "simulator"},
     "reference_api": {"gateway", "reference_api"},
 }

@@ -370,7 +370,13 @@ class Control:
         known = printer_id in {printer.id for printer in self.config.printers}
         at = datetime.fromisoformat(entry.answered_at) if entry.answered_at else utc_now()
         self.sender.submit(
-            result_record(self.config.gateway.id, printer_id if known else None, entry.answer, at)
+            result_record(
+                self.config.gateway.id,
+                printer_id if known else None,
+                entry.answer,
+                at,
+                entry.command.type,
+            )
         )
 
     def _acknowledged(self, ids: set[str]) -> None:

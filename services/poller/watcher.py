@@ -35,6 +35,7 @@ from gateway.errors import (
     PrinterProtocolError,
     PrinterRefusedError,
     PrinterTurnedAwayError,
+    poll_error_reason,
 )
 from gateway.health import PrinterHealth, Problems, write_printer
 from gateway.ids import RecordIds
@@ -129,6 +130,7 @@ class PrinterWatcher:
         self.state: PrinterState | None = None
         self.last_contact: str | None = None
         self.detail: str | None = None  # why the printer could not be read, while it cannot
+        self.poll_errors: dict[str, int] = {}  # failed reads by reason, for the metrics
         self.layout = layout
         self._guard = LoopGuard(
             f"printer {printer.id} polling",
@@ -262,6 +264,8 @@ class PrinterWatcher:
 
     async def _after_failure(self, err: Exception) -> None:
         now = time.monotonic()
+        reason = poll_error_reason(err)
+        self.poll_errors[reason] = self.poll_errors.get(reason, 0) + 1
         if self._another_client(err):
             await self._turned_away(err, now)
             return
@@ -357,6 +361,7 @@ class PrinterWatcher:
                 self.detail,
                 sharing=self.sharing.sharing.value,
                 connects_last_minute=self.connection.attempts_last_minute(),
+                poll_errors=dict(self.poll_errors),
             )
             write_printer(self.layout, health)
 

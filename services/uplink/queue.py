@@ -40,7 +40,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -141,6 +141,8 @@ class QueueStats:
     set_aside: int
     last_delivery: str | None
     last_error: str | None
+    # The oldest record of each kind: when it was accepted (Unix seconds), for the metrics.
+    oldest_by_kind: dict[str, float] = field(default_factory=dict)
 
 
 class QueueDamaged(sqlite3.DatabaseError):
@@ -472,18 +474,23 @@ class DurableQueue:
             )
         return Batch(batch_id, tuple(p for p, _ in chosen), tuple(b for _, b in chosen))
 
-    def delivered(self, batch: Batch) -> None:
-        """The API stored the batch: delete it."""
+    def delivered(self, batch: Batch) -> dict[str, int]:
+        """The API stored the batch: delete it. Returns how many records of each kind it
+        held (the metrics count deliveries by lane)."""
         with self._transaction():
-            size = self._scalar(
-                "SELECT total(length(body)) FROM records WHERE batch_id = ?", (batch.batch_id,)
-            )
+            rows = self._conn.execute(
+                "SELECT kind, count(*), total(length(body)) FROM records WHERE batch_id = ? "
+                "GROUP BY kind",
+                (batch.batch_id,),
+            ).fetchall()
+            size = sum(row[2] for row in rows)
             self._conn.execute("DELETE FROM records WHERE batch_id = ?", (batch.batch_id,))
             self._conn.execute(
                 "INSERT OR REPLACE INTO notes VALUES ('last_delivery', ?)", (_now_text(),)
             )
             self._prune_known_ids()
         self._stored_bytes -= int(size)
+        return {str(row[0]): int(row[1]) for row in rows}
 
     def _prune_known_ids(self) -> None:
         now = time.monotonic()
@@ -638,8 +645,12 @@ def _stored_size(conn: sqlite3.Connection) -> int:
 
 
 def _stats_of(conn: sqlite3.Connection) -> QueueStats:
-    depth = dict(conn.execute("SELECT kind, count(*) FROM records GROUP BY kind").fetchall())
-    oldest = conn.execute("SELECT min(accepted_at) FROM records").fetchone()[0]
+    by_kind = conn.execute(
+        "SELECT kind, count(*), min(accepted_at) FROM records GROUP BY kind"
+    ).fetchall()
+    depth = {str(kind): int(count) for kind, count, _ in by_kind}
+    oldest_by_kind = {str(kind): float(at) for kind, _, at in by_kind}
+    oldest = min(oldest_by_kind.values(), default=None)
     notes = dict(conn.execute("SELECT name, value FROM notes").fetchall())
     counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
     return QueueStats(
@@ -651,6 +662,7 @@ def _stats_of(conn: sqlite3.Connection) -> QueueStats:
         set_aside=int(counters.get("set_aside", 0)),
         last_delivery=notes.get("last_delivery"),
         last_error=notes.get("last_error"),
+        oldest_by_kind=oldest_by_kind,
     )
 
 

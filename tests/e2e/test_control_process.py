@@ -104,6 +104,7 @@ def test_sigkill_of_control_and_poller_mid_command_executes_once(
         outcome, detail = result(api, pause)
         time.sleep(1.0)
         assert len(results_for(api, pause)) == 1
+        assert results_for(api, pause)[0]["command_type"] == "pause"  # from control's ledger
     assert sent(sim, "M25") == 1  # executed exactly once, by whichever poller got to it
     assert (outcome, sim.truth()["status"]) == ("done", "PAUSED"), detail
 

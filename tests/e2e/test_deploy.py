@@ -34,11 +34,11 @@ def test_up_restarts_killed_services_loses_nothing_and_status_tells(
             wait_for(lambda: api.get("/v1/printers", gateway_id="gw").json()["printers"])
             code, report = status(config)
             assert code == 0, report
-            wait_for(lambda: len(status(config)[1]["services"][1]["services"]) == 3)
+            wait_for(lambda: len(status(config)[1]["services"][1]["services"]) == 4)
             code, report = status(config)
             assert {s["name"]: s["services"] for s in report["services"]} == {
                 "poller": ["poller"],
-                "uplink": ["bridge", "control", "uplink"],  # one process, three services
+                "uplink": ["bridge", "control", "metrics", "uplink"],  # one process, four services
             }
             assert report["printers"][0]["lease_held"] is True
             for name in ("uplink", "poller"):

@@ -38,6 +38,7 @@ class Keys(TypedDict, total=False):
     uplink: Table
     notify: Table
     mqtt: Table
+    metrics: Table
 
 
 def config_toml(root: Path, printers: Printers, **keys: Unpack[Keys]) -> str:
@@ -61,6 +62,7 @@ def config_toml(root: Path, printers: Printers, **keys: Unpack[Keys]) -> str:
         "uplink": keys.get("uplink"),
         "notify": keys.get("notify"),
         "mqtt": keys.get("mqtt"),
+        "metrics": keys.get("metrics"),
     }
     tables.update({name: table for name, table in more.items() if table is not None})
     text = "".join(_table(f"[{name}]", table) for name, table in tables.items())

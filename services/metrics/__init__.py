@@ -1,0 +1,1 @@
+"""Prometheus metrics (architecture §4.7): the `metrics` service."""
