@@ -426,7 +426,9 @@ def test_every_start_ends_once_and_times_only_grow(
             spent = times(step.job, at)
             assert min(spent.warmup_s, spent.print_s, spent.paused_s) >= 0.0
             total = spent.warmup_s + spent.print_s + spent.paused_s
-            assert total >= last_total - 1e-9
+            # A restore re-anchors through wall-clock seconds near 1.8e9, which carry about
+            # 2e-7 s of float precision: "only grows" up to that, not to the last bit.
+            assert total >= last_total - 1e-6
             last_total = total
         else:
             last_total = 0.0
