@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.backlog
 	$(BIN)/python -m benchmarks.footprint
 	$(BIN)/python -m benchmarks.webapp
+	$(BIN)/python -m benchmarks.mqtt
 	$(BIN)/python -m benchmarks.estimate
 
 schema: $(STAMP)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from console import demo_broker
 from gateway.config import load_config
 from gateway.layout import Layout
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
@@ -44,7 +45,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_config(root: Path, api_url: str, printer_port: int, camera_url: str) -> Path:
+def _write_config(
+    root: Path, api_url: str, printer_port: int, camera_url: str, mqtt_url: str | None
+) -> Path:
     path = root / "gateway.toml"
     path.write_text(
         "# written by `printer-gateway demo`\n"
@@ -53,7 +56,7 @@ def _write_config(root: Path, api_url: str, printer_port: int, camera_url: str) 
         f'[[printers]]\nid = "rex1"\nname = "REX II (simulated)"\nhost = "127.0.0.1"\n'
         f"port = {printer_port}\n"
         "probe_interval_s = 5\npoll_interval_s = 1\n"
-        f'camera_url = "{camera_url}"\n'
+        f'camera_url = "{camera_url}"\n' + (f'[mqtt]\nurl = "{mqtt_url}"\n' if mqtt_url else "")
     )
     return path
 
@@ -91,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
             )
             api_port = args.api_port or free_port()
             api_url = f"http://127.0.0.1:{api_port}"
-            config_path = _write_config(root, api_url, sim.port, camera.url)
+            mqtt_port = free_port()
+            broker = demo_broker.start(root, mqtt_port)
+            mqtt_url = f"mqtt://127.0.0.1:{mqtt_port}" if broker else None
+            config_path = _write_config(root, api_url, sim.port, camera.url, mqtt_url)
             config = load_config(config_path)
             env = {**os.environ, "PRINTER_GATEWAY_TOKEN": token}
             cli = [sys.executable, "-m", "console.cli"]
@@ -117,6 +123,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  records:  {api_url}/v1/records?gateway_id=demo")
             logs = Layout.of(config).log_dir
             print(f"gateway under supervisord, logs in {logs}; Ctrl-C stops all")
+            if broker is not None:
+                print(
+                    f"MQTT: mosquitto on 127.0.0.1:{mqtt_port}, Home Assistant discovery on; "
+                    f"watch it (mosquitto-clients): mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -v "
+                    "-t 'printer-gateway/#' -t 'homeassistant/#'"
+                )
+            else:
+                print("MQTT: no mosquitto here (apt-get install mosquitto), so no bridge")
             print(
                 f"its config: {config_path} (while it runs, try "
                 f"`printer-gateway --config {config_path} status`, `... jobs`, `... tap`)"
@@ -135,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
                         process.wait(timeout=30)
                     except subprocess.TimeoutExpired:
                         process.kill()
+                if broker is not None:  # after the gateway: its last "offline" goes out
+                    broker.terminate()
+                    broker.wait(10)
                 log.close()
                 del config
             print(f"records delivered: {delivered}")

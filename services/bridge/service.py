@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
@@ -64,7 +63,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 KEEPALIVE_S = 30
-STALE_DISCOVERY_WINDOW_S = 3.0  # retained discovery messages arrive right after subscribing
+HEALTH_EVERY_S = 10.0  # the health file's counters, at most this stale (tmpfs: no wear)
 
 
 class Bridge:
@@ -92,8 +91,7 @@ class Bridge:
         self._tap.connect(self.layout.tap_endpoint)
         self._injector = CommandInjector(self.layout.control_endpoint)
         self._client = self._make_client()
-        self._sweep_until = 0.0
-        self._lock = threading.Lock()
+        self._health_at = 0.0
 
     # ------------------------------------------------------------------ paho (its thread)
 
@@ -191,6 +189,8 @@ class Bridge:
                     self.info[record.printer_id] = record.printer
                     self._send_discovery(record.printer_id)  # model, firmware, serial known now
             self._publish_record(record)
+            if time.monotonic() - self._health_at > HEALTH_EVERY_S:  # counters for `status`
+                self._write_health()
 
     def _publish_record(self, record: Any) -> None:
         out = publication(self.topics, record)
@@ -227,7 +227,6 @@ class Bridge:
             client.subscribe(self.topics.commands, options=options)
         if self.mqtt.discovery_prefix:
             client.subscribe(f"{self.mqtt.discovery_prefix}/status", qos=1)
-            self._sweep_until = time.monotonic() + STALE_DISCOVERY_WINDOW_S
             client.subscribe(f"{self.mqtt.discovery_prefix}/device/+/config", qos=1)
             for printer_id in self.printers:
                 self._send_discovery(printer_id)
@@ -319,6 +318,7 @@ class Bridge:
             self._client.publish(topic, json_encoder.encode(result), 1, False)
 
     def _write_health(self) -> None:
+        self._health_at = time.monotonic()
         write_bridge(
             self.layout,
             BridgeHealth(
