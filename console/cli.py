@@ -60,7 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     tap = verbs.add_parser("tap", help="print records live as the uplink accepts them")
     tap.add_argument("--json", action="store_true", help="one JSON record per line")
     tap.add_argument("--count", type=int, default=0, help="stop after this many records")
-    verbs.add_parser("check-config", help="validate the config and print the effective values")
+    check = verbs.add_parser(
+        "check-config", help="validate the config and print the effective values"
+    )
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also reach each printer (read-only), the API (with the token) and the broker",
+    )
+    check.add_argument("--timeout", type=float, default=5.0, help="--connect: seconds each")
     from console import jobs_tool  # small: the job record and a file reader
 
     jobs_tool.add_arguments(verbs.add_parser("jobs", help="the recent print jobs, newest first"))
@@ -149,9 +157,14 @@ def _warn(config: Config, path: Path) -> None:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    """Print the effective config (token redacted); 2 naming the bad key if it is bad."""
+    """Print the effective config (token redacted); 2 naming the bad key if it is bad. With
+    ``--connect``, reach the printers, the API and the broker instead: 1 if one fails."""
     path, config = _config(args, for_services=True, notify=True)
     _warn(config, path)
+    if args.connect:
+        from console import connection_check
+
+        return connection_check.run(config, resolve_token(config), args.timeout)
     document = {
         "config_file": str(path.resolve()),
         "token": f"<redacted> (from {resolve_token(config).source})",

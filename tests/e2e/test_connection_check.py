@@ -1,0 +1,107 @@
+"""`check-config --connect` (issue 15): the printer up, refused, hanging and held by another
+client; the reference API with the right and a wrong token; a closed port; the broker."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from simulator import SimulatorThread
+from tests.support.cli import Cli
+from tests.support.configs import ConfigFactory
+from tests.support.http import TOKEN, ApiThread
+from tests.support.mosquitto import Broker
+
+pytestmark = pytest.mark.e2e
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nobody listens once it is closed
+
+
+def check(config: Path) -> tuple[int, str]:
+    result = Cli(config).run("check-config", "--connect", "--timeout", "1")
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, result.stdout
+
+
+def line(output: str, what: str) -> str:
+    return next(row for row in output.splitlines() if what in row)
+
+
+def test_a_printer_up_refused_hanging_and_held(
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory
+) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        config = configs.write({"rex1": sim.port}, api_url=api.url, token=TOKEN)
+        code, out = check(config)
+        assert code == 0, out
+        assert line(out, "printer rex1").startswith("ok")
+        assert "ready" in line(out, "printer rex1")
+        assert line(out, "API").startswith("ok")
+        assert not any(text.startswith("~M601") for text in _sent(sim))  # read-only
+
+        sim.set_faults(foreign_poll_hz=4.0)  # another client polls: still fine, and said
+        code, out = check(config)
+        assert "another client is polling it" in line(out, "printer rex1")
+        sim.set_faults(foreign_poll_hz=0.0)
+
+        sim.set_faults(one_connection=True)
+        code, out = check(config)
+        assert code == 1
+        assert "another client" in line(out, "printer rex1")
+        assert line(out, "printer rex1").startswith("FAIL")
+        sim.set_faults(one_connection=False)
+
+        sim.power_off()  # connects time out
+        code, out = check(config)
+        assert code == 1
+        assert "no answer" in line(out, "printer rex1")
+        assert "discover" in line(out, "printer rex1")
+        sim.power_on()
+
+        sim.power_off(refuse=True)
+        code, out = check(config)
+        assert "connection refused" in line(out, "printer rex1")
+        sim.power_on()
+
+
+def _sent(sim: SimulatorThread) -> list[str]:
+    return [e.text for e in sim.wire() if e.what == "in"]
+
+
+def test_the_api_with_a_wrong_token_and_a_closed_port(
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory
+) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        config = configs.write({"rex1": sim.port}, api_url=api.url, token="not-the-token")
+        code, out = check(config)
+        assert code == 1
+        assert "HTTP 401: the API refuses the token" in line(out, "API")
+        assert "not-the-token" not in out
+    config = configs.write(
+        {"rex1": sim.port}, api_url=f"http://127.0.0.1:{_closed_port()}", token=TOKEN
+    )
+    code, out = check(config)
+    assert code == 1
+    assert "connection refused" in line(out, "API")
+
+
+def test_the_broker_when_configured(
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory, broker: Broker
+) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        config = configs.write(
+            {"rex1": sim.port}, api_url=api.url, token=TOKEN, mqtt={"url": broker.url}
+        )
+        code, out = check(config)
+        assert code == 0, out
+        assert line(out, "MQTT broker").startswith("ok")
+        broker.kill()
+        code, out = check(config)
+        assert code == 1
+        assert "no broker listens" in line(out, "MQTT broker")
