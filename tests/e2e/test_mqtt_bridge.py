@@ -203,8 +203,20 @@ def test_discovery_state_events_and_commands_over_mqtt(
             10,
         )
 
-        # A retained resume is never run, and cleared from the broker: nor after a restart.
-        watcher.publish(f"{P}/gw/rex1/command", b'{"type": "resume", "id": "m-r"}', retain=True)
+        # A bed temperature and a resume over MQTT: each run, each with its result.
+        watcher.publish(
+            f"{P}/gw/rex1/command",
+            b'{"type": "set_bed_temperature", "params": {"celsius": 55}, "id": "m-bed"}',
+        )
+        watcher.publish(f"{P}/gw/rex1/command", b'{"type": "resume", "id": "m-res"}')
+        wait_for(lambda: {"m-bed", "m-res"} <= results(watcher).keys(), 30)
+        assert results(watcher)["m-bed"]["outcome"] == "done"
+        assert results(watcher)["m-res"]["outcome"] == "done"
+        assert sim.truth()["status"] == "BUILDING_FROM_SD"
+        assert sim.truth()["bed"][1] == 55  # type: ignore[index]
+
+        # A retained pause is never run, and cleared from the broker: nor after a restart.
+        watcher.publish(f"{P}/gw/rex1/command", b'{"type": "pause", "id": "m-r"}', retain=True)
         wait_for(
             lambda: any(
                 m.payload == b"" and m.retained is False for m in watcher.on(f"{P}/gw/rex1/command")
@@ -216,8 +228,14 @@ def test_discovery_state_events_and_commands_over_mqtt(
         running.start("uplink", "control", "bridge")
         time.sleep(3.0)
         assert "m-r" not in results(watcher)
-        assert wire(sim, "M24") == 0
-        assert sim.truth()["status"] == "PAUSED"
+        assert wire(sim, "M25") == 1  # only the live pause of the start
+        assert sim.truth()["status"] == "BUILDING_FROM_SD"
+
+        # And a cancel, once, with its result.
+        watcher.publish(f"{P}/gw/rex1/command", b'{"type": "cancel", "id": "m-c"}')
+        wait_for(lambda: "m-c" in results(watcher), 30)
+        assert results(watcher)["m-c"]["outcome"] == "done"
+        assert wire(sim, "M26") == 1
 
 
 def test_a_broker_killed_mid_print_loses_nothing_for_the_api_and_catches_up(
