@@ -77,8 +77,16 @@ def _line(printer: dict[str, Any]) -> str:
     )
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM and SIGHUP (a closed terminal, a dropped ssh) end the demo as Ctrl-C does:
+    through its clean-up, so nothing it started outlives it."""
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when records reached the API."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
     token = secrets.token_urlsafe(18)
     with tempfile.TemporaryDirectory(prefix="printer-gateway-demo-") as tmp:
         root = Path(tmp)
@@ -119,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"simulated printer on 127.0.0.1:{sim.port}, printing benchy.gx")
             print(f"web page: {api_url}/ui/demo#token={token}")
             print(f"reference API on {api_url}  (token in {root / 'token'})")
-            print(f"  printers: {api_url}/v1/printers?gateway_id=demo")
-            print(f"  records:  {api_url}/v1/records?gateway_id=demo")
+            bearer = f'-H "Authorization: Bearer $(cat {root / "token"})"'
+            print(f"  printers: curl {bearer} '{api_url}/v1/printers?gateway_id=demo'")
+            print(f"  records:  curl {bearer} '{api_url}/v1/records?gateway_id=demo'")
             logs = Layout.of(config).log_dir
             print(f"gateway under supervisord, logs in {logs}; Ctrl-C stops all")
             if broker is not None:
@@ -131,9 +140,11 @@ def run(args: argparse.Namespace) -> int:
                 )
             else:
                 print("MQTT: no mosquitto here (apt-get install mosquitto), so no bridge")
+            command = Path(sys.executable).parent / "printer-gateway"
             print(
-                f"its config: {config_path} (while it runs, try "
-                f"`printer-gateway --config {config_path} status`, `... jobs`, `... tap`)"
+                f"its config: {config_path}; while it runs, try "
+                f"`{command} --config {config_path} status` (or jobs, tap, "
+                "check-config --connect)"
             )
             delivered = 0
             try:
@@ -180,23 +191,36 @@ def _follow(api_url: str, token: str, duration_s: float) -> int:
     began = time.monotonic()
     delivered = ticks = 0
     interactive = sys.stdout.isatty()
-    while not duration_s or time.monotonic() - began < duration_s:
-        try:
-            printers = session.get(
-                f"{api_url}/v1/printers", params={"gateway_id": "demo"}, timeout=2
-            ).json()["printers"]
-            query: dict[str, str | int] = {"gateway_id": "demo", "limit": 100000}
-            records = session.get(f"{api_url}/v1/records", params=query, timeout=5)
-            delivered = len(records.json()["records"])
-        except (requests.RequestException, ValueError, KeyError):
-            printers = []
-        text = _line(printers[0]) if printers else "waiting for the first status..."
-        if interactive:
-            print(f"\r{text}  [{delivered} records delivered]\033[K", end="", flush=True)
-        elif ticks % 5 == 0:  # a log, not a live line, when nobody is watching a terminal
-            print(f"{text}  [{delivered} records delivered]", flush=True)
-        ticks += 1
-        time.sleep(1.0)
+    try:
+        while not duration_s or time.monotonic() - began < duration_s:
+            delivered, ticks = _tick(session, api_url, delivered, ticks, interactive)
+    except KeyboardInterrupt:  # Ctrl-C is how a demo ends: what arrived still counts
+        pass
     if interactive:
         print()
     return delivered
+
+
+def _tick(
+    session: Any, api_url: str, delivered: int, ticks: int, interactive: bool
+) -> tuple[int, int]:
+    """One look at the API and one line about it; (records delivered, ticks)."""
+    import requests
+
+    try:
+        printers = session.get(
+            f"{api_url}/v1/printers", params={"gateway_id": "demo"}, timeout=2
+        ).json()["printers"]
+        query: dict[str, str | int] = {"gateway_id": "demo", "limit": 100000}
+        records = session.get(f"{api_url}/v1/records", params=query, timeout=5)
+        delivered = len(records.json()["records"])
+    except (requests.RequestException, ValueError, KeyError):
+        printers = []
+    text = _line(printers[0]) if printers else "waiting for the first status..."
+    if interactive:
+        print(f"\r{text}  [{delivered} records delivered]\033[K", end="", flush=True)
+    elif ticks % 5 == 0:  # a log, not a live line, when nobody is watching a terminal
+        print(f"{text}  [{delivered} records delivered]", flush=True)
+    ticks += 1
+    time.sleep(1.0)
+    return delivered, ticks

@@ -239,7 +239,10 @@ def format_report(report: dict[str, Any]) -> str:
         contact = p["last_contact"] or "never"
         lines.append(f"  {p['printer_id']:<10} {p['state']:<22} {lease:<11} last contact {contact}")
         if p.get("connects_last_minute") is not None:
-            lines.append(f"    {p['connects_last_minute']} connection attempts in the last minute")
+            count = p["connects_last_minute"]
+            lines.append(
+                f"    {count} connection attempt{'' if count == 1 else 's'} in the last minute"
+            )
         if p.get("detail"):
             lines.append(f"    {p['detail']}")
     live = report.get("live")

@@ -54,7 +54,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         print("no print jobs recorded yet (a job is recorded when a print ends)")
         return 0
     print(
-        f"{'ENDED (UTC)':<17} {'PRINTER':<12} {'OUTCOME':<12} {'PRINTING':>10} {'PAUSED':>8}  FILE"
+        f"{'ENDED (UTC)':<16} {'PRINTER':<12} {'OUTCOME':<12} {'PRINTING':>10} {'PAUSED':>8}  FILE"
     )
     for job in jobs:
         paused = f"{job.pause_count}x" if job.pause_count else "-"

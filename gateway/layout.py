@@ -50,6 +50,10 @@ class Layout:
         """The poller's state file of one printer (belief, unsent events, command outcomes)."""
         return self.data_dir / "poller" / f"{printer_id}.json"
 
+    def job_checkpoint(self, printer_id: str) -> Path:
+        """The open job's once-a-minute checkpoint (runtime_dir: tmpfs, no SD wear)."""
+        return self.runtime_dir / "jobs" / f"{printer_id}.json"
+
     def jobs_log(self, printer_id: str) -> Path:
         """The recent print jobs of one printer, a JSON record a line (``printer-gateway
         jobs``)."""

@@ -70,12 +70,26 @@ class FollowUp:
     state: JobState | None = None
     undo: JobState | None = None  # the follower before this input (``JobFollower.undo``)
     written: bool = False  # the watcher wrote it to the journal
+    checkpoint: bool = False  # ``state`` is only the periodic checkpoint (``jobs.Step``)
 
 
 class JobFollower:
     """One printer's open job, estimator and history between readings."""
 
-    def __init__(self, saved: JobState, boot_id: str, at: Moment) -> None:
+    def __init__(
+        self, saved: JobState, boot_id: str, at: Moment, checkpoint: JobState | None = None
+    ) -> None:
+        # A checkpoint of this boot (kept on tmpfs between the journal's writes) of the same
+        # job is newer than the journal's copy when its job was saved later.
+        if (
+            checkpoint is not None
+            and checkpoint.boot_id == boot_id
+            and checkpoint.job is not None
+            and saved.job is not None
+            and checkpoint.job.id == saved.job.id
+            and checkpoint.job.saved_mono > saved.job.saved_mono
+        ):
+            saved = checkpoint
         same_boot = bool(boot_id) and saved.boot_id == boot_id
         self.job: OpenJob | None = restore(saved.job, at, same_boot=same_boot)
         self.estimator = saved.estimator
@@ -110,6 +124,7 @@ class JobFollower:
             follow.job_id = self.job.id
         if step.persist or follow.records:
             follow.state = self.state()
+            follow.checkpoint = step.checkpoint and not follow.records
         return follow
 
     def failure(self, at: Moment) -> FollowUp:

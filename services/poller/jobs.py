@@ -169,6 +169,9 @@ class Step(msgspec.Struct, frozen=True):
     job: OpenJob | None
     changes: tuple[Change, ...] = ()
     persist: bool = False
+    # Only the periodic checkpoint is due (nothing changed that a reboot must not lose): the
+    # caller may keep it where a process restart finds it (tmpfs) instead of the SD card.
+    checkpoint: bool = False
 
 
 def times(job: OpenJob, at: Moment) -> JobTimes:
@@ -210,12 +213,14 @@ def observe(
     before = job
     job, more = _follow(job, sighting, at)
     changes += more
+    checkpoint = False
     if job is not None:
-        persist = persist or _durably_different(before, job) or bool(changes)
-        persist = persist or at.mono - job.saved_mono >= CHECKPOINT_S
+        durable = persist or _durably_different(before, job) or bool(changes)
+        checkpoint = not durable and at.mono - job.saved_mono >= CHECKPOINT_S
+        persist = durable or checkpoint
         if persist:
             job = msgspec.structs.replace(job, saved_mono=at.mono)
-    return Step(job, tuple(changes), persist or bool(changes))
+    return Step(job, tuple(changes), persist or bool(changes), checkpoint and not changes)
 
 
 def unreachable(job: OpenJob | None, at: Moment) -> Step:

@@ -8,8 +8,11 @@ directory), at five moments only: events were derived (new Belief + those events
 job record of a print that ended, as pending, *before* they are sent, with the open job in
 the same write), the uplink acknowledged records (they leave ``pending``), a command is
 about to be sent (``sending``), a command finished (its outcome is remembered), and the open
-job's checkpoint (at most once a minute while a print runs, ``jobs.CHECKPOINT_S``, so a
-print's times survive SIGKILL and a reboot). Nothing is written per poll. A command still
+job changed in a way a reboot must not lose (its phase, file, an error). The once-a-minute
+checkpoint of a running print's times (``jobs.CHECKPOINT_S``) goes to tmpfs instead
+(``write_checkpoint``): it survives SIGKILL of the poller, and after a reboot the job goes on
+from its last change with the dark time counted by the wall clock. Nothing is written per
+poll, and nothing to the SD card while a print just runs. A command still
 marked ``sending`` after a restart is never sent again: asked again, the poller only reads
 the printer back and answers from what it sees.
 
@@ -66,6 +69,23 @@ class JournalState(msgspec.Struct, frozen=True, kw_only=True):
 
 _decoder = msgspec.json.Decoder(JournalState)
 _encoder = msgspec.json.Encoder()
+_checkpoint_decoder = msgspec.json.Decoder(JobState)
+
+
+def write_checkpoint(path: Path, state: JobState) -> None:
+    """The open job's periodic checkpoint, on tmpfs (runtime_dir): it survives a restart of
+    the poller, not a reboot (the journal keeps the job as of its last change for that).
+    A minute's checkpoint on the SD card would be its only write while a print runs."""
+    private_dir(path.parent)
+    write_atomically(path, _encoder.encode(state))
+
+
+def read_checkpoint(path: Path) -> JobState | None:
+    """A checkpoint left by an earlier life of the poller, or None."""
+    try:
+        return _checkpoint_decoder.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 class Journal:

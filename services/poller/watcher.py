@@ -49,7 +49,7 @@ from services.poller.job_follow import FollowUp, JobFollower, record_maker, tag
 from services.poller.job_state import JobState
 from services.poller.jobs import Moment
 from services.poller.jobs_log import append_jobs
-from services.poller.journal import Journal
+from services.poller.journal import Journal, read_checkpoint, write_checkpoint
 from services.poller.link import PrinterLink
 from services.poller.observe import observe
 from services.poller.protocol import Activity, Observation
@@ -119,6 +119,7 @@ class PrinterWatcher:
             ),
             boot_id(),
             _moment(),
+            read_checkpoint(layout.job_checkpoint(printer.id)) if layout is not None else None,
         )
         self._make_record = record_maker(self._ids.next, printer.id, utc_now)
         self._checkpoint_failing = False
@@ -392,17 +393,20 @@ class PrinterWatcher:
             for happening in happenings
         ]
         events += records  # after the print's end event
-        # Durable before anyone hears of them, with the job as it stands after them.
         checkpoint_only = not events and belief == self.journal.state.belief
+        if checkpoint_only and follow is not None and follow.checkpoint and job_state:
+            self._checkpoint(job_state)  # tmpfs: a minute's times, no SD card write
+            return
+        # Durable before anyone hears of them, with the job as it stands after them.
         try:
             await self.journal.record_events(belief, events, job_state)
         except OSError as err:
             if not checkpoint_only:
                 raise  # events not durable: the cycle fails, the next reading derives them
-            # Only the job's checkpoint: the job is right in memory and the next checkpoint
-            # comes in a minute. A full disk must not stop a printing printer's statuses.
+            # Only the job's state: right in memory, written again at its next change. A
+            # full disk must not stop a printing printer's statuses.
             if not self._checkpoint_failing:
-                logger.warning("printer %s: job checkpoint not written: %s", self.printer.id, err)
+                logger.warning("printer %s: job state not written: %s", self.printer.id, err)
             self._checkpoint_failing = True
             return
         self._checkpoint_failing = False
@@ -427,6 +431,20 @@ class PrinterWatcher:
                     record.print_s,
                 )
             self._emit(record)
+
+    def _checkpoint(self, state: JobState) -> None:
+        """The job's periodic checkpoint (see ``journal.write_checkpoint``); a failure is
+        logged once and costs at most a minute of a print's times after a restart."""
+        if self.layout is None:
+            return
+        try:
+            write_checkpoint(self.layout.job_checkpoint(self.printer.id), state)
+        except OSError as err:
+            if not self._checkpoint_failing:
+                logger.warning("printer %s: job checkpoint not written: %s", self.printer.id, err)
+            self._checkpoint_failing = True
+        else:
+            self._checkpoint_failing = False
 
 
 def boot_id() -> str:

@@ -9,12 +9,12 @@ Theory of operation
   cannot lose it, and a re-sent event (already known) never owes a second one.
 * **Sent on a worker thread** with its own connection to the queue file, oldest first:
   nothing else waits for it. Sent -> the row is deleted. Not sent -> tried again after
-  10 s, 20 s, 40 s ... at most ``MAX_BACKOFF_S``; after ``GIVE_UP_S`` and at least
-  ``GIVE_UP_ATTEMPTS`` tries it is dropped (logged, counted): a day-old "print started" helps
-  nobody, and the count keeps a clock set right after boot (a Pi has no RTC) from making a
-  fresh one look old. Times are wall-clock because the row
-  outlives the process; a time further ahead than the longest wait means the clock went
-  back, and the row is due.
+  10 s, 20 s, 40 s ... at most ``MAX_BACKOFF_S``, timed in memory on the monotonic clock
+  (a failing notification service must not cost a disk write per attempt; after a restart
+  the owed ones are tried again at once); after ``GIVE_UP_S`` (the row's wall-clock age)
+  and at least ``GIVE_UP_ATTEMPTS`` tries it is dropped (logged, counted): a day-old "print
+  started" helps nobody, and the count keeps a clock set right after boot (a Pi has no RTC)
+  from making a fresh one look old.
 * **At least once.** A kill between Apprise's success and the row's deletion sends it
   again after the restart: a rare duplicate is better than a lost "print finished".
 * **Apprise** runs in a short-lived child per notification (``notify_child.py``): this
@@ -46,7 +46,7 @@ from gateway.layout import Layout
 from gateway.loops import LoopGuard, guarded_thread_loop
 from gateway.messages import DECODE_ERRORS, Event, EventName, Record
 from gateway.templates import render
-from services.uplink.queue import DurableQueue, OutboxItem
+from services.uplink.queue import DurableQueue
 from services.uplink.snapshot import SnapshotError, snapshot
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ GIVE_UP_S = 24 * 3600.0
 GIVE_UP_ATTEMPTS = 20  # and at least this many tries: a clock set right after boot is no age
 CAMERA_REST_S = 600.0
 IDLE_WAIT_S = 1.0  # the worker looks at the outbox at least this often
+OUTBOX_LOOK = 100  # owed notifications looked at per turn, oldest first
 SNAPSHOT_EVENTS: frozenset[EventName] = frozenset(
     {"print_finished", "print_cancelled", "print_paused"}
 )
@@ -135,6 +136,9 @@ class Notifier:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="uplink-notify", daemon=True)
         self._queue: DurableQueue | None = None
+        # Retries are timed in memory (monotonic): a failing notification service costs no
+        # disk write per attempt; after a restart the owed ones are tried again at once.
+        self._retry: dict[int, tuple[int, float]] = {}  # outbox pos -> (failures, next try)
 
     def wanted(self, record: Record) -> bool:
         """Whether a newly stored record is owed a notification."""
@@ -171,37 +175,48 @@ class Notifier:
             self._queue = DurableQueue(
                 self.layout.queue_db, self.config.uplink.max_queue_mb * 1024 * 1024
             )
-        now = time.time()
-        item = self._queue.outbox_next(now, MAX_BACKOFF_S)
-        if item is None:  # sleep until the next retry is due, a new one is owed, or a while
-            soonest = self._queue.outbox_soonest()
+        owed = self._queue.outbox_oldest(OUTBOX_LOOK)
+        now = time.monotonic()
+        due = [item for item in owed if self._retry.get(item.pos, (0, 0.0))[1] <= now]
+        if not due:  # sleep until the next retry is due, a new one is owed, or a while
+            soonest = min(
+                (self._retry[i.pos][1] for i in owed if i.pos in self._retry), default=None
+            )
             wait = IDLE_WAIT_S if soonest is None else min(IDLE_WAIT_S, max(0.0, soonest - now))
             self._wake.wait(wait)
             self._wake.clear()
             return
+        item = due[0]
+        attempts = self._retry.get(item.pos, (0, 0.0))[0]
         try:
             event = _event_decoder.decode(item.body)
         except DECODE_ERRORS as err:  # written by this code; a bug, or a newer version's
             logger.error("an owed notification cannot be read (%s): dropped", err)
-            self._queue.outbox_done(item.pos)
+            self._done(item.pos)
             return
-        if now - item.made_at > GIVE_UP_S and item.attempts >= GIVE_UP_ATTEMPTS:
+        age = time.time() - item.made_at
+        if age > GIVE_UP_S and attempts >= GIVE_UP_ATTEMPTS:
             self.dropped += 1
             logger.warning(
                 "a notification could not be sent for %s: dropped (%s)",
-                duration_text(now - item.made_at),
+                duration_text(age),
                 TITLES[event.event],
             )
-            self._queue.outbox_done(item.pos)
+            self._done(item.pos)
             return
         if self._send(event, item.pos):
-            self._queue.outbox_done(item.pos)
+            self._done(item.pos)
         else:
-            self._queue.outbox_later(item.pos, time.time() + self._backoff(item))
+            self._retry[item.pos] = (attempts + 1, time.monotonic() + self._backoff(attempts))
+
+    def _done(self, pos: int) -> None:
+        assert self._queue is not None
+        self._queue.outbox_done(pos)
+        self._retry.pop(pos, None)
 
     @staticmethod
-    def _backoff(item: OutboxItem) -> float:
-        return float(min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2.0 ** min(item.attempts, 20)))
+    def _backoff(attempts: int) -> float:
+        return float(min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2.0 ** min(attempts, 20)))
 
     def _send(self, event: Event, pos: int) -> bool:
         printer = self.printers.get(event.printer_id or "")

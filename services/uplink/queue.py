@@ -92,6 +92,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS notes (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Notifications owed: written in the commit that stores their event (so a kill after the
 -- acknowledgement cannot lose one), deleted once sent; see services/uplink/notify.py.
+-- (attempts and next_at are unused: retries are timed in memory, so a failing notification
+-- service costs no disk write per attempt.)
 CREATE TABLE IF NOT EXISTS outbox (
     pos INTEGER PRIMARY KEY AUTOINCREMENT,
     body BLOB NOT NULL,
@@ -404,30 +406,17 @@ class DurableQueue:
 
     # ------------------------------------------------------------------ notifications
 
-    def outbox_next(self, now: float, longest_wait_s: float) -> OutboxItem | None:
-        """The oldest notification due at `now` (wall clock: it outlives the process; one
-        whose time is further away than `longest_wait_s` is due too, the clock went back)."""
-        row = self._conn.execute(
-            "SELECT pos, body, made_at, attempts FROM outbox "
-            "WHERE next_at <= ? OR next_at > ? ORDER BY pos LIMIT 1",
-            (now, now + longest_wait_s),
-        ).fetchone()
-        return None if row is None else OutboxItem(*row)
-
-    def outbox_soonest(self) -> float | None:
-        """When the next owed notification is due (wall clock), None when none is owed."""
-        value = self._conn.execute("SELECT min(next_at) FROM outbox").fetchone()[0]
-        return None if value is None else float(value)
+    def outbox_oldest(self, limit: int) -> list[OutboxItem]:
+        """The oldest notifications owed (their retry times are the notifier's, in memory:
+        a failed attempt writes nothing)."""
+        rows = self._conn.execute(
+            "SELECT pos, body, made_at, attempts FROM outbox ORDER BY pos LIMIT ?", (limit,)
+        ).fetchall()
+        return [OutboxItem(*row) for row in rows]
 
     def outbox_done(self, pos: int) -> None:
         """Sent (or given up): owed no more."""
         self._conn.execute("DELETE FROM outbox WHERE pos = ?", (pos,))
-
-    def outbox_later(self, pos: int, next_at: float) -> None:
-        """Not sent: try again at `next_at`."""
-        self._conn.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_at = ? WHERE pos = ?", (next_at, pos)
-        )
 
     def outbox_size(self) -> int:
         """How many notifications are owed."""
