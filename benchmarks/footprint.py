@@ -135,6 +135,10 @@ def _simulators(n: int, printing: bool) -> Iterator[list[SimulatorThread]]:
         sims = []
         for _ in range(n):
             model = PrinterModel()
+            # Heaters that settle within the warm-up: the window measures a print under way,
+            # not its start (a start, the end of its warm-up, a pause and an end each cost
+            # one journal write of a few pages: per print, not per status).
+            model.nozzle.tau_s = model.bed.tau_s = 0.5
             sim = stack.enter_context(SimulatorThread(PrinterSimulator(model)))
             if printing:
                 sim.call(partial(model.start_print, PrintJob(duration_s=36_000)))
