@@ -97,6 +97,11 @@ def _add_api_arguments(parser: argparse.ArgumentParser) -> None:
 def run_api(args: argparse.Namespace) -> int:
     """``api``: the reference API server (needs the ``[api]`` extra)."""
     try:
+        # reference_api.server imports uvicorn only when it serves (every CLI start reads
+        # its options): ask for the extra's libraries here, before anything else.
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+
         from reference_api import server
     except ImportError:
         print(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -244,3 +246,23 @@ def test_queue_dead_stays_json_for_a_record_nobody_could_read(
     assert [msgspec.json.decode(line)["reason"] for line in lines] == [
         "the queued record cannot be read"
     ]
+
+
+def test_api_without_the_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    """Without uvicorn (the [api] extra), `api` says what to install and exits 2, not a
+    traceback."""
+    code = (
+        "import sys; sys.modules['uvicorn'] = None; from console.cli import main; "
+        "sys.exit(main(['api', '--port', '0', '--db', sys.argv[1]]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "api.db")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PRINTER_GATEWAY_TOKEN": "t" * 20},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "install the [api] extra" in result.stderr
+    assert "Traceback" not in result.stderr
