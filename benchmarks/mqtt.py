@@ -17,23 +17,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
+from benchmarks.footprint import _cpu_s, _proc_value
 from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
 from tests.support.cli import Cli
 from tests.support.configs import write_config
 from tests.support.http import TOKEN, ApiThread
-from tests.support.mosquitto import Broker
+from tests.support.mosquitto import Broker, Watcher
 from tests.support.waiting import wait_for
 
 P = "bench"
@@ -81,41 +79,10 @@ def _gateway(config: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
             process.wait(30)
 
 
-class _Client:
-    """A paho client that remembers the last payload per topic and when it came."""
-
-    def __init__(self, broker: Broker, topics: list[str]) -> None:
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.last: dict[str, tuple[float, bytes]] = {}
-        self.lock = threading.Lock()
-        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        ready = threading.Event()
-
-        def on_connect(*_: Any) -> None:
-            for topic in topics:
-                client.subscribe(topic, qos=1)
-            ready.set()
-
-        def on_message(_c: Any, _u: Any, message: Any) -> None:
-            with self.lock:
-                self.last[message.topic] = (time.monotonic(), bytes(message.payload))
-
-        client.on_connect, client.on_message = on_connect, on_message
-        client.connect("127.0.0.1", broker.port)
-        client.loop_start()
-        ready.wait(10)
-        self.client = client
-
-    def state(self, topic: str) -> str | None:
-        with self.lock:
-            got = self.last.get(topic)
-        return None if got is None else str(json.loads(got[1]).get("state"))
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def _state(watcher: Watcher, topic: str) -> str | None:
+    """The printer state in the last status on `topic`, or None before any."""
+    seen = watcher.on(topic)
+    return None if not seen else str(json.loads(seen[-1].payload).get("state"))
 
 
 def _pauses_on_wire(sim: SimulatorThread, since: float) -> float | None:
@@ -135,41 +102,37 @@ def _latencies(root: Path, broker: Broker, n: int) -> tuple[list[float], list[fl
             mqtt={"url": broker.url, "topic_prefix": P},
         )
         state_topic = f"{P}/gw/rex1/state"
-        client = _Client(broker, [state_topic])
-        try:
-            with _gateway(config):
-                wait_for(lambda: client.state(state_topic) == "printing", 60, what="printing")
-                via_mqtt, via_api, state = [], [], []
-                for i in range(n):
+        with Watcher(broker, [state_topic]) as client, _gateway(config):
+            wait_for(lambda: _state(client, state_topic) == "printing", 60, what="printing")
+            via_mqtt, via_api, state = [], [], []
+            for i in range(n):
+                began = time.monotonic()
+                body = json.dumps({"type": "pause", "id": f"b-{uuid.uuid4().hex[:8]}"})
+                client.publish(f"{P}/gw/rex1/command", body.encode())
+                on_wire = wait_for(partial(_pauses_on_wire, sim, began), 30)
+                via_mqtt.append(on_wire - began)
+                wait_for(lambda: sim.truth()["status"] == "PAUSED", 10)
+                sim.call(sim.sim.model.resume)
+                wait_for(lambda: _state(client, state_topic) == "printing", 30)
+                if i % 2 == 0:  # the baseline, interleaved: the same pause from the API
                     began = time.monotonic()
-                    body = json.dumps({"type": "pause", "id": f"b-{uuid.uuid4().hex[:8]}"})
-                    client.client.publish(f"{P}/gw/rex1/command", body, qos=1)
+                    created = api.post(
+                        "/v1/commands",
+                        {"gateway_id": "gw", "printer_id": "rex1", "type": "pause"},
+                    )
+                    created.raise_for_status()
                     on_wire = wait_for(partial(_pauses_on_wire, sim, began), 30)
-                    via_mqtt.append(on_wire - began)
+                    via_api.append(on_wire - began)
                     wait_for(lambda: sim.truth()["status"] == "PAUSED", 10)
                     sim.call(sim.sim.model.resume)
-                    wait_for(lambda: client.state(state_topic) == "printing", 30)
-                    if i % 2 == 0:  # the baseline, interleaved: the same pause from the API
-                        began = time.monotonic()
-                        created = api.post(
-                            "/v1/commands",
-                            {"gateway_id": "gw", "printer_id": "rex1", "type": "pause"},
-                        )
-                        created.raise_for_status()
-                        on_wire = wait_for(partial(_pauses_on_wire, sim, began), 30)
-                        via_api.append(on_wire - began)
-                        wait_for(lambda: sim.truth()["status"] == "PAUSED", 10)
-                        sim.call(sim.sim.model.resume)
-                        wait_for(lambda: client.state(state_topic) == "printing", 30)
-                    if i % 5 == 0:  # the printer pauses by itself: how soon MQTT says so
-                        began = time.monotonic()
-                        sim.call(sim.sim.model.pause)
-                        wait_for(lambda: client.state(state_topic) == "paused", 30)
-                        state.append(time.monotonic() - began)
-                        sim.call(sim.sim.model.resume)
-                        wait_for(lambda: client.state(state_topic) == "printing", 30)
-        finally:
-            client.close()
+                    wait_for(lambda: _state(client, state_topic) == "printing", 30)
+                if i % 5 == 0:  # the printer pauses by itself: how soon MQTT says so
+                    began = time.monotonic()
+                    sim.call(sim.sim.model.pause)
+                    wait_for(lambda: _state(client, state_topic) == "paused", 30)
+                    state.append(time.monotonic() - began)
+                    sim.call(sim.sim.model.resume)
+                    wait_for(lambda: _state(client, state_topic) == "printing", 30)
     return via_mqtt, via_api, state
 
 
@@ -196,16 +159,8 @@ def _footprint(root: Path, broker: Broker, printers: int, seconds: float) -> dic
     return figures
 
 
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _pss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/smaps_rollup") as rollup:
-        line = next(line for line in rollup if line.startswith("Pss:"))
-    return int(line.split()[1]) / 1024
+    return _proc_value(pid, "smaps_rollup", "Pss:") / 1024
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -268,23 +269,9 @@ class Store:
     def command(self, command_id: str) -> CommandState | None:
         """One command with its result, if any."""
         row = self._conn.execute(
-            "SELECT id, gateway_id, printer_id, type, params, created_at, expires_at, outcome, "
-            "detail FROM commands WHERE id = ?",
-            (command_id,),
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = ?", (command_id,)
         ).fetchone()
-        if row is None:
-            return None
-        return CommandState(
-            id=row[0],
-            gateway_id=row[1],
-            printer_id=row[2],
-            type=row[3],
-            params=msgspec.json.decode(row[4]),
-            created_at=row[5],
-            expires_at=row[6],
-            outcome=row[7],
-            detail=row[8],
-        )
+        return None if row is None else _command_state(row)
 
     def records(
         self, gateway_id: str, printer_id: str | None, kind: str | None, after_seq: int, limit: int
@@ -348,25 +335,11 @@ class Store:
     def printer_commands(self, gateway_id: str, printer_id: str, limit: int) -> list[CommandState]:
         """A printer's commands with their results, newest first."""
         rows = self._conn.execute(
-            "SELECT id, gateway_id, printer_id, type, params, created_at, expires_at, outcome, "
-            "detail FROM commands WHERE gateway_id = ? AND printer_id = ? "
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE gateway_id = ? AND printer_id = ? "
             "ORDER BY rowid DESC LIMIT ?",
             (gateway_id, printer_id, limit),
         ).fetchall()
-        return [
-            CommandState(
-                id=r[0],
-                gateway_id=r[1],
-                printer_id=r[2],
-                type=r[3],
-                params=msgspec.json.decode(r[4]),
-                created_at=r[5],
-                expires_at=r[6],
-                outcome=r[7],
-                detail=r[8],
-            )
-            for r in rows
-        ]
+        return [_command_state(row) for row in rows]
 
     def retain(
         self, now: float, full_rate_s: float, step_s: float, history_s: float | None = None
@@ -410,6 +383,26 @@ class Store:
                 (int((now - history_s) * 1000), DELETE_CHUNK),
             ).rowcount
         return Retained(downsampled, raw_deleted, history_deleted)
+
+
+_COMMAND_COLUMNS = (
+    "id, gateway_id, printer_id, type, params, created_at, expires_at, outcome, detail"
+)
+
+
+def _command_state(row: tuple[Any, ...]) -> CommandState:
+    """A commands row (``_COMMAND_COLUMNS``) as the API answers it."""
+    return CommandState(
+        id=row[0],
+        gateway_id=row[1],
+        printer_id=row[2],
+        type=row[3],
+        params=msgspec.json.decode(row[4]),
+        created_at=row[5],
+        expires_at=row[6],
+        outcome=row[7],
+        detail=row[8],
+    )
 
 
 def _moment(text: str | None) -> datetime | None:

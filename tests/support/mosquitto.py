@@ -8,7 +8,6 @@ so there a missing broker fails; elsewhere the tests that need one are skipped, 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,11 +18,10 @@ from typing import Any
 
 import pytest
 
+from console.demo_broker import mosquitto
 from tests.support.waiting import wait_for
 
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
-)
+MOSQUITTO = mosquitto()
 
 
 def need_mosquitto() -> str:
