@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     discover.add_arguments(
         verbs.add_parser("discover", help="find printers on the LAN; print [[printers]] blocks")
     )
+    from console import setup  # what it checks with is imported when it checks
+
+    setup.add_arguments(
+        verbs.add_parser(
+            "setup", help="find the printer, write the config and token, check, then start"
+        )
+    )
     return parser
 
 
@@ -270,6 +277,12 @@ def run_discover(args: argparse.Namespace) -> int:
     return discover.run(args)
 
 
+def run_setup(args: argparse.Namespace) -> int:
+    from console import setup
+
+    return setup.run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -286,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tap": run_tool,
         "discover": run_discover,
         "jobs": run_jobs,
+        "setup": run_setup,
     }
     try:
         return handlers[args.verb](args)

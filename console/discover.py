@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import NamedTuple
 
 from console import discover_net as net
 from console import discover_report as report
@@ -63,30 +64,14 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         return _usage(f"cannot resolve {args.to!r}: {err.strerror or err}")
     try:
-        sock = net.open_socket()
-    except OSError as err:
-        _err(f"cannot open a UDP socket: {err.strerror or err}")
+        search = find(target, address, args.timeout)
+    except SearchFailed as err:
+        _err(str(err))
         return 1
-    with sock:
-        reply_port = int(sock.getsockname()[1])
-        if target and address:
-            probes = discovery.unicast_probes(address, target[1], reply_port)
-        else:
-            probes = discovery.lan_probes(reply_port)
-        try:
-            result = net.exchange(
-                sock,
-                probes,
-                args.timeout,
-                len(probes) if target else None,
-                only_from=address if target else None,
-            )
-        except OSError as err:  # the interface went away under us, say; nothing to retry
-            _err(f"receiving replies failed: {err.strerror or err}")
-            return 1
+    result, probes = search.exchange, search.probes
     for failure in result.failures:
         _err(f"could not send to {failure.probe.address}:{failure.probe.port}: {failure.reason}")
-    found = _parse(result.datagrams)
+    found = search.found
     if not found:
         targets = sorted({f"{probe.address}:{probe.port}" for probe in probes})
         if result.refused:
@@ -99,6 +84,44 @@ def run(args: argparse.Namespace) -> int:
     _out("")
     _out(report.printers_block(found))
     return 0
+
+
+class SearchFailed(Exception):
+    """The probes could not be sent or their replies not received; the message says why."""
+
+
+class Search(NamedTuple):
+    """One round of probes: what was sent, what came back, and the printers that parse."""
+
+    probes: list[discovery.Probe]
+    exchange: net.Exchange
+    found: list[report.Found]
+
+
+def find(target: tuple[str, int] | None, address: str | None, timeout_s: float) -> Search:
+    """Probe the LAN, or only `address` (resolved from `target`), for `timeout_s`;
+    SearchFailed when no socket can be opened or receiving fails."""
+    try:
+        sock = net.open_socket()
+    except OSError as err:
+        raise SearchFailed(f"cannot open a UDP socket: {err.strerror or err}") from err
+    with sock:
+        reply_port = int(sock.getsockname()[1])
+        if target and address:
+            probes = discovery.unicast_probes(address, target[1], reply_port)
+        else:
+            probes = discovery.lan_probes(reply_port)
+        try:
+            result = net.exchange(
+                sock,
+                probes,
+                timeout_s,
+                len(probes) if target else None,
+                only_from=address if target else None,
+            )
+        except OSError as err:  # the interface went away under us, say; nothing to retry
+            raise SearchFailed(f"receiving replies failed: {err.strerror or err}") from err
+    return Search(probes, result, _parse(result.datagrams))
 
 
 def _parse(datagrams: list[net.Datagram]) -> list[report.Found]:
