@@ -67,6 +67,9 @@ python="${PYTHON:-python3}"
 [ -z "${PYTHON:-}" ] && [ -z "$root" ] && [ -x /usr/bin/python3 ] && python=/usr/bin/python3
 
 say() { printf 'install-pi: %s\n' "$*"; }
+# Root becoming the service's user: setpriv (util-linux) execs the command itself, so it
+# gets signals directly and no parent waits behind it (runuser and su keep one).
+as_service="setpriv --reuid=$user --regid=$user --init-groups --"
 
 if [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
   echo "install-pi: run it with sudo (it installs into /opt, /etc and /var)" >&2
@@ -93,10 +96,10 @@ mv "$prefix/src.new" "$prefix/src"
 rm -rf "$prefix/src.old"
 
 [ -x "$prefix/venv/bin/python" ] || "$python" -m venv "$prefix/venv"
-if [ -z "$root" ] && ! runuser -u "$user" -- "$prefix/venv/bin/python" -c '' 2>/dev/null; then
+if [ -z "$root" ] && ! $as_service "$prefix/venv/bin/python" -c '' 2>/dev/null; then
   rm -rf "$prefix/venv"  # made from a Python the service's user cannot run: make it anew
   "$python" -m venv "$prefix/venv"
-  if ! runuser -u "$user" -- "$prefix/venv/bin/python" -c '' 2>/dev/null; then
+  if ! $as_service "$prefix/venv/bin/python" -c '' 2>/dev/null; then
     echo "install-pi: the user $user cannot run $python; install Debian's python3 and python3-venv, or name another with PYTHON=..." >&2
     exit 1
   fi
@@ -162,7 +165,7 @@ case "\${1:-}" in
   discover|sim|api|-h|--help|--version|"") exec "\$cli" "\$@" ;;
 esac
 if [ "\$(id -un)" = "$user" ]; then exec "\$cli" "\$@"; fi
-if [ "\$(id -u)" = 0 ]; then as_user="runuser -u $user --"; else as_user="sudo -u $user"; fi
+if [ "\$(id -u)" = 0 ]; then as_user="$as_service"; else as_user="sudo -u $user"; fi
 exec \$as_user env PRINTER_GATEWAY_CONFIG="\$PRINTER_GATEWAY_CONFIG" \\
   PRINTER_GATEWAY_LOG_DIR="\$PRINTER_GATEWAY_LOG_DIR" "\$cli" "\$@"
 WRAPPER
@@ -237,7 +240,7 @@ fi
 
 if [ "$web_app" = 1 ] && [ "$use_systemd" = 0 ] && [ -z "$root" ]; then
   pkill -u "$user" -f "$cli api " 2>/dev/null && sleep 1 || true  # an upgrade's old one
-  setsid runuser -u "$user" -- $(sed -n 's/^ExecStart=//p' "$unit_dir/printer-gateway-api.service") \
+  setsid $as_service $(sed -n 's/^ExecStart=//p' "$unit_dir/printer-gateway-api.service") \
     >>"$logs/web-app.log" 2>&1 </dev/null &
   say "systemd is not running here: the web app was started in the background (log: $logs/web-app.log); it will not start again by itself after a reboot"
 fi
