@@ -180,12 +180,10 @@ class NotifySection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=T
     ] = True
 
 
-TopicPrefix = Annotated[
-    str,
-    # Levels of plain characters: no MQTT wildcard, no empty level, no leading "$" (the
-    # broker's own topics).
-    msgspec.Meta(pattern=r"^[A-Za-z0-9_.-][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$(?!\n)"),
-]
+# Levels of plain characters: no MQTT wildcard, no empty level, no leading "$" (the broker's
+# own topics).
+TOPIC_PATTERN = r"^[A-Za-z0-9_.-][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$(?!\n)"
+TopicPrefix = Annotated[str, msgspec.Meta(pattern=TOPIC_PATTERN)]
 
 
 class MqttSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

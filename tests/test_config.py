@@ -298,6 +298,16 @@ def test_configuration_reference_is_current() -> None:
     assert table() in document, "docs/configuration.md is stale: run `make schema`"
 
 
+def test_configuration_reference_says_patterns_in_words() -> None:
+    from console.config_doc import table
+
+    text = table()
+    for regex_only in ("(?!", "^[", "]*", "$`"):
+        assert regex_only not in text
+    assert "1 to 64 letters, digits, `_` `.` `-`, starting with a letter or digit" in text
+    assert "topic levels split by `/`" in text
+
+
 @pytest.mark.parametrize(
     ("listen", "address"),
     [
