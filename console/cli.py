@@ -1,4 +1,4 @@
-"""``printer-gateway``: the one console script; every verb of architecture §4.2 is here."""
+"""printer-gateway: watch and control networked 3D printers (VERB --help for each verb)."""
 
 from __future__ import annotations
 

@@ -11,11 +11,19 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from gateway.config import Config, unwrap
+from gateway.config import TOPIC_PATTERN, Config, unwrap
+from gateway.messages import ID_PATTERN
 
 BEGIN = "<!-- generated table: python -m console.config_doc -->"
 END = "<!-- end of generated table -->"
 _DEFAULTS = {"gateway.id": "the host name, reduced to the id alphabet"}
+# Every pattern a key is checked against, in words: a reader should not have to read a
+# regular expression (a new pattern without words here stops the generator).
+PATTERN_WORDS = {
+    ID_PATTERN: "1 to 64 letters, digits, `_` `.` `-`, starting with a letter or digit",
+    TOPIC_PATTERN: "topic levels split by `/`, each one or more letters, digits, `_` `.` `-` "
+    "(no wildcards, no empty level)",
+}
 
 
 def _describe(node: mi.Type) -> str:
@@ -35,7 +43,9 @@ def _describe(node: mi.Type) -> str:
             )
             return f"{low}{name}{high}" if low or high else name
         case mi.StrType(pattern=str(pattern)):
-            return f"string matching `{pattern}`"
+            if pattern not in PATTERN_WORDS:
+                raise ValueError(f"say {pattern!r} in words in console.config_doc.PATTERN_WORDS")
+            return f"string: {PATTERN_WORDS[pattern]}"
         case mi.StrType(min_length=int(low)) if low > 0:
             return "non-empty string"
         case mi.StrType():

@@ -6,6 +6,11 @@ listen for another client's replies, close: no ``~M601``, nothing it would not d
 so the check is safe while the vendor slicer prints. The API gets one authenticated request
 (``GET /v1/commands`` with ``wait=0``: it changes nothing); the broker one connection.
 Every check has a deadline; none retries.
+
+While this gateway runs (``<data_dir>/gateway.lock`` held, or a poller's service lock), a
+printer is not connected to: the REX serves one client, and the check would fight our own
+poller for it. Its state comes from the poller's health file instead (its last look), and
+the line says so; the API and the broker are checked as always.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from gateway.errors import (
     PrinterTurnedAwayError,
     PrinterUnreachableError,
 )
+from gateway.health import PrinterHealth, read_printers
+from gateway.layout import Layout
+from gateway.locks import holder
 from gateway.redaction import redact, safe
 from services.poller.link import PrinterLink
 from services.poller.observe import observe, read_info
@@ -191,8 +199,60 @@ def check_broker(config: Config, timeout_s: float) -> Check | None:
     return Check(what, True, "connected")
 
 
+def our_poller(layout: Layout, printer_id: str) -> str | None:
+    """Who of this gateway holds the printer's connection, in words, or None: the gateway
+    (``up``: its supervisord holds ``gateway.lock``), or a poller run by hand (its service
+    lock). The locks are probed, never taken."""
+    gateway = holder(layout.gateway_lock)
+    if gateway is not None:
+        return f"the gateway is running{_pid(gateway)}: its poller holds the connection"
+    for service in ("poller", f"poller-{printer_id}"):
+        poller = holder(layout.service_lock(service))
+        if poller is not None:
+            return (
+                f"this gateway's {service} service is running{_pid(poller)}: "
+                "it holds the connection"
+            )
+    return None
+
+
+def _pid(pid: int) -> str:
+    return f" (pid {pid})" if pid else ""
+
+
+def from_last_look(printer: PrinterSection, running: str, health: PrinterHealth | None) -> Check:
+    """A printer our own poller watches, as its health file says (no connection opened)."""
+    what = f"printer {printer.id} at {printer.host}:{printer.port}"
+    if health is None:
+        return Check(
+            what,
+            False,
+            f"{running}, but it has not reported this printer yet: run this again in a minute "
+            "(`printer-gateway status` shows it too)",
+        )
+    contact = f"last contact {health.last_contact}" if health.last_contact else "never reached"
+    detail = f" ({health.detail})" if health.detail else ""
+    return Check(
+        what,
+        health.state not in ("offline", "error"),
+        f"{running}; state from its last look: {health.state}{detail}, {contact}",
+    )
+
+
 async def _printers(config: Config, timeout_s: float) -> list[Check]:
-    return list(await asyncio.gather(*(check_printer(p, timeout_s) for p in config.printers)))
+    layout = Layout.of(config)
+    health = {h.printer_id: h for h in read_printers(layout)}
+    checks: dict[str, Check] = {}
+    probed = []
+    for printer in config.printers:
+        running = our_poller(layout, printer.id)
+        if running is None:
+            probed.append(printer)
+        else:
+            checks[printer.id] = from_last_look(printer, running, health.get(printer.id))
+    found = await asyncio.gather(*(check_printer(p, timeout_s) for p in probed))
+    checks.update((p.id, check) for p, check in zip(probed, found, strict=True))
+    return [checks[p.id] for p in config.printers]
 
 
 def run(config: Config, token: Token, timeout_s: float) -> int:

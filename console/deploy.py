@@ -24,7 +24,7 @@ from gateway.health import (
     starts,
 )
 from gateway.layout import LOG_DIR_ENV, Layout
-from gateway.locks import AlreadyRunning, hold
+from gateway.locks import AlreadyRunning, hold, holder
 from gateway.redaction import redact, safe
 from services.uplink.live import read_snapshot
 from services.uplink.queue import read_stats
@@ -93,7 +93,7 @@ def up(config_path: Path, config: Config) -> int:
     interrupted) and leave it dead with its services running."""
     layout = Layout.of(config)
     try:
-        lock = hold(layout.data_dir / "gateway.lock", f"a gateway on {layout.data_dir}")
+        lock = hold(layout.gateway_lock, f"a gateway on {layout.data_dir}")
     except AlreadyRunning as err:
         print(f"printer-gateway up: {err}: `printer-gateway status` shows it", file=sys.stderr)
         return 2
@@ -175,8 +175,14 @@ def status_report(config: Config) -> tuple[dict[str, Any], bool]:
     live = read_snapshot(layout.live_lane)
     bridge = read_bridge(layout) if config.mqtt is not None else None
     problems = []
+    orphans = orphaned_services(layout) if services is None else {}
     if services is None:
         problems.append("supervisord not reachable (is `printer-gateway up` running?)")
+        for pid, names in orphans.items():
+            problems.append(
+                f"{', '.join(names)} (pid {pid}) {'runs' if len(names) == 1 else 'run'} "
+                f"without supervisord: an orphan; stop it with `kill {pid}`"
+            )
     else:
         problems += [f"service {s.name} is {s.state}" for s in services if not s.running]
     for service in read_problems(layout):
@@ -196,12 +202,28 @@ def status_report(config: Config) -> tuple[dict[str, Any], bool]:
         "healthy": not problems,
         "problems": problems,
         "services": [dataclasses.asdict(s) for s in services or []],
+        "orphans": [{"pid": pid, "services": names} for pid, names in orphans.items()],
         "printers": [msgspec.structs.asdict(p) for p in printers],
         "queue": None if queue is None else dataclasses.asdict(queue),
         "live": None if live is None else msgspec.structs.asdict(live.stats),
         "mqtt": None if bridge is None else msgspec.structs.asdict(bridge),
     }
     return report, not problems
+
+
+def orphaned_services(layout: Layout) -> dict[int, list[str]]:
+    """Services still running while supervisord is not (it died, or they were started by
+    hand): the live holders of service locks, by pid, when nobody holds the gateway lock
+    (while supervisord holds it, it may only be slow to answer). The locks are probed,
+    never taken (``locks.holder``)."""
+    if holder(layout.gateway_lock) is not None:
+        return {}
+    found: dict[int, list[str]] = {}
+    for service, path in layout.service_locks().items():
+        pid = holder(path)
+        if pid:  # 0: held, its pid not written yet (a service starting this instant)
+            found.setdefault(pid, []).append(service)
+    return found
 
 
 def unreachable_printers(config: Config, printers: list[PrinterHealth]) -> list[str]:

@@ -2,7 +2,8 @@
 
 Unknown keys are rejected and every bound is declared on the field, so a bad file fails at
 start with one line naming the key path (``printers[0].port``) and the problem. Relative
-``data_dir`` / ``runtime_dir`` paths are resolved against the config file's directory.
+``data_dir`` / ``runtime_dir`` paths and every ``*_file`` key are resolved against the
+config file's directory.
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ class ApiSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True
     """``[api]``: where records go and commands come from."""
 
     url: Annotated[str, msgspec.Meta(description="the API, http:// or https://")]
-    token_file: Annotated[str | None, msgspec.Meta(description="file holding the API token")] = None
+    token_file: Annotated[
+        str | None,
+        msgspec.Meta(description="file holding the API token; relative: from the config's folder"),
+    ] = None
     token: Annotated[str | None, msgspec.Meta(description="the API token itself")] = None
     flavor: Annotated[
         Literal["v1", "legacy"],
@@ -176,12 +180,10 @@ class NotifySection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=T
     ] = True
 
 
-TopicPrefix = Annotated[
-    str,
-    # Levels of plain characters: no MQTT wildcard, no empty level, no leading "$" (the
-    # broker's own topics).
-    msgspec.Meta(pattern=r"^[A-Za-z0-9_.-][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$(?!\n)"),
-]
+# Levels of plain characters: no MQTT wildcard, no empty level, no leading "$" (the broker's
+# own topics).
+TOPIC_PATTERN = r"^[A-Za-z0-9_.-][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$(?!\n)"
+TopicPrefix = Annotated[str, msgspec.Meta(pattern=TOPIC_PATTERN)]
 
 
 class MqttSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -193,7 +195,10 @@ class MqttSection(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     username: Annotated[str, msgspec.Meta(max_length=256, description="broker user")] = ""
     password_file: Annotated[
         str,
-        msgspec.Meta(description=f"file holding the broker password ({MQTT_PASSWORD_ENV} wins)"),
+        msgspec.Meta(
+            description=f"file holding the broker password ({MQTT_PASSWORD_ENV} wins); "
+            "relative: from the config's folder"
+        ),
     ] = ""
     topic_prefix: Annotated[TopicPrefix, msgspec.Meta(description="first topic level(s)")] = (
         "printer-gateway"
@@ -546,7 +551,17 @@ def _normalise(config: Config, base_dir: Path) -> Config:
         data_dir=_absolute(config.gateway.data_dir, base_dir, "gateway.data_dir"),
         runtime_dir=_absolute(config.gateway.runtime_dir, base_dir, "gateway.runtime_dir"),
     )
-    return msgspec.structs.replace(config, gateway=gateway, printers=tuple(printers))
+    # Every *_file key, like the directories, is taken from the config file's directory
+    # (not from wherever the command was typed); "" stays "" (none).
+    api = config.api
+    if api.token_file:
+        api = msgspec.structs.replace(api, token_file=_file_path(api.token_file, base_dir))
+    mqtt = config.mqtt
+    if mqtt is not None and mqtt.password_file:
+        mqtt = msgspec.structs.replace(mqtt, password_file=_file_path(mqtt.password_file, base_dir))
+    return msgspec.structs.replace(
+        config, gateway=gateway, api=api, mqtt=mqtt, printers=tuple(printers)
+    )
 
 
 def listen_address(listen: str) -> tuple[str, int]:
@@ -577,6 +592,12 @@ def _check_url(url: str) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("api.url", f"{url!r} is not an http:// or https:// URL with a host")
+
+
+def _file_path(value: str, base_dir: Path) -> str:
+    """A file named in the config, absolute: a relative one from the config file's folder."""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base_dir / path)
 
 
 def _absolute(value: str, base_dir: Path, key: str) -> str:

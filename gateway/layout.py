@@ -60,6 +60,11 @@ class Layout:
         return self.data_dir / "poller" / f"{printer_id}.jobs.jsonl"
 
     @property
+    def gateway_lock(self) -> Path:
+        """Held by ``up`` and its supervisord: one gateway per data directory."""
+        return self.data_dir / "gateway.lock"
+
+    @property
     def log_dir(self) -> Path:
         """``$PRINTER_GATEWAY_LOG_DIR``, else ``<data_dir>/logs``."""
         return Path(os.environ.get(LOG_DIR_ENV) or self.data_dir / "logs")
@@ -89,6 +94,16 @@ class Layout:
     def supervisor_socket(self) -> Path:
         """supervisord's XML-RPC socket (``supervisord.conf`` names the same file)."""
         return self.runtime_dir / "supervisor.sock"
+
+    def service_lock(self, service: str) -> Path:
+        """Held by the process that runs `service` (``poller``, ``poller-<id>``, ``uplink``...)."""
+        return self.runtime_dir / f"{service}.lock"
+
+    def service_locks(self) -> dict[str, Path]:
+        """Every service lock file there is, by service (a file outlives its holder)."""
+        folder = self.runtime_dir
+        found = sorted(folder.glob("*.lock")) if folder.is_dir() else []
+        return {path.name.removesuffix(".lock"): path for path in found}
 
     # --- health facts, under runtime_dir ------------------------------------------------
 

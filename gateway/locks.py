@@ -39,3 +39,31 @@ def hold(path: Path, what: str) -> int:
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
     return descriptor
+
+
+def holder(path: Path) -> int | None:
+    """Who holds the lock at `path`, without taking it and without creating the file: the
+    holder's pid, 0 when it is held but the holder has not written its pid yet, None when
+    nobody holds it (or there is no such file).
+
+    A shared, non-blocking lock on a read-only descriptor conflicts only with the holder's
+    exclusive one; when it is granted (nobody holds the lock) it is let go at once. For that
+    moment a service taking the lock would be refused (``hold`` never waits): the probe is
+    for ``status`` and ``check-config``, where a gateway is not starting by the microsecond.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:  # no such file (nothing ever held it), or not ours to read
+        return None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return int(os.pread(descriptor, 32, 0).decode().split()[0])
+            except (OSError, ValueError, IndexError):
+                return 0  # held, the pid not written yet (or unreadable)
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(descriptor)

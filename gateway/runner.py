@@ -53,7 +53,7 @@ async def serve(layout: Layout, services: Sequence[Service]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     held = [  # one of each service per gateway, for the life of this process
-        hold(layout.runtime_dir / f"{service.name}.lock", f"the {service.name} service")
+        hold(layout.service_lock(service.name), f"the {service.name} service")
         for service in services
     ]
     for service in services:

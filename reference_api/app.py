@@ -60,6 +60,7 @@ PAGE = (WEB / "index.html").read_text(encoding="utf-8")
 ASSETS = {  # the web app's own files, read once: nothing else is ever served from disk
     "app.js": ((WEB / "app.js").read_bytes(), "text/javascript; charset=utf-8"),
     "app.css": ((WEB / "app.css").read_bytes(), "text/css; charset=utf-8"),
+    "icon.svg": ((WEB / "icon.svg").read_bytes(), "image/svg+xml"),
 }
 _batch_decoder = msgspec.json.Decoder(RecordBatch)
 _command_decoder = msgspec.json.Decoder(NewCommand)
@@ -328,6 +329,12 @@ def create_app(store: Store, token: str) -> Starlette:
             return _json(Error("no such file"), 404)
         return Response(found[0], media_type=found[1])
 
+    async def favicon(request: Request) -> Response:
+        # Where a browser looks without a <link rel="icon"> (a JSON page, an old bookmark):
+        # the same icon, instead of a 404 in every console.
+        body, media_type = ASSETS["icon.svg"]
+        return Response(body, media_type=media_type)
+
     async def home(request: Request) -> Response:
         return RedirectResponse("/ui/")
 
@@ -340,6 +347,7 @@ def create_app(store: Store, token: str) -> Starlette:
             Route("/ui/{gateway_id}", page),
             Route("/ui/{gateway_id}/{printer_id}", page),
             Route("/assets/{name}", asset),
+            Route("/favicon.ico", favicon),
             Route("/v1/records", guarded(api.post_records), methods=["POST"]),
             Route("/v1/records", guarded(api.get_records), methods=["GET"]),
             Route("/v1/commands", guarded(api.get_commands), methods=["GET"]),

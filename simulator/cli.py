@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import msgspec.inspect as mi
 
 from gateway.files import write_atomically
 from simulator.camera import start_camera
@@ -29,6 +30,27 @@ from simulator.server import Faults, PrinterSimulator
 logger = logging.getLogger(__name__)
 _MODEL_SWITCHES = ("foreign_control", "control_required")
 _STEPS = ("pause", "resume", "cancel", "print", "power_off", "power_refuse", "power_on")
+
+
+def _form(node: mi.Type) -> str:
+    """The values a fault switch takes, in words for ``--help`` and errors."""
+    if isinstance(node, mi.BoolType):
+        return "[=true | false]"  # the name alone turns it on
+    if isinstance(node, mi.LiteralType):
+        return "=" + " | ".join(str(value) for value in node.values)
+    if isinstance(node, mi.FloatType | mi.IntType):
+        low = "" if node.ge is None else node.ge
+        high = "" if node.le is None else node.le
+        return f"={low}..{high}"
+    return f"={type(node).__name__}"
+
+
+def fault_forms() -> list[str]:
+    """``NAME=VALUES`` for every fault switch, read from ``Faults`` itself (one source of
+    truth for ``--help``, the error a bad ``--fault`` gets, and the simulator)."""
+    info = mi.type_info(Faults)
+    assert isinstance(info, mi.StructType)
+    return [f"{field.name}{_form(field.type)}" for field in info.fields]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +77,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pause-style", choices=["machine_status", "move_mode"], default="machine_status"
     )
     parser.add_argument("--completed-hold", type=float, default=10.0, metavar="S")
-    parser.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--at", action="append", default=[], metavar="SECONDS:ACTION")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"a fault switch from the start (repeatable): {'; '.join(fault_forms())}",
+    )
+    parser.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="SECONDS:ACTION",
+        help="a step SECONDS after the start (repeatable), ACTION one of "
+        f"{', '.join(s for s in _STEPS if s != 'print')}, print[=FILE], "
+        f"{', '.join(f'{switch}=true | false' for switch in _MODEL_SWITCHES)}, "
+        "or a fault as for --fault (e.g. 20:pause, 40:power_off, 60:reply_delay_s=3)",
+    )
     parser.add_argument("--report-every", type=float, default=0.0, metavar="S", help="log state")
     parser.add_argument(
         "--for", dest="run_for", type=float, default=0.0, metavar="S", help="then exit"
@@ -171,8 +208,8 @@ def run(args: argparse.Namespace) -> int:
             name, _, value = fault.partition("=")
             msgspec.convert({name: _value(value) if value else True}, Faults)
     except (ValueError, msgspec.ValidationError) as err:
-        names = ", ".join(Faults.__struct_fields__)
-        print(f"printer-gateway sim: {err} (fault names: {names})", file=sys.stderr)
+        forms = "; ".join(fault_forms())
+        print(f"printer-gateway sim: {err} (fault names: {forms})", file=sys.stderr)
         return 2
     try:
         asyncio.run(_serve(args, steps))

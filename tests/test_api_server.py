@@ -208,6 +208,19 @@ def test_security_headers_on_every_answer(tmp_path: Path) -> None:
             assert "unsafe-inline" not in policy
 
 
+def test_the_page_links_an_icon_that_is_served(tmp_path: Path) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        page = requests.get(f"{api.url}/ui/", timeout=5).text
+        assert '<link rel="icon" href="/assets/icon.svg" type="image/svg+xml">' in page
+        for path in ("/assets/icon.svg", "/favicon.ico"):  # linked; where browsers look anyway
+            answer = requests.get(f"{api.url}{path}", timeout=5)
+            assert answer.status_code == 200, path
+            assert answer.headers["Content-Type"] == "image/svg+xml"
+            assert answer.content.startswith(b"<svg ")
+            assert b"<script" not in answer.content
+            assert "unsafe-inline" not in answer.headers["Content-Security-Policy"]
+
+
 def test_the_database_is_private(tmp_path: Path) -> None:
     with ApiThread(tmp_path / "api.db") as api:
         api.post("/v1/records", batch(status(1)))

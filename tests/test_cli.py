@@ -125,6 +125,20 @@ def test_sim_names_the_faults_it_knows(cli: Cli) -> None:
     assert "reply_delay_s" in result.stderr
 
 
+def test_sim_help_lists_every_fault_and_its_values(cli: Cli) -> None:
+    from simulator.server import Faults
+
+    result = cli.run("sim", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps the help text
+    for name in Faults.__struct_fields__:
+        assert name in text
+    assert "drop=before_reply | mid_reply | never" in text
+    assert "reply_delay_s=0..120" in text
+    assert "split_bytes[=true | false]" in text
+    assert "power_off" in text  # the --at steps too
+
+
 def test_api_without_a_token_exits_2(cli: Cli) -> None:
     result = cli.run("api", "--port", "0", env={**_base_env(), "PRINTER_GATEWAY_TOKEN": ""})
     assert result.returncode == 2

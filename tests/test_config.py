@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec.inspect as mi
 import pytest
 
 from gateway.config import (
     DEFAULT_NOTIFY_EVENTS,
     TOKEN_ENV,
+    Config,
     find_config_path,
     listen_address,
     load_config,
+    mqtt_password,
     parse_config,
     redacted,
     resolve_token,
+    unwrap,
 )
 from gateway.errors import ConfigError
 
@@ -50,6 +54,55 @@ def test_relative_dirs_are_taken_from_the_config_file(tmp_path: Path) -> None:
     config = load_config(tmp_path / "g.toml")
     assert config.gateway.data_dir == str(tmp_path.resolve() / "data")
     assert config.gateway.runtime_dir == str(Path("~/run").expanduser())
+
+
+def test_relative_files_are_taken_from_the_config_file_not_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "token").write_text("from-the-config-folder\n")
+    (etc / "mqtt-password").write_text("broker-secret\n")
+    raw = MINIMAL.replace(b'token = "t0ken"', b'token_file = "token"') + (
+        b'[mqtt]\npassword_file = "mqtt-password"\n'
+    )
+    (etc / "gateway.toml").write_bytes(raw)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "token").write_text("the-wrong-one\n")
+    monkeypatch.chdir(elsewhere)  # where the command was typed: not where the files are
+    config = load_config(Path("../etc/gateway.toml"))
+    assert config.api.token_file == str(etc.resolve() / "token")
+    assert config.mqtt is not None
+    assert config.mqtt.password_file == str(etc.resolve() / "mqtt-password")
+    assert resolve_token(config, {}).secret.reveal() == "from-the-config-folder"
+    password = mqtt_password(config, {})
+    assert password is not None
+    assert password.reveal() == "broker-secret"
+
+
+def test_every_file_key_is_taken_from_the_config_file() -> None:
+    """A new ``*_file`` key must be resolved in ``_normalise`` too (and listed here)."""
+
+    def file_keys(node: mi.Type, prefix: str) -> list[str]:
+        node = unwrap(node)
+        if isinstance(node, mi.UnionType):
+            return [k for t in node.types for k in file_keys(t, prefix)]
+        if isinstance(node, mi.CollectionType):
+            return file_keys(node.item_type, f"{prefix}[]")
+        if isinstance(node, mi.StructType):
+            return [
+                k
+                for f in node.fields
+                for k in (
+                    [f"{prefix}{f.name}"]
+                    if f.name.endswith("_file")
+                    else file_keys(f.type, f"{prefix}{f.name}.")
+                )
+            ]
+        return []
+
+    assert sorted(file_keys(mi.type_info(Config), "")) == ["api.token_file", "mqtt.password_file"]
 
 
 def test_second_printer_gets_its_own_default_id(tmp_path: Path) -> None:
@@ -243,6 +296,16 @@ def test_configuration_reference_is_current() -> None:
 
     document = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert table() in document, "docs/configuration.md is stale: run `make schema`"
+
+
+def test_configuration_reference_says_patterns_in_words() -> None:
+    from console.config_doc import table
+
+    text = table()
+    for regex_only in ("(?!", "^[", "]*", "$`"):
+        assert regex_only not in text
+    assert "1 to 64 letters, digits, `_` `.` `-`, starting with a letter or digit" in text
+    assert "topic levels split by `/`" in text
 
 
 @pytest.mark.parametrize(

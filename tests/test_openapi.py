@@ -22,6 +22,7 @@ UNDOCUMENTED = {  # the web app, not part of the v1 API
     "/ui/{gateway_id}",
     "/ui/{gateway_id}/{printer_id}",
     "/assets/{name}",
+    "/favicon.ico",
 }
 
 

@@ -3,11 +3,16 @@ client; the reference API with the right and a wrong token; a closed port; the b
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
 
+from gateway.config import load_config
+from gateway.health import PrinterHealth, write_printer
+from gateway.layout import Layout
+from gateway.locks import hold
 from simulator import SimulatorThread
 from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory
@@ -72,6 +77,39 @@ def test_a_printer_up_refused_hanging_and_held(
 
 def _sent(sim: SimulatorThread) -> list[str]:
     return [e.text for e in sim.wire() if e.what == "in"]
+
+
+def test_while_the_gateway_runs_its_printers_are_read_from_the_poller_not_connected_to(
+    sim: SimulatorThread, tmp_path: Path, configs: ConfigFactory
+) -> None:
+    with ApiThread(tmp_path / "api.db") as api:
+        config = configs.write({"rex1": sim.port, "rex2": sim.port}, api_url=api.url, token=TOKEN)
+        layout = Layout.of(load_config(config))
+        write_printer(layout, PrinterHealth("rex1", "printing", True, "2026-01-02T10:00:00Z"))
+        for lock, running in (
+            (layout.gateway_lock, "the gateway is running"),  # `up`: its supervisord holds it
+            (layout.service_lock("poller"), "this gateway's poller service is running"),
+        ):
+            held = hold(lock, "the test")  # this process: the check runs in a child
+            try:
+                code, out = check(config)
+            finally:
+                os.close(held)
+            assert sim.connection_attempts() == 0, out  # the poller's connection, not ours
+            rex1 = line(out, "printer rex1")
+            assert rex1.startswith("ok"), out
+            assert f"{running} (pid {os.getpid()}): " in rex1
+            last_look = "state from its last look: printing, last contact 2026-01-02T10:00:00Z"
+            assert f"holds the connection; {last_look}" in rex1
+            rex2 = line(out, "printer rex2")  # no health file yet: said, and not called fine
+            assert rex2.startswith("FAIL"), out
+            assert "has not reported this printer yet" in rex2
+            assert line(out, "API").startswith("ok"), out  # the API is still checked
+            assert code == 1
+        code, out = check(config)  # the gateway gone: the printers are probed again
+        assert code == 0, out
+        assert "ready" in line(out, "printer rex1")
+        assert sim.connection_attempts() > 0
 
 
 def test_the_api_with_a_wrong_token_and_a_closed_port(

@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from gateway.config import load_config
+from gateway.layout import Layout
+from gateway.locks import hold, holder
 from simulator import SimulatorThread
 from tests.support.cli import Cli
 from tests.support.configs import ConfigFactory
@@ -90,6 +93,40 @@ def test_a_second_service_of_one_name_refuses_to_start(
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(20) == 0
+
+
+def test_status_calls_a_service_running_without_supervisord_an_orphan(
+    sim: SimulatorThread, configs: ConfigFactory
+) -> None:
+    config = configs.write({"rex1": sim.port})
+    layout = Layout.of(load_config(config))
+    orphan = Cli(config).start(
+        "run", "poller", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: holder(layout.service_lock("poller")), 20, what="the poller's lock")
+        result = Cli(config).run("status")
+        assert result.returncode == 1
+        said = f"poller (pid {orphan.pid}) runs without supervisord: an orphan; stop it with `kill {orphan.pid}`"
+        assert said in result.stdout
+        code, report = status(config)
+        assert code == 1
+        assert said in report["problems"]
+        assert report["orphans"] == [{"pid": orphan.pid, "services": ["poller"]}]
+        held = hold(layout.gateway_lock, "a gateway")  # supervisord there, slow to answer:
+        try:  # its services are not orphans
+            code, report = status(config)
+            assert report["orphans"] == []
+            assert not any("orphan" in p for p in report["problems"])
+        finally:
+            os.close(held)
+    finally:
+        orphan.send_signal(signal.SIGTERM)
+        assert orphan.wait(20) == 0
+    code, report = status(config)  # gone: the lock file stays, nobody holds it
+    assert layout.service_lock("poller").exists()
+    assert report["orphans"] == []
+    assert not any("orphan" in p for p in report["problems"])
 
 
 def test_status_says_a_printer_is_unreachable(
