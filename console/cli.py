@@ -21,6 +21,7 @@ from gateway.config import (
     security_warnings,
 )
 from gateway.errors import ConfigError
+from gateway.layout import check_socket_room
 from gateway.logs import setup_logging
 from simulator import cli as sim_cli
 
@@ -155,6 +156,7 @@ def _config(
     path = find_config_path(args.config)
     config = load_config(path)
     register_secrets(config)  # before anything can be logged or printed
+    check_socket_room(config)
     if for_services:
         resolve_token(config)
     if notify:

@@ -55,6 +55,7 @@ from gateway.config import (
     resolve_token,
 )
 from gateway.files import write_atomically
+from gateway.layout import check_socket_room
 
 DEFAULT_TIMEOUT_S = 3.0
 DEFAULT_UNITS = Path("/etc/systemd/system")
@@ -211,7 +212,8 @@ def _run(args: argparse.Namespace, prompter: Prompter) -> int:
 
     prompter.say("\n3/4 Writing the config")
     text = config_text(plan, datetime.date.today())
-    parse_config(text.encode(), config_path.absolute().parent)  # never write what fails to load
+    # never write what the services would refuse
+    check_socket_room(parse_config(text.encode(), config_path.absolute().parent))
     owner = _service_user(args.user)
     if token is not None:
         write_private(token_file, token + "\n", mode=0o600, owner=owner, group=owner)

@@ -188,6 +188,13 @@ RuntimeDirectory=printer-gateway
 RuntimeDirectoryMode=0700
 UMask=0077
 ExecStart=$cli up
+# A sandbox: the system read-only but for the gateway's own data and logs (the runtime
+# directory is systemd's), no home directories, a private /tmp, no privilege gained.
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ReadWritePaths=$data $logs
 KillSignal=SIGTERM
 TimeoutStopSec=60
 Restart=always
@@ -211,6 +218,11 @@ User=$user
 Group=$user
 UMask=0077
 ExecStart=$cli api --host $listen_host --port $listen_port --db $data/web-app/api.db --token-file $etc/web-app-token
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ReadWritePaths=$data/web-app
 Restart=always
 RestartSec=5
 

@@ -18,8 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import Config
+from gateway.errors import ConfigError
 
 LOG_DIR_ENV = "PRINTER_GATEWAY_LOG_DIR"
+# A unix socket's path must fit sockaddr_un.sun_path: 108 bytes with the closing NUL on
+# Linux (unix(7)). ZeroMQ's ipc:// and supervisord's socket are both bound by it; past it,
+# supervisord exits at start ("AF_UNIX path too long") and the gateway never runs.
+SOCKET_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
@@ -132,5 +137,25 @@ class Layout:
         """``<service>.json``: what each service finds wrong right now."""
         return self.runtime_dir / "problems"
 
+    def socket_files(self, printer_ids: list[str]) -> list[Path]:
+        """Every unix socket this gateway binds, for these printers."""
+        endpoints = [self.records_endpoint, self.control_endpoint, self.tap_endpoint]
+        endpoints += [self.poller_endpoint(printer_id) for printer_id in printer_ids]
+        return [self.supervisor_socket] + [Path(e.removeprefix("ipc://")) for e in endpoints]
+
     def _ipc(self, name: str) -> str:
         return f"ipc://{self.runtime_dir / name}"
+
+
+def check_socket_room(config: Config) -> None:
+    """ConfigError naming ``gateway.runtime_dir`` when a socket under it would not fit a
+    unix socket address; said at load time, not found later in supervisord's own log."""
+    layout = Layout.of(config)
+    longest = max(layout.socket_files([p.id for p in config.printers]), key=lambda f: len(bytes(f)))
+    if len(bytes(longest)) > SOCKET_PATH_MAX:
+        raise ConfigError(
+            "gateway.runtime_dir",
+            f"{layout.runtime_dir} is too long: the socket {longest.name} there would be "
+            f"{len(bytes(longest))} bytes long, and unix sockets allow {SOCKET_PATH_MAX}; "
+            "choose a shorter directory (the default is /run/printer-gateway)",
+        )

@@ -19,10 +19,12 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,8 +94,14 @@ class Installed:
 
 
 @pytest.fixture
-def installed(tmp_path: Path) -> Installed:
-    return Installed(tmp_path / "root", tmp_path)
+def installed(tmp_path: Path) -> Iterator[Installed]:
+    """An install root with a short path: the gateway's sockets live under it, and a unix
+    socket's path must fit 107 bytes (pytest's own temporary paths can be too long)."""
+    root = Path(tempfile.mkdtemp(prefix="pi-", dir="/tmp"))
+    try:
+        yield Installed(root, tmp_path)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -116,6 +124,19 @@ def simulator(installed: Installed, *extra: str) -> Iterator[tuple[int, int]]:
             process.stdout.close()
 
 
+def assert_units_verify(*units: Path) -> None:
+    """systemd's own offline check of the unit files (keys, paths, the command exists);
+    skipped where systemd-analyze is not installed."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return
+    checked = subprocess.run(
+        [analyze, "verify", *map(str, units)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "Unknown" not in checked.stderr, checked.stderr
+
+
 def mode(path: Path) -> str:
     return oct(path.stat().st_mode & 0o777)
 
@@ -132,6 +153,7 @@ def test_gateway_only_then_setup_then_an_upgrade(installed: Installed, tmp_path:
     assert f"ExecStart={installed.root}/opt/printer-gateway/venv/bin/printer-gateway up" in unit
     assert "RuntimeDirectoryMode=0700" in unit
     assert not (installed.units / "printer-gateway-api.service").exists()
+    assert_units_verify(installed.units / "printer-gateway.service")
 
     with ApiThread(tmp_path / "api.db", token=API_TOKEN) as api, simulator(installed) as (tcp, udp):
         discover = ("--discover-to", f"127.0.0.1:{udp}", "--timeout", "2")
@@ -216,6 +238,9 @@ def test_web_app_mode_sets_up_and_pauses_a_print_with_no_token_on_display(
     assert len(token) >= 40
     assert f"the web app: http://127.0.0.1:{port}/" in done.stdout
     assert token not in done.stdout + done.stderr
+    assert_units_verify(
+        installed.units / "printer-gateway.service", installed.units / "printer-gateway-api.service"
+    )
 
     web_app = subprocess.Popen(
         _exec_start(installed.units / "printer-gateway-api.service"),
