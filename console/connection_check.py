@@ -138,8 +138,8 @@ def check_api(config: Config, token: Token, timeout_s: float) -> Check:
         return Check(
             what,
             False,
-            f"HTTP {answer.status_code}: the API refuses the token (is the token file the "
-            "one the API expects?)",
+            f"HTTP {answer.status_code}: the API refuses the token ({token.source}): is it "
+            "the one the API expects?",
         )
     if config.api.flavor == "v1" and answer.status_code != 200:
         return Check(what, False, f"HTTP {answer.status_code}: is this the v1 API's address?")

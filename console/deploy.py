@@ -255,7 +255,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"  {s['name']:<10} {s['state']:<10} {uptime:<14} restarts {s['restarts']}{runs}"
         )
-    lines.append("printers:")
+    running = bool(report["services"])
+    lines.append("printers:" if running else "printers (as last seen; the gateway is not running):")
     for p in report["printers"]:
         lease = "lease held" if p["lease_held"] else "no lease"
         contact = p["last_contact"] or "never"

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import getpass
+import ipaddress
 import os
 import pwd
 import shutil
@@ -48,12 +49,14 @@ from console import discover as discover_cli
 from console import discover_net as net
 from console import discover_report as report
 from gateway.config import (
+    Config,
     find_config_path,
     load_config,
     parse_config,
     register_secrets,
     resolve_token,
 )
+from gateway.errors import ConfigError
 from gateway.files import write_atomically
 from gateway.layout import check_socket_room
 
@@ -190,9 +193,12 @@ def _run(args: argparse.Namespace, prompter: Prompter) -> int:
             file=sys.stderr,
         )
         return 2
-    if config_path.exists() and not prompter.yes(f"{config_path} exists. Replace it?"):
-        prompter.say(f"Kept {config_path}; `printer-gateway check-config --connect` checks it.")
-        return 0
+    before = None
+    if config_path.exists():
+        if not prompter.yes(f"{config_path} exists. Replace it?"):
+            prompter.say(f"Kept {config_path}; `printer-gateway check-config --connect` checks it.")
+            return 0
+        before = _earlier(config_path)
 
     prompter.say("\n1/4 Your printer")
     printers = choose_printers(prompter, args.discover_to, args.timeout)
@@ -202,8 +208,8 @@ def _run(args: argparse.Namespace, prompter: Prompter) -> int:
         api_url = args.web_app
         prompter.say(f"The web app on this machine ({api_url}), with its token in {token_file}.")
     else:
-        api_url = ask_url(prompter)
-        token = ask_token(prompter)
+        api_url = ask_url(prompter, before.api.url if before else None)
+        token = ask_token(prompter, token_file if _readable_token(token_file) else None)
     data_dir, runtime_dir = args.data_dir, args.runtime_dir
     if os.geteuid() != 0:  # the defaults (/var/lib, /run) are root's: keep it beside the config
         here = config_path.absolute().parent
@@ -247,7 +253,8 @@ def choose_printers(
         address = net.resolve(target[0]) if target else None
     except (ValueError, OSError) as err:
         raise SetupAborted(f"--discover-to {discover_to!r}: {err}") from err
-    prompter.say(f"Looking for printers on this network ({timeout_s:g} s)...")
+    where = f"Asking {discover_to}" if discover_to else "Looking for printers on this network"
+    prompter.say(f"{where} ({timeout_s:g} s)...")
     try:
         found = discover_cli.find(target, address, timeout_s).found
     except discover_cli.SearchFailed as err:
@@ -265,9 +272,17 @@ def choose_printers(
         hint = "number(s) like 1 or 1,2, or the printer's address" if found else "its address"
         answer = prompter.ask(f"Which printer? ({hint})", "1" if len(found) == 1 else None)
         try:
-            return pick(answer, found)
+            chosen = pick(answer, found)
         except ValueError as err:
             prompter.say(f"  {err}")
+            continue
+        unknown = [p.host for p in chosen if not _resolves(p.host, p.port)]
+        if not unknown:
+            return chosen
+        prompter.say(
+            f"  {unknown[0]!r} is not an address this machine can find: type the one the "
+            "printer's screen shows, like 192.168.1.50"
+        )
     raise SetupAborted("no printer chosen")
 
 
@@ -293,7 +308,7 @@ def pick(answer: str, found: Sequence[report.Found]) -> list[PrinterChoice]:
     if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"{answer!r} is not an address (like 192.168.1.50 or 192.168.1.50:8899)")
     port = int(port_text)
-    return [PrinterChoice("printer", f"Printer at {host}", host, port, "typed in at setup")]
+    return [PrinterChoice("printer1", f"Printer at {host}", host, port, "typed in at setup")]
 
 
 def _from_found(found: Sequence[report.Found]) -> list[PrinterChoice]:
@@ -316,21 +331,28 @@ def _from_found(found: Sequence[report.Found]) -> list[PrinterChoice]:
     return chosen
 
 
-def ask_url(prompter: Prompter) -> str:
-    """The API's address: http:// or https:// and a host."""
+def ask_url(prompter: Prompter, before: str | None) -> str:
+    """The API's address: http:// or https:// and a host (the earlier config's, offered)."""
     for _ in range(ATTEMPTS):
-        url = prompter.ask("The API's address (like https://printers.example.org/api)")
+        url = prompter.ask("The API's address (like https://printers.example.org/api)", before)
         parts = urllib.parse.urlsplit(url)
         if parts.scheme in ("http", "https") and parts.hostname:
+            if parts.scheme == "http" and not _loopback(parts.hostname):
+                prompter.say(
+                    "  Note: over http:// the token travels in clear text; https:// is safer."
+                )
             return url
         prompter.say("  It starts with https:// (or http://) and names a host.")
     raise SetupAborted("no API address")
 
 
-def ask_token(prompter: Prompter) -> str:
-    """The API's token: one word, not empty."""
+def ask_token(prompter: Prompter, kept: Path | None) -> str | None:
+    """The API's token: one word, not empty; None keeps the one already in `kept`."""
+    question = f"The API's token (Enter keeps the one in {kept})" if kept else "The API's token"
     for _ in range(ATTEMPTS):
-        token = prompter.secret("The API's token")
+        token = prompter.secret(question)
+        if not token and kept:
+            return None
         if token and not any(c.isspace() or not c.isprintable() for c in token):
             return token
         prompter.say("  The token is one word, no spaces; your API's settings show it.")
@@ -416,6 +438,29 @@ def web_app_address(port: int) -> str:
             if "." in address and not address.startswith("127."):
                 return f"http://{address}:{port}/"
     return f"http://{socket.gethostname()}.local:{port}/"
+
+
+def _earlier(config_path: Path) -> Config | None:
+    """The config being replaced, for its answers as defaults (None when it does not load)."""
+    try:
+        return load_config(config_path)
+    except ConfigError:
+        return None
+
+
+def _resolves(host: str, port: int) -> bool:
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return True
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _readable_token(path: Path) -> bool:

@@ -104,10 +104,19 @@ if [ -z "$root" ] && ! $as_service "$prefix/venv/bin/python" -c '' 2>/dev/null; 
     exit 1
   fi
 fi
-"$prefix/venv/bin/python" -m pip install --quiet --upgrade pip
+# pip's and setuptools' chatter goes to a log, shown only when the install fails.
+pip_log="$logs/install.log"
+pip_install() {
+  if ! "$prefix/venv/bin/python" -m pip install --quiet "$@" >"$pip_log" 2>&1; then
+    cat "$pip_log" >&2
+    echo "install-pi: pip install $* failed (above, and in $pip_log)" >&2
+    exit 1
+  fi
+}
+pip_install --upgrade pip
 target="$prefix/src"
 [ "$web_app" = 1 ] && target="$prefix/src[api]"
-"$prefix/venv/bin/python" -m pip install --quiet -e "$target"
+pip_install -e "$target"
 say "installed $("$cli" --version) in $prefix"
 
 # The web app's token: generated inside Python and written by it (umask 077, O_EXCL), so it
@@ -270,13 +279,21 @@ if [ -f "$etc/gateway.toml" ] && PRINTER_GATEWAY_CONFIG="$etc/gateway.toml" "$cl
     systemctl restart printer-gateway.service
     say "printer-gateway.service restarted on the kept config $etc/gateway.toml"
   else
-    say "kept $etc/gateway.toml; start it with: printer-gateway up"
+    if command -v flock >/dev/null 2>&1 && [ -f "$data/gateway.lock" ] \
+        && ! flock -n "$data/gateway.lock" true 2>/dev/null; then
+      say "kept $etc/gateway.toml; the gateway is running on the old code: stop \`printer-gateway up\` (Ctrl-C) and start it again"
+    else
+      say "kept $etc/gateway.toml; start it with: printer-gateway up"
+    fi
   fi
 elif [ "$run_setup" = 1 ] && [ -t 0 ] && [ -t 1 ]; then
   say "now the set-up: which printer, and where it reports"
   "$bin_dir/printer-gateway" setup || say "set-up not finished: run \`sudo printer-gateway setup\` again"
 else
   say "next: sudo printer-gateway setup   (finds the printer, writes the config, checks, starts)"
+fi
+if [ "$web_app" = 0 ] && [ -f "$unit_dir/printer-gateway-api.service" ]; then
+  say "note: the web app of an earlier --with-web-app install is still there ($unit_dir/printer-gateway-api.service); docs/install-pi.md says how to remove it"
 fi
 if [ "$web_app" = 1 ]; then
   say "the web app: $(web_app_address) (its token: sudo cat $etc/web-app-token)"

@@ -114,3 +114,34 @@ def test_an_existing_config_is_kept_unless_the_owner_says_yes(
     assert main(["--config", str(config), "setup"]) == 0
     assert config.read_text() == "# mine\n"
     assert "Kept" in capsys.readouterr().out
+
+
+def test_an_address_this_machine_cannot_find_is_asked_again_at_once(tmp_path: Path) -> None:
+    out = io.StringIO()
+    prompter = setup.Prompter(io.StringIO("a..b\n127.0.0.1:9000\n"), out)
+    # nothing answers discovery on a closed loopback port: the owner types the address
+    chosen = setup.choose_printers(prompter, "127.0.0.1:9", 0.2)
+    assert [(p.id, p.host, p.port) for p in chosen] == [("printer1", "127.0.0.1", 9000)]
+    assert "'a..b' is not an address this machine can find" in out.getvalue()
+    assert "Asking 127.0.0.1:9" in out.getvalue()
+
+
+def test_a_second_setup_offers_the_earlier_address_and_keeps_the_token(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("earlier-token\n")
+    out = io.StringIO()
+    prompter = setup.Prompter(io.StringIO("\n\n"), out)
+    assert setup.ask_url(prompter, "https://printers.example.org/api") == (
+        "https://printers.example.org/api"
+    )
+    assert setup.ask_token(prompter, token_file) is None  # Enter: the file stays as it is
+    assert f"Enter keeps the one in {token_file}" in out.getvalue()
+
+
+def test_an_http_api_elsewhere_is_taken_with_a_warning() -> None:
+    out = io.StringIO()
+    assert setup.ask_url(setup.Prompter(io.StringIO("http://192.168.1.9:8080\n"), out), None)
+    assert "clear text" in out.getvalue()
+    quiet = io.StringIO()
+    assert setup.ask_url(setup.Prompter(io.StringIO("http://127.0.0.1:8080\n"), quiet), None)
+    assert "clear text" not in quiet.getvalue()

@@ -113,7 +113,7 @@ async function api(path, options = {}) {
   if (!isNaN(date)) clockOffsetMs = date + 500 - Date.now(); // the header has whole seconds
   if (response.status === 401) {
     document.getElementById("login").hidden = false;
-    throw new Error("the API needs its token");
+    throw new Error(token ? "the API refused this token" : "the API needs its token");
   }
   if (!response.ok) throw new Error(`the API answered HTTP ${response.status}`);
   return response.json();

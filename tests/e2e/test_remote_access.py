@@ -193,6 +193,10 @@ def test_the_page_in_a_browser_through_the_proxy(tmp_path: Path) -> None:
             page.on("console", lambda message: console.append(message.text))
             page.goto(f"{caddy.url}/")
             expect(page.locator("#login")).to_be_visible(timeout=5_000)  # asks once
+            expect(page.locator("#problem")).to_have_text("the API needs its token")
+            page.locator("#token").fill("not-the-token")
+            page.get_by_role("button", name="Open").click()
+            expect(page.locator("#problem")).to_have_text("the API refused this token")
             page.locator("#token").fill(token)
             page.get_by_role("button", name="Open").click()
             card = page.locator("article[data-printer=rex1]")
