@@ -8,8 +8,11 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "installing the project and its tools into $(VENV) (pip's output: $(VENV)/pip.log)"
+	@$(BIN)/python -m pip install --quiet --upgrade pip > $(VENV)/pip.log 2>&1 \
+	  || { cat $(VENV)/pip.log; exit 1; }
+	@$(BIN)/python -m pip install --quiet -e '.[dev]' >> $(VENV)/pip.log 2>&1 \
+	  || { cat $(VENV)/pip.log; exit 1; }
 	touch $(STAMP)
 
 test: lint typecheck unit
