@@ -55,6 +55,7 @@ from gateway.config import (
     parse_config,
     register_secrets,
     resolve_token,
+    sendable_token,
 )
 from gateway.errors import ConfigError
 from gateway.files import write_atomically
@@ -98,6 +99,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--web-app",
         metavar="URL",
         help="the reference API runs on this machine at URL, its token in --token-file",
+    )
+    parser.add_argument(
+        "--web-app-page",
+        metavar="URL",
+        help="with --web-app: the page's address for other machines (default: this host's)",
     )
     parser.add_argument(
         "--token-file",
@@ -146,7 +152,10 @@ class Prompter:
 
     def secret(self, question: str) -> str:
         if self.answers.isatty():
-            return getpass.getpass(f"{question} (not shown as you type): ", stream=self.out)
+            try:
+                return getpass.getpass(f"{question} (not shown as you type): ", stream=self.out)
+            except EOFError as err:  # Ctrl-D at the prompt
+                raise SetupAborted("no answer") from err
         return self._line(f"{question}: ", echo=False).strip()
 
     def yes(self, question: str) -> bool:
@@ -221,10 +230,18 @@ def _run(args: argparse.Namespace, prompter: Prompter) -> int:
     # never write what the services would refuse
     check_socket_room(parse_config(text.encode(), config_path.absolute().parent))
     owner = _service_user(args.user)
-    if token is not None:
-        write_private(token_file, token + "\n", mode=0o600, owner=owner, group=owner)
-        prompter.say(f"Wrote {token_file} (mode 600: only the service reads it)")
-    write_private(config_path, text, mode=0o640, owner=None, group=owner)
+    try:
+        if token is not None:
+            write_private(token_file, token + "\n", mode=0o600, owner=owner, group=owner)
+            prompter.say(f"Wrote {token_file} (mode 600: only the service reads it)")
+        write_private(config_path, text, mode=0o640, owner=None, group=owner)
+    except OSError as err:
+        print(
+            f"printer-gateway setup: cannot write {err.filename}: {err.strerror}; "
+            "setup writes the gateway's config: run it as root (sudo)",
+            file=sys.stderr,
+        )
+        return 2
     prompter.say(f"Wrote {config_path}")
 
     prompter.say("\n4/4 Checking that this machine reaches them")
@@ -353,9 +370,11 @@ def ask_token(prompter: Prompter, kept: Path | None) -> str | None:
         token = prompter.secret(question)
         if not token and kept:
             return None
-        if token and not any(c.isspace() or not c.isprintable() for c in token):
+        if token and sendable_token(token):
             return token
-        prompter.say("  The token is one word, no spaces; your API's settings show it.")
+        prompter.say(
+            "  The token is one word of printable ASCII, no spaces; your API's settings show it."
+        )
     raise SetupAborted("no API token")
 
 
@@ -393,13 +412,14 @@ User = pwd.struct_passwd
 def write_private(
     path: Path, text: str, *, mode: int, owner: User | None, group: User | None
 ) -> None:
-    """Write `text` whole (temp file and rename), then set mode and, when run as root for a
-    service user, ownership; the temp file is 0600 from its first byte."""
+    """Write `text` whole (temp file and rename) with its mode and, when run as root for a
+    service user, its owner already set when it takes the name: the service never meets
+    the file half-written or not yet its own."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, text.encode(), durable=True)
-    os.chmod(path, mode)
+    ids = None
     if os.geteuid() == 0 and (owner or group):
-        os.chown(path, owner.pw_uid if owner else 0, group.pw_gid if group else 0)
+        ids = (owner.pw_uid if owner else 0, group.pw_gid if group else 0)
+    write_atomically(path, text.encode(), durable=True, mode=mode, owner=ids)
 
 
 def start(args: argparse.Namespace, prompter: Prompter, plan: Plan) -> int:
@@ -423,7 +443,8 @@ def start(args: argparse.Namespace, prompter: Prompter, plan: Plan) -> int:
     prompter.say("`printer-gateway status` says how it goes.")
     if args.web_app:
         port = urllib.parse.urlsplit(args.web_app).port or 80
-        prompter.say(f"The web app: {web_app_address(port)} (on this machine {args.web_app}).")
+        page = args.web_app_page or web_app_address(port)
+        prompter.say(f"The web app: {page} (on this machine {args.web_app}).")
         prompter.say(f"It asks for its token once: `sudo cat {plan.token_file}` shows it.")
     return 0
 

@@ -45,6 +45,13 @@ case "$listen" in
 esac
 listen_host="${listen%:*}"
 listen_port="${listen##*:}"
+if [ "$listen_port" -lt 1024 ] || [ "$listen_port" -gt 65535 ]; then
+  echo "install-pi: --web-app-listen $listen: the port must be 1024..65535 (the web app does not run as root; for 80/443 put a proxy in front: docs/remote-access.md)" >&2
+  exit 2
+fi
+# How the gateway on this machine reaches the web app, and where people open it.
+api_host="$listen_host"
+[ "$listen_host" = 0.0.0.0 ] && api_host=127.0.0.1
 
 if [ -n "$root" ]; then
   root="$(mkdir -p "$root" && cd "$root" && pwd)"
@@ -70,6 +77,10 @@ say() { printf 'install-pi: %s\n' "$*"; }
 # Root becoming the service's user: setpriv (util-linux) execs the command itself, so it
 # gets signals directly and no parent waits behind it (runuser and su keep one).
 as_service="setpriv --reuid=$user --regid=$user --init-groups --"
+# Anything done inside the service's own folders (data, logs) is done as that user, never
+# as root: a link planted there by the service could otherwise point root's write at any
+# file. In a test root everything already belongs to whoever runs this.
+if [ -n "$root" ]; then in_service_dirs=""; else in_service_dirs="$as_service"; fi
 
 if [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
   echo "install-pi: run it with sudo (it installs into /opt, /etc and /var)" >&2
@@ -105,7 +116,7 @@ if [ -z "$root" ] && ! $as_service "$prefix/venv/bin/python" -c '' 2>/dev/null; 
   fi
 fi
 # pip's and setuptools' chatter goes to a log, shown only when the install fails.
-pip_log="$logs/install.log"
+pip_log="$prefix/install.log"  # root's folder: never one the service can write
 pip_install() {
   if ! "$prefix/venv/bin/python" -m pip install --quiet "$@" >"$pip_log" 2>&1; then
     cat "$pip_log" >&2
@@ -140,9 +151,17 @@ fi
 use_systemd=0
 if [ "$systemd" = 1 ] && [ -z "$root" ] && [ -d /run/systemd/system ]; then use_systemd=1; fi
 
+web_app_address() {
+  local address
+  address="$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -m1 '\.' || true)"
+  [ "$listen_host" = 0.0.0.0 ] || address="$listen_host"
+  printf 'http://%s:%s/' "${address:-$(hostname).local}" "$listen_port"
+}
+
 # setup's arguments: where this install keeps things (the wrapper passes them).
 if [ "$web_app" = 1 ]; then
-  setup_args="--web-app http://127.0.0.1:$listen_port --token-file $etc/web-app-token"
+  setup_args="--web-app http://$api_host:$listen_port --web-app-page $(web_app_address)"
+  setup_args="$setup_args --token-file $etc/web-app-token"
 else
   setup_args="--token-file $etc/token"
 fi
@@ -167,7 +186,7 @@ cli="$cli"
 case "\${1:-}" in
   setup)
     shift
-    if [ "\$(id -u)" != 0 ] && [ "\$(id -un)" != "$user" ]; then
+    if [ "\$(id -u)" != 0 ] && [ -z "$root" ]; then
       exec sudo "\$0" setup "\$@"  # it writes the config and the token in $etc
     fi
     exec "\$cli" setup $setup_args "\$@" ;;
@@ -214,7 +233,6 @@ WantedBy=multi-user.target
 UNIT
 
 if [ "$web_app" = 1 ]; then
-  install -d -m 0700 "$data/web-app"
   cat > "$unit_dir/printer-gateway-api.service" <<UNIT
 [Unit]
 Description=printer-gateway web app: the reference API and its pages, on the LAN
@@ -250,6 +268,8 @@ if [ -z "$root" ]; then
   done
 fi
 
+[ "$web_app" = 1 ] && $in_service_dirs mkdir -p -m 0700 "$data/web-app"
+
 if [ "$use_systemd" = 1 ]; then
   systemctl daemon-reload
   if [ "$web_app" = 1 ]; then
@@ -261,17 +281,12 @@ fi
 
 if [ "$web_app" = 1 ] && [ "$use_systemd" = 0 ] && [ -z "$root" ]; then
   pkill -u "$user" -f "$cli api " 2>/dev/null && sleep 1 || true  # an upgrade's old one
-  setsid $as_service $(sed -n 's/^ExecStart=//p' "$unit_dir/printer-gateway-api.service") \
-    >>"$logs/web-app.log" 2>&1 </dev/null &
+  # the log is opened by the service's user, in its own folder (see in_service_dirs)
+  setsid $as_service sh -c 'umask 077; exec "$@" >>"$0" 2>&1' "$logs/web-app.log" \
+    $(sed -n 's/^ExecStart=//p' "$unit_dir/printer-gateway-api.service") </dev/null &
   say "systemd is not running here: the web app was started in the background (log: $logs/web-app.log); it will not start again by itself after a reboot"
 fi
 
-web_app_address() {
-  local address
-  address="$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -m1 '\.' || true)"
-  [ "$listen_host" = 0.0.0.0 ] || address="$listen_host"
-  printf 'http://%s:%s/' "${address:-$(hostname).local}" "$listen_port"
-}
 
 if [ -f "$etc/gateway.toml" ] && PRINTER_GATEWAY_CONFIG="$etc/gateway.toml" "$cli" check-config >/dev/null 2>&1; then
   if [ "$use_systemd" = 1 ]; then
@@ -280,7 +295,7 @@ if [ -f "$etc/gateway.toml" ] && PRINTER_GATEWAY_CONFIG="$etc/gateway.toml" "$cl
     say "printer-gateway.service restarted on the kept config $etc/gateway.toml"
   else
     if command -v flock >/dev/null 2>&1 && [ -f "$data/gateway.lock" ] \
-        && ! flock -n "$data/gateway.lock" true 2>/dev/null; then
+        && ! $in_service_dirs flock -n "$data/gateway.lock" true 2>/dev/null; then
       say "kept $etc/gateway.toml; the gateway is running on the old code: stop \`printer-gateway up\` (Ctrl-C) and start it again"
     else
       say "kept $etc/gateway.toml; start it with: printer-gateway up"

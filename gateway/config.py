@@ -323,10 +323,14 @@ def resolve_token(config: Config, environ: dict[str, str] | None = None) -> Toke
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+\Z")  # what an HTTP header carries as is
 
 
-def _sendable(token: Token, key: str) -> Token:
-    """A token every request can carry: printable ASCII, no spaces (else each request
+def sendable_token(value: str) -> bool:
+    """Whether every request can carry `value`: printable ASCII, no spaces (else each request
     would fail to encode, for ever, after a clean start)."""
-    if not _TOKEN_CHARS.match(token.secret.reveal()):
+    return bool(_TOKEN_CHARS.match(value))
+
+
+def _sendable(token: Token, key: str) -> Token:
+    if not sendable_token(token.secret.reveal()):
         raise ConfigError(key, "the token must be printable ASCII without spaces")
     return token
 

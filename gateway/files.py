@@ -7,12 +7,26 @@ import os
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: bytes, *, durable: bool = False) -> None:
-    """Write to a sibling temp file (mode 0600) and rename it over `path`. With `durable`,
-    the data and the rename are fsynced, so the new content survives a power cut."""
+def write_atomically(
+    path: Path,
+    data: bytes,
+    *,
+    durable: bool = False,
+    mode: int = 0o600,
+    owner: tuple[int, int] | None = None,
+) -> None:
+    """Write to a sibling temp file and rename it over `path`: a reader sees the old file or
+    the new one, whole, with its final `mode` and `owner` (uid, gid) from the first moment.
+    The temp file is made anew (a leftover one, or a link put in its place, is not reused
+    or followed). With `durable`, the data and the rename are fsynced, so the new content
+    survives a power cut."""
     partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
         os.write(fd, data)
         if durable:
             os.fsync(fd)

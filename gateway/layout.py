@@ -25,6 +25,8 @@ LOG_DIR_ENV = "PRINTER_GATEWAY_LOG_DIR"
 # Linux (unix(7)). ZeroMQ's ipc:// and supervisord's socket are both bound by it; past it,
 # supervisord exits at start ("AF_UNIX path too long") and the gateway never runs.
 SOCKET_PATH_MAX = 107
+# supervisord binds "<socket>.<pid>" first and then links it into place: room for a pid.
+SUPERVISOR_TEMP_SUFFIX = len(".4194304")
 
 
 @dataclass(frozen=True)
@@ -151,11 +153,16 @@ def check_socket_room(config: Config) -> None:
     """ConfigError naming ``gateway.runtime_dir`` when a socket under it would not fit a
     unix socket address; said at load time, not found later in supervisord's own log."""
     layout = Layout.of(config)
-    longest = max(layout.socket_files([p.id for p in config.printers]), key=lambda f: len(bytes(f)))
-    if len(bytes(longest)) > SOCKET_PATH_MAX:
+    needs = {
+        str(path): len(bytes(path)) for path in layout.socket_files([p.id for p in config.printers])
+    }
+    temporary = f"{layout.supervisor_socket}.<pid>"
+    needs[temporary] = len(bytes(layout.supervisor_socket)) + SUPERVISOR_TEMP_SUFFIX
+    longest = max(needs, key=lambda name: needs[name])
+    if needs[longest] > SOCKET_PATH_MAX:
         raise ConfigError(
             "gateway.runtime_dir",
-            f"{layout.runtime_dir} is too long: the socket {longest.name} there would be "
-            f"{len(bytes(longest))} bytes long, and unix sockets allow {SOCKET_PATH_MAX}; "
+            f"{layout.runtime_dir} is too long: the socket {Path(longest).name} there would "
+            f"be {needs[longest]} bytes long, and unix sockets allow {SOCKET_PATH_MAX}; "
             "choose a shorter directory (the default is /run/printer-gateway)",
         )

@@ -45,13 +45,14 @@ def test_check_config_bad_file_is_one_line_naming_the_key(tmp_path: Path, cli: C
 
 def test_a_runtime_dir_too_long_for_a_socket_is_a_config_error(tmp_path: Path, cli: Cli) -> None:
     """supervisord would exit at start with "AF_UNIX path too long" in its own log."""
-    fits = "/run/" + "r" * (107 - len("/run//poller-printer1.ipc"))  # exactly 107 bytes
+    # supervisord binds supervisor.sock.<pid> first: the longest name, with up to 7 digits
+    fits = "/run/" + "r" * (107 - len("/run//supervisor.sock.1234567"))  # exactly 107 bytes
     for runtime_dir, code in ((fits, 0), (fits + "x", 2)):
         (tmp_path / "g.toml").write_text(f'{GOOD}[gateway]\nruntime_dir = "{runtime_dir}"\n')
         result = cli.on(tmp_path / "g.toml").run("check-config")
         assert result.returncode == code, result.stderr
     assert "gateway.runtime_dir" in result.stderr
-    assert "poller-printer1.ipc there would be 108 bytes long" in result.stderr
+    assert "supervisor.sock.<pid> there would be 108 bytes long" in result.stderr
 
 
 def test_check_config_uses_the_environment_variable(tmp_path: Path, cli: Cli) -> None:

@@ -145,3 +145,29 @@ def test_an_http_api_elsewhere_is_taken_with_a_warning() -> None:
     quiet = io.StringIO()
     assert setup.ask_url(setup.Prompter(io.StringIO("http://127.0.0.1:8080\n"), quiet), None)
     assert "clear text" not in quiet.getvalue()
+
+
+def test_a_token_no_request_could_carry_is_asked_again() -> None:
+    out = io.StringIO()
+    prompter = setup.Prompter(io.StringIO("tökén\ngood-token\n"), out)
+    assert setup.ask_token(prompter, None) == "good-token"
+    assert "printable ASCII" in out.getvalue()
+
+
+def test_setup_that_cannot_write_says_so_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The config's folder is not writable (a plain user running setup): a sentence, exit 2."""
+
+    def refuse(path: Path, *_: object, **__: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(setup, "write_atomically", refuse)
+    monkeypatch.setattr("sys.stdin", io.StringIO("127.0.0.1:9000\nhttps://api.example.org\nt0k\n"))
+    config = tmp_path / "gateway.toml"
+    argv = ["--config", str(config), "setup", "--discover-to", "127.0.0.1:9", "--timeout", "0.2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {tmp_path / 'token'}: Permission denied" in err
+    assert "Traceback" not in err
+    assert not config.exists()

@@ -173,6 +173,7 @@ def test_gateway_only_then_setup_then_an_upgrade(installed: Installed, tmp_path:
             "restart printer-gateway.service",
         ]
         assert API_TOKEN not in right.stdout + right.stderr
+        assert _processes_showing(API_TOKEN) == []
     assert (mode(etc / "gateway.toml"), mode(etc / "token")) == ("0o640", "0o600")
     assert (etc / "token").read_text() == f"{API_TOKEN}\n"
     config = (etc / "gateway.toml").read_text()
@@ -261,7 +262,7 @@ def test_web_app_mode_sets_up_and_pauses_a_print_with_no_token_on_display(
         )
         assert setup.returncode == 0, setup.stdout + setup.stderr
         assert re.search(r"^ok +API http://127\.0\.0\.1:\d+: .*accepted", setup.stdout, re.M)
-        assert "The web app: http://" in setup.stdout
+        assert f"The web app: http://127.0.0.1:{port}/ (on this machine" in setup.stdout
         assert f"sudo cat {token_file}" in setup.stdout
         config = (installed.etc / "gateway.toml").read_text()
         assert f'url = "http://127.0.0.1:{port}"' in config
