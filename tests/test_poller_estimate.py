@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.messages import Temperature
@@ -337,6 +337,8 @@ def test_marks_are_taken_once_even_when_a_step_jumps_over_several() -> None:
     st.lists(st.tuples(st.floats(0.0, 5.0), st.floats(0.0, 600.0)), min_size=1, max_size=80),
     st.lists(st.floats(-10.0, 1e5), max_size=3),
 )
+# Found by Hypothesis: a step of the smallest float over 2 s is a rate of 0.0 (underflow)
+@example(steps=[(5e-324, 0.0), (5e-324, 2.0)], history=[])
 def test_never_negative_and_null_until_trustworthy(
     steps: list[tuple[float, float]], history: list[float]
 ) -> None:

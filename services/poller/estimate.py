@@ -172,12 +172,14 @@ def _total(anchors: tuple[Onset, ...], percent: float, print_s: float) -> float 
     for anchor in anchors:
         if anchor.percent <= min(SLOW_START_PERCENT, percent * 0.5):
             reference = anchor
+    total = None
     if percent > reference.percent and print_s > reference.print_s:
         rate = (percent - reference.percent) / (print_s - reference.print_s)
-        return print_s + (100.0 - percent) / rate
-    if print_s > 0.0:
-        return print_s * 100.0 / percent
-    return None
+        if rate > 0.0:  # a step too small for a float's precision is no rate at all
+            total = print_s + (100.0 - percent) / rate
+    elif print_s > 0.0:
+        total = print_s * 100.0 / percent
+    return total if total is not None and math.isfinite(total) else None
 
 
 def _stable(state: Estimator, percent: float) -> bool:
