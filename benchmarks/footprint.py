@@ -130,7 +130,10 @@ def _services(supervisord: int) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _simulators(n: int, printing: bool) -> Iterator[list[SimulatorThread]]:
+def _simulators(
+    n: int, printing: bool, heater_tau_s: float = 0.5
+) -> Iterator[list[SimulatorThread]]:
+    """`n` simulated printers, each printing a ten-hour job when `printing`."""
     with contextlib.ExitStack() as stack:
         sims = []
         for _ in range(n):
@@ -138,7 +141,7 @@ def _simulators(n: int, printing: bool) -> Iterator[list[SimulatorThread]]:
             # Heaters that settle within the warm-up: the window measures a print under way,
             # not its start (a start, the end of its warm-up, a pause and an end each cost
             # one journal write of a few pages: per print, not per status).
-            model.nozzle.tau_s = model.bed.tau_s = 0.5
+            model.nozzle.tau_s = model.bed.tau_s = heater_tau_s
             sim = stack.enter_context(SimulatorThread(PrinterSimulator(model)))
             if printing:
                 sim.call(partial(model.start_print, PrintJob(duration_s=36_000)))

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from benchmarks.footprint import _cpu_s, _proc_value
-from simulator import PrinterModel, PrinterSimulator, PrintJob, SimulatorThread
+from benchmarks.footprint import _cpu_s, _proc_value, _simulators
+from simulator import SimulatorThread
 from tests.support.cli import Cli
 from tests.support.configs import write_config
 from tests.support.http import TOKEN, ApiThread
@@ -41,19 +41,6 @@ def _percentiles(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return f"p50 {statistics.median(ordered) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
-
-
-@contextlib.contextmanager
-def _simulators(n: int) -> Iterator[list[SimulatorThread]]:
-    with contextlib.ExitStack() as stack:
-        sims = []
-        for _ in range(n):
-            model = PrinterModel()
-            model.nozzle.tau_s = model.bed.tau_s = 0.05
-            sim = stack.enter_context(SimulatorThread(PrinterSimulator(model)))
-            sim.call(partial(model.start_print, PrintJob(duration_s=36_000)))
-            sims.append(sim)
-        yield sims
 
 
 @contextlib.contextmanager
@@ -93,7 +80,10 @@ def _pauses_on_wire(sim: SimulatorThread, since: float) -> float | None:
 
 
 def _latencies(root: Path, broker: Broker, n: int) -> tuple[list[float], list[float], list[float]]:
-    with _simulators(1) as [sim], ApiThread(root / "api.db") as api:
+    with (
+        _simulators(1, printing=True, heater_tau_s=0.05) as [sim],
+        ApiThread(root / "api.db") as api,
+    ):
         config = write_config(
             root,
             {"rex1": {"port": sim.port, "poll_interval_s": 1.0}},
@@ -139,7 +129,10 @@ def _latencies(root: Path, broker: Broker, n: int) -> tuple[list[float], list[fl
 def _footprint(root: Path, broker: Broker, printers: int, seconds: float) -> dict[str, float]:
     """PSS (MiB) and CPU (% of a core) of the API-side process, with and without [mqtt]."""
     figures = {}
-    with _simulators(printers) as sims, ApiThread(root / "api.db") as api:
+    with (
+        _simulators(printers, printing=True, heater_tau_s=0.05) as sims,
+        ApiThread(root / "api.db") as api,
+    ):
         table = {f"p{i}": {"port": s.port, "poll_interval_s": 1.0} for i, s in enumerate(sims)}
         for name, mqtt in (("without", None), ("with", {"url": broker.url, "topic_prefix": P})):
             folder = root / name

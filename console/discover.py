@@ -38,18 +38,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def split_target(text: str) -> tuple[str, int]:
-    """``HOST[:PORT]`` -> (host, port); ValueError naming the problem."""
+def host_and_port(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST[:PORT]`` -> (host, port), `default_port` when none is given; ValueError
+    naming the problem."""
     host, sep, port_text = text.rpartition(":")
     if not sep:
         host, port_text = text, ""
     if not host:
-        raise ValueError(f"--to {text!r}: no host")
+        raise ValueError("no host")
     if not port_text:
-        return host, discovery.UNICAST_PORT
+        return host, default_port
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"--to {text!r}: the port must be 1..65535")
+        raise ValueError("the port must be 1..65535")
     return host, int(port_text)
+
+
+def split_target(text: str) -> tuple[str, int]:
+    """``--to HOST[:PORT]`` -> (host, port); ValueError naming the option and the problem."""
+    try:
+        return host_and_port(text, discovery.UNICAST_PORT)
+    except ValueError as err:
+        raise ValueError(f"--to {text!r}: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:

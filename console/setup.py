@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import getpass
-import ipaddress
 import os
 import pwd
 import shutil
@@ -50,7 +49,9 @@ from console import discover_net as net
 from console import discover_report as report
 from gateway.config import (
     Config,
+    check_api_url,
     find_config_path,
+    in_clear_text,
     load_config,
     parse_config,
     register_secrets,
@@ -319,12 +320,11 @@ def pick(answer: str, found: Sequence[report.Found]) -> list[PrinterChoice]:
         return _from_found(list(dict.fromkeys(chosen)))
     if any(c.isspace() for c in answer) or "/" in answer:
         raise ValueError(f"{answer!r} is not an address (like 192.168.1.50)")
-    host, sep, port_text = answer.rpartition(":")
-    if not sep:
-        host, port_text = answer, str(report.DEFAULT_TCP_PORT)
-    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"{answer!r} is not an address (like 192.168.1.50 or 192.168.1.50:8899)")
-    port = int(port_text)
+    try:
+        host, port = discover_cli.host_and_port(answer, report.DEFAULT_TCP_PORT)
+    except ValueError:
+        example = "like 192.168.1.50 or 192.168.1.50:8899"
+        raise ValueError(f"{answer!r} is not an address ({example})") from None
     return [PrinterChoice("printer1", f"Printer at {host}", host, port, "typed in at setup")]
 
 
@@ -352,14 +352,14 @@ def ask_url(prompter: Prompter, before: str | None) -> str:
     """The API's address: http:// or https:// and a host (the earlier config's, offered)."""
     for _ in range(ATTEMPTS):
         url = prompter.ask("The API's address (like https://printers.example.org/api)", before)
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme in ("http", "https") and parts.hostname:
-            if parts.scheme == "http" and not _loopback(parts.hostname):
-                prompter.say(
-                    "  Note: over http:// the token travels in clear text; https:// is safer."
-                )
-            return url
-        prompter.say("  It starts with https:// (or http://) and names a host.")
+        try:
+            check_api_url(url)
+        except ConfigError:
+            prompter.say("  It starts with https:// (or http://) and names a host.")
+            continue
+        if in_clear_text(url):
+            prompter.say("  Note: over http:// the token travels in clear text; https:// is safer.")
+        return url
     raise SetupAborted("no API address")
 
 
@@ -475,13 +475,6 @@ def _resolves(host: str, port: int) -> bool:
     except (OSError, UnicodeError):
         return False
     return True
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _readable_token(path: Path) -> bool:

@@ -200,6 +200,14 @@ WRAPPER
 chmod 0755 "$bin_dir/printer-gateway.new"
 mv "$bin_dir/printer-gateway.new" "$bin_dir/printer-gateway"
 
+# Both units run in a sandbox: the system read-only but for the folders named in each unit's
+# ReadWritePaths (the runtime directory is systemd's), no home directories, a private /tmp,
+# no privilege gained.
+sandbox="NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes"
+
 cat > "$unit_dir/printer-gateway.service" <<UNIT
 [Unit]
 Description=printer-gateway: watch and control 3D printers, report to an HTTP API
@@ -216,12 +224,7 @@ RuntimeDirectory=printer-gateway
 RuntimeDirectoryMode=0700
 UMask=0077
 ExecStart=$cli up
-# A sandbox: the system read-only but for the gateway's own data and logs (the runtime
-# directory is systemd's), no home directories, a private /tmp, no privilege gained.
-NoNewPrivileges=yes
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
+$sandbox
 ReadWritePaths=$data $logs
 KillSignal=SIGTERM
 TimeoutStopSec=60
@@ -245,10 +248,7 @@ User=$user
 Group=$user
 UMask=0077
 ExecStart=$cli api --host $listen_host --port $listen_port --db $data/web-app/api.db --token-file $etc/web-app-token
-NoNewPrivileges=yes
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
+$sandbox
 ReadWritePaths=$data/web-app
 Restart=always
 RestartSec=5

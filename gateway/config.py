@@ -345,6 +345,13 @@ def _is_loopback(host: str) -> bool:
         return host.lower() in _LOOPBACK_NAMES
 
 
+def in_clear_text(url: str) -> bool:
+    """Whether a request to `url` carries its token readable on the way: plain http:// to
+    anything but this machine."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+
+
 def _readable_by_others(path: Path) -> int | None:
     """The file's mode when group or others may read it, else None (also when missing)."""
     try:
@@ -387,10 +394,10 @@ def security_warnings(config: Config, config_path: Path) -> list[str]:
                 f"api.token_file {config.api.token_file} can be read by other users "
                 f"(mode {mode:o}): chmod 600 it"
             )
-    parts = urllib.parse.urlsplit(config.api.url)
-    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+    if in_clear_text(config.api.url):
+        host = urllib.parse.urlsplit(config.api.url).hostname
         warnings.append(
-            f"api.url sends the token in clear text to {parts.hostname}: use https:// "
+            f"api.url sends the token in clear text to {host}: use https:// "
             "(anyone on the network path can read it)"
         )
     try:
@@ -511,7 +518,7 @@ def _url_host(host: str) -> str:
 
 
 def _normalise(config: Config, base_dir: Path) -> Config:
-    _check_url(config.api.url)
+    check_api_url(config.api.url)
     if config.mqtt is not None:
         parts = urllib.parse.urlsplit(config.mqtt.url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
@@ -592,7 +599,8 @@ def listen_address(listen: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _check_url(url: str) -> None:
+def check_api_url(url: str) -> None:
+    """ConfigError naming ``api.url`` unless `url` is http:// or https:// with a host."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("api.url", f"{url!r} is not an http:// or https:// URL with a host")

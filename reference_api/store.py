@@ -79,25 +79,21 @@ CREATE INDEX IF NOT EXISTS commands_by_printer ON commands(gateway_id, printer_i
 CREATE INDEX IF NOT EXISTS records_by_kind_age ON records(kind, received_at);
 CREATE INDEX IF NOT EXISTS records_jobs ON records(gateway_id, printer_id, received_at)
     WHERE kind = 'job';
-CREATE TABLE IF NOT EXISTS samples (
-    gateway_id TEXT NOT NULL,
-    printer_id TEXT NOT NULL,
-    ts_ms INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    nozzle REAL, nozzle_target REAL, bed REAL, bed_target REAL, progress REAL,
-    PRIMARY KEY (gateway_id, printer_id, ts_ms)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS samples_age ON samples(ts_ms);
-CREATE TABLE IF NOT EXISTS history (
-    gateway_id TEXT NOT NULL,
-    printer_id TEXT NOT NULL,
-    ts_ms INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    nozzle REAL, nozzle_target REAL, bed REAL, bed_target REAL, progress REAL,
-    PRIMARY KEY (gateway_id, printer_id, ts_ms)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS history_age ON history(ts_ms);
 """
+# The charts' two tables, one shape: `samples` at full rate for the recent hours, `history`
+# one sample per step after that (retention moves rows from the first to the second).
+_CHART_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    gateway_id TEXT NOT NULL,
+    printer_id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    nozzle REAL, nozzle_target REAL, bed REAL, bed_target REAL, progress REAL,
+    PRIMARY KEY (gateway_id, printer_id, ts_ms)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {name}_age ON {name}(ts_ms);
+"""
+_SCHEMA += _CHART_TABLE.format(name="samples") + _CHART_TABLE.format(name="history")
 SAMPLE_COLUMNS = "ts_ms, state, nozzle, nozzle_target, bed, bed_target, progress"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import re
 import socket
-import subprocess
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from console.cli import main
 from console.discover import split_target
 from gateway.config import Config, parse_config
 from gateway.discovery import DiscoveryReply, Probe, encode_reply, lan_probes
-from tests.support.cli import Cli
+from tests.support.cli import Cli, discoverable_sim
 
 ESC = "\x1b"
 
@@ -194,20 +193,8 @@ def test_a_socket_failing_while_receiving_is_reported_not_a_traceback(
 def simulator(request: pytest.FixtureRequest, cli: Cli) -> Iterator[tuple[int, int]]:
     """``printer-gateway sim --port 0 --discovery-port 0 [--name NAME]``: (tcp, udp) ports."""
     name: str = getattr(request, "param", "REX II Sim")
-    argv = cli.argv("sim", "--port", "0", "--discovery-port", "0", "--name", name)
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", process.stdout.readline())
-            udp = re.search(r"discovery on 127\.0\.0\.1:(\d+)/udp", process.stdout.readline())
-            assert tcp
-            assert udp
-            yield int(tcp[1]), int(udp[1])
-        finally:
-            process.terminate()
-            assert process.wait(timeout=10) == 0
+    with discoverable_sim(cli.argv("sim", "--name", name)) as ports:
+        yield ports
 
 
 def _config_from(output: str) -> Config:

@@ -4,11 +4,11 @@ client; the reference API with the right and a wrong token; a closed port; the b
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
+from console.demo import free_port
 from gateway.config import load_config
 from gateway.health import PrinterHealth, write_printer
 from gateway.layout import Layout
@@ -20,12 +20,6 @@ from tests.support.http import TOKEN, ApiThread
 from tests.support.mosquitto import Broker
 
 pytestmark = pytest.mark.e2e
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # nobody listens once it is closed
 
 
 def check(config: Path) -> tuple[int, str]:
@@ -122,7 +116,8 @@ def test_the_api_with_a_wrong_token_and_a_closed_port(
         assert "HTTP 401: the API refuses the token" in line(out, "API")
         assert "not-the-token" not in out
     config = configs.write(
-        {"rex1": sim.port}, api_url=f"http://127.0.0.1:{_closed_port()}", token=TOKEN
+        {"rex1": sim.port},
+        api_url=f"http://127.0.0.1:{free_port()}",  # closed again: nobody listens, token=TOKEN
     )
     code, out = check(config)
     assert code == 1

@@ -21,18 +21,20 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.support.http import ApiThread
+from console.demo import free_port
+from tests.support.cli import discoverable_sim
+from tests.support.http import ApiThread, answers
 from tests.support.waiting import wait_for
 
 # Each test installs a virtualenv (pip, from the local cache): minutes on a loaded machine.
@@ -104,24 +106,9 @@ def installed(tmp_path: Path) -> Iterator[Installed]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def simulator(installed: Installed, *extra: str) -> Iterator[tuple[int, int]]:
+def simulator(installed: Installed, *extra: str) -> AbstractContextManager[tuple[int, int]]:
     """The simulator, from the installed command, answering discovery: (tcp, udp) ports."""
-    process = installed.start(
-        "sim", "--port", "0", "--discovery-port", "0", *extra, stdout=subprocess.PIPE
-    )
-    try:
-        assert process.stdout is not None
-        tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", process.stdout.readline())
-        udp = re.search(r"discovery on 127\.0\.0\.1:(\d+)/udp", process.stdout.readline())
-        assert tcp
-        assert udp
-        yield int(tcp[1]), int(udp[1])
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+    return discoverable_sim([str(installed.command), "sim", *extra], env=installed.env)
 
 
 def assert_units_verify(*units: Path) -> None:
@@ -201,12 +188,6 @@ def test_gateway_only_then_setup_then_an_upgrade(installed: Installed, tmp_path:
     assert f"kept {etc}/gateway.toml" in second.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _exec_start(unit: Path) -> list[str]:
     line = next(x for x in unit.read_text().splitlines() if x.startswith("ExecStart="))
     return shlex.split(line.removeprefix("ExecStart="))
@@ -230,7 +211,7 @@ def _processes_showing(secret: str) -> list[str]:
 def test_web_app_mode_sets_up_and_pauses_a_print_with_no_token_on_display(
     installed: Installed,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     done = installed.install("--with-web-app", "--web-app-listen", f"127.0.0.1:{port}")
     assert done.returncode == 0, done.stdout + done.stderr
     token_file = installed.etc / "web-app-token"
@@ -243,20 +224,20 @@ def test_web_app_mode_sets_up_and_pauses_a_print_with_no_token_on_display(
         installed.units / "printer-gateway.service", installed.units / "printer-gateway-api.service"
     )
 
-    web_app = subprocess.Popen(
-        _exec_start(installed.units / "printer-gateway-api.service"),
-        env=installed.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {token}"}
-    printer = simulator(installed, "--print", "benchy.gx", "--print-duration", "600")
-    gateway: subprocess.Popen[str] | None = None
-    try:
-        _, udp = printer.__enter__()
-        wait_for(lambda: _answers(url), 20, what="the web app to answer")
+    with contextlib.ExitStack() as running:  # stopped in reverse: gateway, printer, web app
+        web_app = subprocess.Popen(
+            _exec_start(installed.units / "printer-gateway-api.service"),
+            env=installed.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        running.callback(_stop, web_app, signal.SIGKILL, 10)
+        printer = simulator(installed, "--print", "benchy.gx", "--print-duration", "600")
+        _, udp = running.enter_context(printer)
+        wait_for(lambda: answers(url), 20, what="the web app to answer")
         setup = installed.run(
             "setup", "--discover-to", f"127.0.0.1:{udp}", "--timeout", "2", answers="1\n"
         )
@@ -269,6 +250,7 @@ def test_web_app_mode_sets_up_and_pauses_a_print_with_no_token_on_display(
         assert f'token_file = "{token_file}"' in config
 
         gateway = installed.start("up", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        running.callback(_stop, gateway, signal.SIGTERM, 60)
 
         def printing() -> dict[str, Any] | None:
             rows = requests.get(f"{url}/v1/printers", headers=auth, timeout=5).json()["printers"]
@@ -292,20 +274,11 @@ def test_web_app_mode_sets_up_and_pauses_a_print_with_no_token_on_display(
         assert wait_for(outcome, 60, what="the pause's result") == "done"
         assert requests.get(f"{url}/v1/printers", timeout=5).status_code == 401
         assert _processes_showing(token) == []
-    finally:
-        if gateway is not None:
-            os.killpg(gateway.pid, signal.SIGTERM)
-            gateway.wait(timeout=60)
-        printer.__exit__(None, None, None)
-        os.killpg(web_app.pid, signal.SIGKILL)
-        web_app.wait(timeout=10)
     leftovers = [p for p in _processes_showing(str(installed.root)) if p.endswith("cmdline")]
     assert leftovers == []
 
 
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=1)
-    except requests.ConnectionError:
-        return False
-    return True
+def _stop(process: subprocess.Popen[Any], sig: int, within_s: float) -> None:
+    """`sig` to the process's whole session (it was started in one of its own)."""
+    os.killpg(process.pid, sig)
+    process.wait(timeout=within_s)

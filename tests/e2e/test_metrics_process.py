@@ -7,7 +7,6 @@ taken (reported, the process keeps running, served once it is free). Loopback on
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,50 +17,31 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from console.demo import free_port
 from gateway.health import ServiceProblems
 from simulator import PrintJob, SimulatorThread
-from tests.support.cli import Cli
 from tests.support.configs import write_config
 from tests.support.http import TOKEN, ApiThread
+from tests.support.processes import Services
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Gateway:
+class Gateway(Services):
     """The API side with the metrics service and the printer side, as real processes."""
 
     def __init__(self, tmp_path: Path, api: ApiThread, sim: SimulatorThread, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.runtime = tmp_path / "run"
-        self.config = write_config(
+        config = write_config(
             tmp_path,
             {"rex1": {"port": sim.port, "poll_interval_s": 0.3, "probe_interval_s": 1}},
             api_url=api.url,
             token=TOKEN,
             metrics={"listen": f"127.0.0.1:{port}"},
         )
-        self.log = (tmp_path / "services.log").open("ab")
-        self.cli = Cli(self.config)
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *more: str) -> None:
-        self.processes[name] = self.cli.start(
-            "run", name, *more, stdout=subprocess.DEVNULL, stderr=self.log
-        )
-
-    def stop_all(self) -> list[int]:
-        codes = []
-        for process in self.processes.values():
-            process.terminate()
-            codes.append(process.wait(20))
-        return codes
+        super().__init__(config, tmp_path / "services.log")
 
     def scrape(self) -> list[Sample]:
         """Every sample of one GET /metrics, parsed by prometheus-client."""
@@ -97,7 +77,6 @@ def gateway(
         yield running
     finally:
         codes = running.stop_all()
-        running.log.close()
         assert codes == [0] * len(codes), codes
 
 

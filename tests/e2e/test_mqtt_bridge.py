@@ -7,7 +7,6 @@ the config removed from Home Assistant."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from tests.support.cli import Cli
 from tests.support.configs import write_config
 from tests.support.http import TOKEN, ApiThread
 from tests.support.mosquitto import Broker, Watcher
+from tests.support.processes import Services
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -30,11 +30,11 @@ D = "homeassistant"
 NODE = "gw_rex1"
 
 
-class Gateway:
+class Gateway(Services):
     """The printer side and the API side (`run uplink control bridge`) as real processes."""
 
     def __init__(self, tmp_path: Path, api: ApiThread, sim: SimulatorThread, broker: Broker):
-        self.config = write_config(
+        config = write_config(
             tmp_path,
             {"rex1": {"port": sim.port, "poll_interval_s": 0.3, "probe_interval_s": 1}},
             api_url=api.url,
@@ -42,22 +42,7 @@ class Gateway:
             limits={"max_nozzle_c": 240, "max_bed_c": 100},
             mqtt={"url": broker.url, "topic_prefix": P},
         )
-        self.log = (tmp_path / "services.log").open("ab")
-        self.cli = Cli(self.config)
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *more: str) -> None:
-        self.processes[name] = self.cli.start(
-            "run", name, *more, stdout=subprocess.DEVNULL, stderr=self.log
-        )
-
-    def stop(self, name: str) -> int:
-        process = self.processes.pop(name)
-        process.terminate()
-        return process.wait(20)
-
-    def stop_all(self) -> list[int]:
-        return [self.stop(name) for name in list(self.processes)]
+        super().__init__(config, tmp_path / "services.log")
 
 
 @contextmanager
@@ -71,7 +56,6 @@ def gateway(
         yield running
     finally:
         codes = running.stop_all()
-        running.log.close()
         assert codes == [0] * len(codes), codes
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -27,11 +26,10 @@ from gateway.messages import Status, Temperature
 from tests.support.caddy import Caddy, need_caddy
 from tests.support.cli import Cli
 from tests.support.http import answers
+from tests.support.programs import BROWSER_ARGS, CHROMIUM, need
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 
 
 @contextmanager
@@ -169,10 +167,7 @@ def test_web_app_over_https_through_the_shipped_caddyfile(tmp_path: Path) -> Non
 
 def test_the_page_in_a_browser_through_the_proxy(tmp_path: Path) -> None:
     need_caddy()
-    if CHROMIUM is None:
-        if os.environ.get("PRINTER_GATEWAY_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium is required here (PRINTER_GATEWAY_REQUIRE_BROWSER=1)")
-        pytest.skip("no chromium here (CI installs it: apt-get install chromium)")
+    chromium_path = need(CHROMIUM, "chromium", "PRINTER_GATEWAY_REQUIRE_BROWSER")
     from playwright.sync_api import expect, sync_playwright
 
     token = secrets.token_urlsafe(32)
@@ -184,7 +179,7 @@ def test_the_page_in_a_browser_through_the_proxy(tmp_path: Path) -> None:
     ):
         body = {"gateway_id": "home", "records": msgspec.to_builtins([printing()])}
         assert requests.post(f"{api}/v1/records", json=body, headers=bearer, timeout=5).ok
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        chromium = playwright.chromium.launch(executable_path=chromium_path, args=BROWSER_ARGS)
         try:
             # Caddy's local CA is not in this browser's store: the certificate itself was
             # checked above; here the page's own behaviour behind the proxy is the point.

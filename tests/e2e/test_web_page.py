@@ -6,7 +6,6 @@ history, stale data greyed out, and printer text that is never markup."""
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,27 +21,17 @@ from simulator import PrintJob, SimulatorThread
 from simulator.server import NASTY_FILE, NASTY_NAME
 from tests.support.http import TOKEN, ApiThread
 from tests.support.processes import running
+from tests.support.programs import BROWSER_ARGS, CHROMIUM
 from tests.support.waiting import wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and os.environ.get("PRINTER_GATEWAY_REQUIRE_BROWSER") != "1":
     pytest.skip(
         "no chromium here (CI installs it: apt-get install chromium)", allow_module_level=True
     )
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = os.environ.get("PRINTER_GATEWAY_SCREENSHOTS")  # a folder: README pictures
 
 

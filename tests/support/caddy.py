@@ -13,10 +13,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
 import requests
 
 from console.demo import free_port
+from tests.support.programs import need
 from tests.support.waiting import wait_for
 
 CADDY = shutil.which("caddy")
@@ -43,11 +43,7 @@ GLOBAL_OPTIONS = """{{
 
 def need_caddy() -> str:
     """Caddy's executable, or skip (fail in CI) with the reason."""
-    if CADDY is None:
-        if os.environ.get("PRINTER_GATEWAY_REQUIRE_CADDY") == "1":
-            pytest.fail("caddy is required here (PRINTER_GATEWAY_REQUIRE_CADDY=1)")
-        pytest.skip("no caddy here (CI installs it: apt-get install caddy)")
-    return CADDY
+    return need(CADDY, "caddy", "PRINTER_GATEWAY_REQUIRE_CADDY")
 
 
 def recipe(site: str, upstream: str) -> str:

@@ -7,9 +7,11 @@ defined here once. ``Cli(config)`` puts ``--config CONFIG`` before every verb.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -73,3 +75,28 @@ class Cli:
     ) -> asyncio.subprocess.Process:
         """``start`` for async code."""
         return await asyncio.create_subprocess_exec(*self.argv(*args), stdout=stdout, stderr=stderr)
+
+
+@contextlib.contextmanager
+def discoverable_sim(
+    command: Sequence[str], env: Mapping[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
+    """``<command> sim --port 0 --discovery-port 0`` (the command: this checkout's or an
+    installed one, with any further sim options after ``sim``), answering discovery on
+    loopback: its (tcp, udp) ports. Stopped with SIGTERM on exit, and must exit 0."""
+    argv = list(command)
+    verb = argv.index("sim")
+    argv[verb + 1 : verb + 1] = ["--port", "0", "--discovery-port", "0"]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    ) as process:
+        try:
+            assert process.stdout is not None
+            tcp = re.search(r"listening on 127\.0\.0\.1:(\d+)", process.stdout.readline())
+            udp = re.search(r"discovery on 127\.0\.0\.1:(\d+)/udp", process.stdout.readline())
+            assert tcp
+            assert udp
+            yield int(tcp[1]), int(udp[1])
+        finally:
+            process.terminate()
+            assert process.wait(timeout=10) == 0

@@ -7,7 +7,6 @@ so there a missing broker fails; elsewhere the tests that need one are skipped, 
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -16,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from console.demo import free_port
 from console.demo_broker import mosquitto
+from tests.support.programs import need
 from tests.support.waiting import wait_for
 
 MOSQUITTO = mosquitto()
@@ -26,17 +25,7 @@ MOSQUITTO = mosquitto()
 
 def need_mosquitto() -> str:
     """The broker's executable, or skip (fail in CI) with the reason."""
-    if MOSQUITTO is None:
-        if os.environ.get("PRINTER_GATEWAY_REQUIRE_MOSQUITTO") == "1":
-            pytest.fail("mosquitto is required here (PRINTER_GATEWAY_REQUIRE_MOSQUITTO=1)")
-        pytest.skip("no mosquitto here (CI installs it: apt-get install mosquitto)")
-    return MOSQUITTO
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return need(MOSQUITTO, "mosquitto", "PRINTER_GATEWAY_REQUIRE_MOSQUITTO")
 
 
 class Broker:
@@ -45,7 +34,7 @@ class Broker:
 
     def __init__(self, folder: Path) -> None:
         self.executable = need_mosquitto()
-        self.port = _free_port()
+        self.port = free_port()
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"

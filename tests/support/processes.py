@@ -23,7 +23,46 @@ from tests.support.http import TOKEN, ApiThread
 from tests.support.waiting import wait_for
 
 
-class Gateway:
+class Services:
+    """The services of one config, each ``run NAME...`` a real process that can be stopped,
+    killed and started again; their stderr goes to `log`."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.cli = Cli(config)
+        self.log: IO[bytes] = log.open("ab")
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *more: str) -> None:
+        """`run name [more...]`: one process running these services, known by `name`."""
+        self.processes[name] = self.cli.start(
+            "run", name, *more, stdout=subprocess.DEVNULL, stderr=self.log
+        )
+
+    def stop(self, name: str) -> int:
+        """SIGTERM one process; its exit code."""
+        process = self.processes.pop(name)
+        process.terminate()
+        return process.wait(timeout=20)
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop_all(self) -> list[int]:
+        """SIGTERM every process at once; their exit codes. The log is closed."""
+        codes = []
+        for process in self.processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            codes.append(process.wait(timeout=20))
+        self.processes.clear()
+        self.log.close()
+        return codes
+
+
+class Gateway(Services):
     """The three services under test, each a real process that can be killed and restarted."""
 
     def __init__(
@@ -35,7 +74,7 @@ class Gateway:
         flavor: str = "v1",
         more_printers: dict[str, int] | None = None,
     ) -> None:
-        self.config = write_config(
+        config = write_config(
             tmp_path,
             {"rex1": sim.port, **(more_printers or {})},
             api_url=api_url,
@@ -43,30 +82,7 @@ class Gateway:
             api={"flavor": flavor},
             control={"command_ttl_s": ttl_s},
         )
-        self.cli = Cli(self.config)
-        self.log: IO[bytes] = (tmp_path / "services.log").open("ab")
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *more: str) -> None:
-        """`run name [more...]`: one process running these services, known by `name`."""
-        self.processes[name] = self.cli.start(
-            "run", name, *more, stdout=subprocess.DEVNULL, stderr=self.log
-        )
-
-    def kill(self, name: str) -> None:
-        process = self.processes.pop(name)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-
-    def stop_all(self) -> list[int]:
-        codes = []
-        for process in self.processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            codes.append(process.wait(timeout=15))
-        self.processes.clear()
-        self.log.close()
-        return codes
+        super().__init__(config, tmp_path / "services.log")
 
 
 @contextmanager
